@@ -1,0 +1,3 @@
+//! bulkhead (being written).
+
+pub mod error;

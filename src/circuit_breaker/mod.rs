@@ -1,0 +1,3 @@
+//! circuit_breaker (being written).
+
+pub mod error;

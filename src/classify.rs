@@ -1,0 +1,113 @@
+//! What counts as a success, a failure or neither.
+//!
+//! The circuit breaker asks a [`Classify`] about every finished call. Without one
+//! ([`DefaultClassifier`]) `Ok` is a success and `Err` a failure. A classifier can also say
+//! [`Outcome::Ignored`]: the call is not counted at all (opossum's `errorFilter`, resilience4j's
+//! ignored exceptions), for example a 404 or a validation error that says nothing about the
+//! upstream's health.
+//!
+//! ```
+//! use harden::classify::{classify_fn, Outcome};
+//!
+//! // An HTTP-ish response: 5xx, 408 and 429 are failures, 404 is ignored, the rest succeed.
+//! let classifier = classify_fn(|result: Result<&u16, &std::io::Error>| match result {
+//!     Ok(&status) if status >= 500 || status == 408 || status == 429 => Outcome::Failure,
+//!     Ok(&404) => Outcome::Ignored,
+//!     Ok(_) => Outcome::Success,
+//!     Err(_) => Outcome::Failure,
+//! });
+//! # let _ = classifier;
+//! ```
+
+use std::fmt;
+
+/// How a finished call counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Counts as a success.
+    Success,
+    /// Counts as a failure.
+    Failure,
+    /// Not counted: neither a success nor a failure.
+    Ignored,
+}
+
+/// Decides how a call's result counts.
+pub trait Classify<T, E> {
+    /// The outcome of one call.
+    fn classify(&self, result: Result<&T, &E>) -> Outcome;
+}
+
+/// `Ok` is a success, `Err` a failure.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultClassifier;
+
+impl<T, E> Classify<T, E> for DefaultClassifier {
+    #[inline]
+    fn classify(&self, result: Result<&T, &E>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Failure,
+        }
+    }
+}
+
+/// A classifier made from a function; see [`classify_fn`].
+#[derive(Clone, Copy)]
+pub struct ClassifyFn<F> {
+    f: F,
+}
+
+impl<F> fmt::Debug for ClassifyFn<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClassifyFn").finish_non_exhaustive()
+    }
+}
+
+/// Wrap a function `Fn(Result<&T, &E>) -> Outcome` as a [`Classify`].
+pub fn classify_fn<F>(f: F) -> ClassifyFn<F> {
+    ClassifyFn { f }
+}
+
+impl<F, T, E> Classify<T, E> for ClassifyFn<F>
+where
+    F: Fn(Result<&T, &E>) -> Outcome,
+{
+    #[inline]
+    fn classify(&self, result: Result<&T, &E>) -> Outcome {
+        (self.f)(result)
+    }
+}
+
+/// Whether an error is one of harden's own rejections (open circuit, full bulkhead), which are
+/// never retried: retrying them only adds load to a system that asked for less.
+#[allow(dead_code)]
+pub(crate) fn is_rejection(err: &(dyn std::error::Error + 'static)) -> bool {
+    err.is::<crate::circuit_breaker::error::CircuitOpen>()
+        || err.is::<crate::bulkhead::error::BulkheadFull>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bulkhead::error::BulkheadFull;
+    use crate::circuit_breaker::error::CircuitOpen;
+    use crate::BoxError;
+
+    #[test]
+    fn default_is_ok_success_err_failure() {
+        let c = DefaultClassifier;
+        assert_eq!(Classify::<u8, ()>::classify(&c, Ok(&1)), Outcome::Success);
+        assert_eq!(Classify::<u8, ()>::classify(&c, Err(&())), Outcome::Failure);
+    }
+
+    #[test]
+    fn rejections_are_recognised_through_a_box() {
+        let open: BoxError = Box::new(CircuitOpen::new(None));
+        let full: BoxError = Box::new(BulkheadFull::new());
+        let other: BoxError = "boom".into();
+        assert!(is_rejection(&*open));
+        assert!(is_rejection(&*full));
+        assert!(!is_rejection(&*other));
+    }
+}

@@ -1,0 +1,3 @@
+//! timeout (being written).
+
+pub mod error;
