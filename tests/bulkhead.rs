@@ -167,10 +167,7 @@ async fn concurrent_tasks_never_exceed_the_limit() {
 async fn inner_error_passes_through_boxed_and_releases_the_slot() {
     let layer = BulkheadLayer::new(1);
     let svc = layer.layer(service_fn(|()| async {
-        Err::<(), _>(std::io::Error::new(
-            std::io::ErrorKind::Other,
-            "upstream broke",
-        ))
+        Err::<(), _>(std::io::Error::other("upstream broke"))
     }));
     let err = svc.oneshot(()).await.unwrap_err();
     assert!(!err.is::<BulkheadFull>());
@@ -248,4 +245,15 @@ fn accessors_and_debug() {
     assert!(format!("{svc:?}").contains("max_concurrent: 4"));
     assert!(format!("{layer:?}").contains("in_flight: 0"));
     assert_eq!(svc.into_inner(), 2);
+}
+
+#[test]
+fn services_and_futures_are_send_and_sync_for_axum() {
+    fn assert_send_sync<T: Send + Sync>(_: &T) {}
+    fn assert_send<T: Send>(_: &T) {}
+    let layer = BulkheadLayer::new(1);
+    assert_send_sync(&layer);
+    let mut svc = layer.layer(service_fn(|()| async { Ok::<_, BoxError>(()) }));
+    assert_send_sync(&svc);
+    assert_send(&svc.call(()));
 }

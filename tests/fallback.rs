@@ -35,7 +35,7 @@ async fn every_error_is_replaced_by_default_and_the_fallback_sees_it() {
     for make in [
         (|| "boom".into()) as fn() -> BoxError,
         || Box::new(Rejected),
-        || Box::new(std::io::Error::new(std::io::ErrorKind::Other, "io")),
+        || Box::new(std::io::Error::other("io")),
     ] {
         let expected = format!("fallback for {}", make());
         let svc = layer.layer(failing_with(make));
@@ -51,9 +51,7 @@ async fn predicate_chooses_which_errors_fall_back() {
     let chosen = layer.layer(failing_with(|| Box::new(Rejected)));
     assert_eq!(chosen.oneshot(()).await.unwrap(), "fallback");
 
-    let other = layer.layer(failing_with(|| {
-        Box::new(std::io::Error::new(std::io::ErrorKind::Other, "io"))
-    }));
+    let other = layer.layer(failing_with(|| Box::new(std::io::Error::other("io"))));
     let err = other.oneshot(()).await.unwrap_err();
     // Unchanged: still the same concrete error, not wrapped.
     assert!(err.is::<std::io::Error>(), "{err}");
@@ -139,4 +137,14 @@ fn accessors() {
     assert_eq!(*svc.get_ref(), 2);
     assert!(format!("{svc:?}").starts_with("Fallback"));
     assert_eq!(svc.into_inner(), 2);
+}
+
+#[test]
+fn services_and_futures_are_send_and_sync_for_axum() {
+    fn assert_send_sync<T: Send + Sync>(_: &T) {}
+    fn assert_send<T: Send>(_: &T) {}
+    let mut svc = FallbackLayer::new(|_err: BoxError| async { Ok(String::new()) })
+        .layer(failing_with(|| "boom".into()));
+    assert_send_sync(&svc);
+    assert_send(&svc.call(()));
 }

@@ -68,10 +68,7 @@ async fn elapsed_when_awaited_with_auto_advance() {
 #[tokio::test(start_paused = true)]
 async fn inner_error_passes_through_boxed() {
     let svc = TimeoutLayer::new(SECOND).layer(service_fn(|()| async {
-        Err::<(), _>(std::io::Error::new(
-            std::io::ErrorKind::Other,
-            "upstream broke",
-        ))
+        Err::<(), _>(std::io::Error::other("upstream broke"))
     }));
     let err = svc.oneshot(()).await.unwrap_err();
     assert!(!err.is::<Elapsed>());
@@ -85,10 +82,7 @@ async fn inner_error_passes_through_boxed() {
 async fn inner_error_after_waiting_passes_through() {
     let svc = TimeoutLayer::new(SECOND).layer(service_fn(|()| async {
         sleep(Duration::from_millis(10)).await;
-        Err::<(), _>(std::io::Error::new(
-            std::io::ErrorKind::Other,
-            "late failure",
-        ))
+        Err::<(), _>(std::io::Error::other("late failure"))
     }));
     let err = svc.oneshot(()).await.unwrap_err();
     assert!(err.is::<std::io::Error>());
@@ -148,4 +142,13 @@ fn poll_once<F: Future>(fut: Pin<&mut F>) -> Poll<F::Output> {
     let waker = futures::task::noop_waker();
     let mut cx = Context::from_waker(&waker);
     fut.poll(&mut cx)
+}
+
+#[test]
+fn services_and_futures_are_send_and_sync_for_axum() {
+    fn assert_send_sync<T: Send + Sync>(_: &T) {}
+    fn assert_send<T: Send>(_: &T) {}
+    let mut svc = TimeoutLayer::new(SECOND).layer(service_fn(|()| async { Ok::<_, BoxError>(()) }));
+    assert_send_sync(&svc);
+    assert_send(&svc.call(()));
 }
