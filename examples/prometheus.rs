@@ -124,7 +124,7 @@ async fn breaker_state(State(app): State<App>) -> String {
     format!("{:?}\n", app.breaker.state())
 }
 
-async fn metrics(State(app): State<App>) -> String {
+async fn render_metrics(State(app): State<App>) -> String {
     app.metrics.render()
 }
 
@@ -181,7 +181,7 @@ async fn main() -> Result<(), BoxError> {
 
     let router = Router::new()
         .route("/call", get(call))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(render_metrics))
         .route("/admin/upstream/{mode}", post(set_upstream))
         .route("/admin/breaker", get(breaker_state))
         .with_state(app);
