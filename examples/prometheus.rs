@@ -87,8 +87,9 @@ fn stack(upstream: Arc<Upstream>, breaker: &CircuitBreaker) -> Result<Stack, Box
         .backoff(Backoff::constant(Duration::from_millis(10)))
         .budget(budget)
         .build()?;
-    let fallback = FallbackLayer::new(|err: BoxError| async move { Ok(format!("degraded: {err}")) })
-        .when(|err: &BoxError| err.is::<CircuitOpen>() || err.is::<BulkheadFull>());
+    let fallback =
+        FallbackLayer::new(|err: BoxError| async move { Ok(format!("degraded: {err}")) })
+            .when(|err: &BoxError| err.is::<CircuitOpen>() || err.is::<BulkheadFull>());
     let svc = ServiceBuilder::new()
         .layer(fallback)
         .layer(RetryLayer::new(retry))
@@ -113,7 +114,12 @@ async fn set_upstream(State(app): State<App>, Path(mode): Path<String>) -> (Stat
     let outage = match mode.as_str() {
         "healthy" => false,
         "outage" => true,
-        _ => return (StatusCode::BAD_REQUEST, "mode is healthy or outage\n".into()),
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "mode is healthy or outage\n".into(),
+            )
+        }
     };
     // Relaxed: see Upstream::call.
     app.upstream.outage.store(outage, Ordering::Relaxed);
