@@ -9,8 +9,9 @@
 //! curl -X POST http://127.0.0.1:3000/admin/upstream/healthy
 //! ```
 //!
-//! The stack, outermost first: fallback (answers rejections with a degraded response) → retry
-//! (budgeted) → circuit breaker `upstream` → bulkhead → attempt timeout → upstream. The upstream
+//! The stack, outermost first, every layer named `upstream` in metrics: fallback (answers
+//! rejections with a degraded response) → retry (budgeted) → circuit breaker → bulkhead →
+//! attempt timeout → upstream. The upstream
 //! is healthy (answers at once) or in an outage (fails after a few milliseconds, and every
 //! fourth call hangs until the attempt timeout cuts it off); `POST /admin/upstream/{mode}` flips
 //! it. The port comes from `--port N` or `PORT` (default 0: any free port); the service binds
@@ -89,13 +90,14 @@ fn stack(upstream: Arc<Upstream>, breaker: &CircuitBreaker) -> Result<Stack, Box
         .build()?;
     let fallback =
         FallbackLayer::new(|err: BoxError| async move { Ok(format!("degraded: {err}")) })
-            .when(|err: &BoxError| err.is::<CircuitOpen>() || err.is::<BulkheadFull>());
+            .when(|err: &BoxError| err.is::<CircuitOpen>() || err.is::<BulkheadFull>())
+            .name("upstream");
     let svc = ServiceBuilder::new()
         .layer(fallback)
         .layer(RetryLayer::new(retry))
         .layer(breaker.layer())
-        .layer(BulkheadLayer::new(16))
-        .layer(TimeoutLayer::new(Duration::from_millis(250)))
+        .layer(BulkheadLayer::new(16).name("upstream"))
+        .layer(TimeoutLayer::new(Duration::from_millis(250)).name("upstream"))
         .service(service_fn(move |()| {
             let upstream = upstream.clone();
             async move { upstream.call().await }
