@@ -137,20 +137,17 @@ async fn render_metrics(State(app): State<App>) -> String {
 }
 
 fn port() -> Result<u16, BoxError> {
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "--port" {
-            return Ok(args.next().ok_or("--port needs a value")?.parse()?);
-        }
-        if let Some(value) = arg.strip_prefix("--port=") {
-            return Ok(value.parse()?);
-        }
-        return Err(format!("unknown argument {arg}; usage: prometheus [--port N]").into());
-    }
-    match std::env::var("PORT") {
-        Ok(value) => Ok(value.parse()?),
-        Err(_) => Ok(0),
-    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = match args.as_slice() {
+        [] => match std::env::var("PORT") {
+            Ok(value) => value,
+            Err(_) => return Ok(0),
+        },
+        [flag, value] if flag == "--port" => value.clone(),
+        [arg] if arg.starts_with("--port=") => arg["--port=".len()..].to_string(),
+        _ => return Err("usage: prometheus [--port N]".into()),
+    };
+    Ok(value.parse()?)
 }
 
 #[tokio::main]
