@@ -432,3 +432,22 @@ async fn budget_caps_amplification_under_a_total_outage() {
     assert!(retries > 0);
     assert!(budget.exhausted() > 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn huge_delays_do_not_panic() {
+    let inner = Scripted::new(vec![Err("down")]);
+    let p = RetryPolicy::builder()
+        .max_attempts(3)
+        .max_delay(Duration::MAX)
+        .no_budget()
+        .retry_on(|_: Result<&u16, &BoxError>| RetryDecision::RetryAfter(Duration::MAX))
+        .build()
+        .unwrap();
+    let mut svc = RetryLayer::new(p).layer(inner.clone());
+    ServiceExt::<u32>::ready(&mut svc).await.unwrap();
+    let mut fut = Box::pin(svc.call(0u32));
+    assert!(poll!(fut.as_mut()).is_pending());
+    tokio::time::advance(Duration::from_secs(86_400 * 365)).await;
+    assert!(poll!(fut.as_mut()).is_pending());
+    assert_eq!(inner.calls(), 1);
+}

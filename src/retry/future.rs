@@ -38,8 +38,8 @@ pin_project! {
     enum State<F> {
         // An attempt is in flight.
         Calling { #[pin] future: F },
-        // Sleeping before the next attempt.
-        Waiting { #[pin] sleep: Sleep },
+        // Sleeping before the next attempt (the timer is `Replay::sleep`).
+        Waiting,
         // Waiting for the inner service to be ready for the next attempt.
         Checking,
     }
@@ -58,6 +58,9 @@ pub(crate) struct Replay<S, Req, C, H> {
     /// Attempts started so far.
     pub(crate) attempts: u32,
     pub(crate) previous_delay: Duration,
+    /// The backoff timer, allocated by the first retry that waits and reset by later ones: a
+    /// `Sleep` is over 100 bytes, which a call that is never retried should not carry or move.
+    pub(crate) sleep: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S, Req, C, H> ResponseFuture<S, Req, C, H>
@@ -73,6 +76,19 @@ where
 }
 
 impl<S, Req, C, H> Replay<S, Req, C, H> {
+    fn sleep(&mut self, delay: Duration) {
+        let now = tokio::time::Instant::now();
+        // A delay past what an `Instant` holds (max_delay may be `Duration::MAX`): sleep for 30
+        // years instead, as tokio's own `sleep` does.
+        let deadline = now
+            .checked_add(delay)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
+        match &mut self.sleep {
+            Some(sleep) => sleep.as_mut().reset(deadline),
+            None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+    }
+
     /// The delay before the next attempt, or `None` to return `result` to the caller. Withdraws
     /// from the budget when it says yes.
     fn decide<Res>(&mut self, result: &Result<Res, BoxError>) -> Option<Duration>
@@ -127,13 +143,16 @@ where
                     match replay.decide(&result) {
                         None => return Poll::Ready(result),
                         Some(Duration::ZERO) => this.state.set(State::Checking),
-                        Some(delay) => this.state.set(State::Waiting {
-                            sleep: tokio::time::sleep(delay),
-                        }),
+                        Some(delay) => {
+                            replay.sleep(delay);
+                            this.state.set(State::Waiting);
+                        }
                     }
                 }
-                StateProj::Waiting { sleep } => {
-                    ready!(sleep.poll(cx));
+                StateProj::Waiting => {
+                    if let Some(sleep) = this.replay.as_mut().and_then(|r| r.sleep.as_mut()) {
+                        ready!(sleep.as_mut().poll(cx));
+                    }
                     this.state.set(State::Checking);
                 }
                 StateProj::Checking => {
@@ -165,7 +184,7 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
             State::Calling { .. } => "calling",
-            State::Waiting { .. } => "waiting",
+            State::Waiting => "waiting",
             State::Checking => "checking",
         };
         f.debug_struct("ResponseFuture")

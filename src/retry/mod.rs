@@ -194,6 +194,7 @@ where
             max_attempts: policy.max_attempts,
             attempts: 1,
             previous_delay: std::time::Duration::ZERO,
+            sleep: None,
         });
         ResponseFuture::new(future, replay)
     }
