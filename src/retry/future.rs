@@ -27,9 +27,7 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future>,
-        // `None` when the request cannot be replayed (one attempt only, or the copy hook said no):
-        // then this future is the inner one with its error boxed.
-        replay: Option<Replay<S, Req, C, H>>,
+        replay: Replay<S, Req, C, H>,
     }
 }
 
@@ -45,9 +43,12 @@ pin_project! {
     }
 }
 
-/// What a retry needs, moved into the future only when the request could be copied.
+/// What a retry needs. Written in full by every call (a branch here made the compiler build it
+/// on the stack and copy it); `service` and `request` are `None` when the request cannot be
+/// replayed (one attempt only, or the copy hook said no).
 pub(crate) struct Replay<S, Req, C, H> {
-    pub(crate) service: S,
+    /// A clone of the inner service, made only when the request could be copied.
+    pub(crate) service: Option<S>,
     /// The copy for the next attempt; `None` once no further attempt may be made.
     pub(crate) request: Option<Req>,
     pub(crate) classifier: C,
@@ -67,7 +68,7 @@ impl<S, Req, C, H> ResponseFuture<S, Req, C, H>
 where
     S: Service<Req>,
 {
-    pub(crate) fn new(future: S::Future, replay: Option<Replay<S, Req, C, H>>) -> Self {
+    pub(crate) fn new(future: S::Future, replay: Replay<S, Req, C, H>) -> Self {
         ResponseFuture {
             state: State::Calling { future },
             replay,
@@ -137,9 +138,7 @@ where
             match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
                     let result = ready!(future.poll(cx)).map_err(Into::into);
-                    let Some(replay) = this.replay.as_mut() else {
-                        return Poll::Ready(result);
-                    };
+                    let replay = &mut *this.replay;
                     match replay.decide(&result) {
                         None => return Poll::Ready(result),
                         Some(Duration::ZERO) => this.state.set(State::Checking),
@@ -150,16 +149,17 @@ where
                     }
                 }
                 StateProj::Waiting => {
-                    if let Some(sleep) = this.replay.as_mut().and_then(|r| r.sleep.as_mut()) {
+                    if let Some(sleep) = this.replay.sleep.as_mut() {
                         ready!(sleep.as_mut().poll(cx));
                     }
                     this.state.set(State::Checking);
                 }
                 StateProj::Checking => {
-                    let Some(replay) = this.replay.as_mut() else {
-                        unreachable!("only a future that can replay leaves `Calling`")
+                    let replay = &mut *this.replay;
+                    let Some(service) = replay.service.as_mut() else {
+                        unreachable!("`decide` checked that the future can replay")
                     };
-                    if let Err(e) = ready!(replay.service.poll_ready(cx)) {
+                    if let Err(e) = ready!(service.poll_ready(cx)) {
                         return Poll::Ready(Err(e.into()));
                     }
                     let Some(request) = replay.request.take() else {
@@ -169,7 +169,7 @@ where
                     if replay.attempts < replay.max_attempts {
                         replay.request = replay.copy.copy_request(&request);
                     }
-                    let future = replay.service.call(request);
+                    let future = service.call(request);
                     this.state.set(State::Calling { future });
                 }
             }
@@ -189,7 +189,7 @@ where
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
-            .field("attempts", &self.replay.as_ref().map_or(1, |r| r.attempts))
+            .field("attempts", &self.replay.attempts)
             .finish_non_exhaustive()
     }
 }

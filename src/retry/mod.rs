@@ -184,9 +184,10 @@ where
         };
         // Call the service that was driven to readiness; retries use a clone, readied afresh.
         let future = self.inner.call(request);
-        let replay = copy.map(|request| Replay {
-            service: self.inner.clone(),
-            request: Some(request),
+        let service = copy.as_ref().map(|_| self.inner.clone());
+        let replay = Replay {
+            service,
+            request: copy,
             classifier: policy.classifier.clone(),
             copy: policy.copy.clone(),
             backoff: policy.backoff,
@@ -195,7 +196,7 @@ where
             attempts: 1,
             previous_delay: std::time::Duration::ZERO,
             sleep: None,
-        });
+        };
         ResponseFuture::new(future, replay)
     }
 }
