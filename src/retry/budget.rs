@@ -64,6 +64,27 @@ const SCALE: u64 = 1000;
 #[derive(Clone)]
 pub struct RetryBudget {
     inner: Arc<Inner>,
+    /// One handle per stripe, each its own `Arc` allocation: a response future that may retry
+    /// keeps its thread's handle, so the per-call reference count moves on a per-thread line
+    /// instead of making every thread fight over the reference count of `inner`.
+    handles: Arc<Vec<Arc<Carrier>>>,
+}
+
+/// A reference to the budget with a reference count of its own (see `RetryBudget::handles`).
+#[repr(align(128))]
+struct Carrier {
+    inner: Arc<Inner>,
+}
+
+/// What a response future keeps to withdraw from the budget later.
+pub(crate) struct BudgetHandle(Arc<Carrier>);
+
+impl BudgetHandle {
+    /// [`RetryBudget::try_withdraw`].
+    pub(crate) fn try_withdraw(&self) -> bool {
+        let inner = &self.0.inner;
+        inner.try_withdraw_at(inner.clock.now())
+    }
 }
 
 /// Builder of a [`RetryBudget`]; see its `# Defaults`.
@@ -130,25 +151,34 @@ impl RetryBudgetBuilder {
         let ttl_nanos = duration_to_nanos(self.ttl);
         let reserve = u64::from(self.min_retries_per_sec)
             .saturating_mul(u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX));
+        let inner = Arc::new(Inner {
+            stripes: (0..stripe_count())
+                .map(|_| Stripe(AtomicU64::new(0)))
+                .collect(),
+            withdrawn: AtomicU64::new(0),
+            exhausted: AtomicU64::new(0),
+            last_epoch: AtomicU64::new(0),
+            slots: std::array::from_fn(|_| AtomicU64::new(0)),
+            clock: Clock::new(),
+            slot_nanos: ttl_nanos / SLOTS as u64,
+            // min_retries_per_sec * ttl retries, in thousandths: per second * milliseconds.
+            reserve,
+            // 0 <= ratio <= 10 was checked above: the product fits easily.
+            deposit: (self.retry_ratio * SCALE as f64).round() as u64,
+            ttl: self.ttl,
+            min_retries_per_sec: self.min_retries_per_sec,
+            retry_ratio: self.retry_ratio,
+        });
+        let handles = (0..inner.stripes.len())
+            .map(|_| {
+                Arc::new(Carrier {
+                    inner: inner.clone(),
+                })
+            })
+            .collect();
         Ok(RetryBudget {
-            inner: Arc::new(Inner {
-                stripes: (0..stripe_count())
-                    .map(|_| Stripe(AtomicU64::new(0)))
-                    .collect(),
-                withdrawn: AtomicU64::new(0),
-                exhausted: AtomicU64::new(0),
-                last_epoch: AtomicU64::new(0),
-                slots: std::array::from_fn(|_| AtomicU64::new(0)),
-                clock: Clock::new(),
-                slot_nanos: ttl_nanos / SLOTS as u64,
-                // min_retries_per_sec * ttl retries, in thousandths: per second * milliseconds.
-                reserve,
-                // 0 <= ratio <= 10 was checked above: the product fits easily.
-                deposit: (self.retry_ratio * SCALE as f64).round() as u64,
-                ttl: self.ttl,
-                min_retries_per_sec: self.min_retries_per_sec,
-                retry_ratio: self.retry_ratio,
-            }),
+            inner,
+            handles: Arc::new(handles),
         })
     }
 }
@@ -312,10 +342,22 @@ impl RetryBudget {
     /// Record one request. Lock-free, no clock read: one add to this thread's stripe.
     #[inline]
     pub fn deposit(&self) {
-        let stripes = &self.inner.stripes;
-        let i = thread_stripe() & (stripes.len() - 1);
+        self.deposit_on(thread_stripe() & (self.inner.stripes.len() - 1));
+    }
+
+    #[inline]
+    fn deposit_on(&self, stripe: usize) {
         // Relaxed: a counter; readers tolerate a stale (smaller) sum, which only lowers the balance.
-        stripes[i].0.fetch_add(1, Ordering::Relaxed);
+        self.inner.stripes[stripe].0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Deposit for one request and return this thread's handle, for a later withdrawal.
+    #[inline]
+    pub(crate) fn deposit_and_handle(&self) -> BudgetHandle {
+        let stripe = thread_stripe() & (self.inner.stripes.len() - 1);
+        self.deposit_on(stripe);
+        // `handles` has one entry per stripe.
+        BudgetHandle(self.handles[stripe].clone())
     }
 
     /// Take one retry from the budget: `true` if allowed. A refusal is counted in
@@ -413,6 +455,26 @@ mod tests {
         assert!(b.try_withdraw_at(10 * SEC));
         b.deposit();
         assert!(b.try_withdraw_at(10 * SEC));
+    }
+
+    #[test]
+    fn handles_share_the_budget_and_outlive_it() {
+        let b = budget(10, 1, 0.0);
+        let handles: Vec<_> = (0..b.handles.len())
+            .map(|i| BudgetHandle(b.handles[i].clone()))
+            .collect();
+        let mine = b.deposit_and_handle();
+        drop(b);
+        // The floor is 10 retries per 10 s, whichever handle takes them.
+        let won = handles
+            .iter()
+            .chain(std::iter::once(&mine))
+            .cycle()
+            .take(20)
+            .filter(|h| h.try_withdraw())
+            .count();
+        assert_eq!(won, 10);
+        assert_eq!(mine.0.inner.exhausted.load(Ordering::Relaxed), 10);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::backoff::{random_u64, Backoff};
-use super::budget::RetryBudget;
+use super::budget::BudgetHandle;
 use super::policy::{CopyRequest, RetryClassifier, RetryDecision};
 use crate::classify::is_rejection;
 use crate::BoxError;
@@ -54,7 +54,7 @@ pub(crate) struct Replay<S, Req, C, H> {
     pub(crate) classifier: C,
     pub(crate) copy: H,
     pub(crate) backoff: Backoff,
-    pub(crate) budget: Option<RetryBudget>,
+    pub(crate) budget: Option<BudgetHandle>,
     pub(crate) max_attempts: u32,
     /// Attempts started so far.
     pub(crate) attempts: u32,

@@ -174,9 +174,7 @@ where
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         let policy = &self.policy;
-        if let Some(budget) = &policy.budget {
-            budget.deposit();
-        }
+        let budget = policy.budget.as_ref().map(RetryBudget::deposit_and_handle);
         let copy = if policy.max_attempts > 1 {
             policy.copy.copy_request(&request)
         } else {
@@ -191,7 +189,7 @@ where
             classifier: policy.classifier.clone(),
             copy: policy.copy.clone(),
             backoff: policy.backoff,
-            budget: policy.budget.clone(),
+            budget,
             max_attempts: policy.max_attempts,
             attempts: 1,
             previous_delay: std::time::Duration::ZERO,
