@@ -29,6 +29,7 @@ const MAX_MULTIPLIER: f64 = 1000.0;
 ///
 /// Whatever the jitter, every delay is within `[0, max_delay]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Jitter {
     /// No randomness.
     None,

@@ -73,7 +73,7 @@
 //!
 //! # Errors
 //!
-//! The service's error is [`BoxError`](crate::BoxError): the inner service's error, boxed.
+//! The service's error is [`BoxError`]: the inner service's error, boxed.
 //! Retry adds no error of its own: when attempts run out, the classifier says no, or the budget
 //! is empty, the caller gets the last attempt's own outcome (error *or* response), and an empty
 //! budget is counted in [`RetryBudget::exhausted`]. An error from the inner service's

@@ -18,6 +18,7 @@ pub const DEFAULT_NAME: &str = "retry";
 
 /// What to do after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum RetryDecision {
     /// Return this outcome to the caller.
     DoNotRetry,
