@@ -225,7 +225,8 @@ impl Builder {
                     return Err(ConfigError::new(
                         "rolling_window",
                         format!(
-                            "{window:?} does not split into {buckets} equal buckets of at least 1 ms"
+                            "{window:?} does not split into {buckets} equal buckets of at least 1 ms \
+                             (accepted: a whole multiple of {buckets} ns in [{buckets} ms, 365 days])"
                         ),
                     ));
                 }
