@@ -20,7 +20,7 @@ use super::window::{Counts, Window};
 use super::{State, Stats};
 use crate::classify::Outcome;
 use crate::clock::Clock;
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
 
 const TAG_MASK: u64 = 0b111;
 const COUNT_BITS: u32 = 12;
@@ -402,6 +402,10 @@ impl Core {
             return;
         }
         if !trip {
+            // SeqCst fence between our record and our read of the (striped) window: of two
+            // concurrent judges at least one sees the other's record, so two racing failures
+            // that together reach the threshold cannot both miss it.
+            fence(Ordering::SeqCst);
             let c = self.window.counts(now);
             let total = c.successes + c.failures;
             if total >= self.config.volume && total > 0 {
@@ -495,9 +499,7 @@ impl Core {
     /// Move to `state` from wherever the breaker is (manual control).
     pub(crate) fn set_manual(&self, state: State) {
         if state == State::Closed {
-            self.window.clear();
-            // Relaxed: the transition's Release below publishes it.
-            self.consecutive.0.store(0, Ordering::Relaxed);
+            self.clear_counts();
         }
         // Relaxed: the CAS re-validates.
         let mut cur = self.word.0.load(Ordering::Relaxed);
@@ -515,6 +517,11 @@ impl Core {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => {
+                    if state == State::Closed {
+                        // Again after the CAS: a call of the old generation that recorded and won
+                        // a trip CAS between our first clear and our CAS left its failure behind.
+                        self.clear_counts();
+                    }
                     if w.state != state {
                         self.transitioned(w.state, state);
                     }
@@ -523,6 +530,12 @@ impl Core {
                 Err(actual) => cur = actual,
             }
         }
+    }
+
+    fn clear_counts(&self) {
+        self.window.clear();
+        // Relaxed: published by the Release of the CAS that follows (or preceded) it.
+        self.consecutive.0.store(0, Ordering::Relaxed);
     }
 
     fn transitioned(&self, from: State, to: State) {
