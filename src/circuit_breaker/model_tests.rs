@@ -315,7 +315,7 @@ fn run(cfg: Config, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut model = Model::new(cfg);
     let mut now = 0u64;
     let mut held: Vec<(Permit, MPermit)> = Vec::new();
-    let mut acquire = |core: &Core,
+    let acquire = |core: &Core,
                        model: &mut Model,
                        now: u64|
      -> Result<Option<(Permit, MPermit)>, TestCaseError> {
