@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use harden::circuit_breaker::error::CircuitOpen;
@@ -445,64 +444,6 @@ async fn transitions_are_published_to_subscribers() {
     call(&mut svc, Call::Ok).await.unwrap();
     rx.changed().await.unwrap();
     assert_eq!(*rx.borrow_and_update(), State::Closed);
-}
-
-/// Collects `(level, message, fields)` of every event.
-#[derive(Clone, Default)]
-struct Events(Arc<Mutex<Vec<(tracing::Level, String)>>>);
-
-impl tracing::Subscriber for Events {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        struct Text(String);
-        impl tracing::field::Visit for Text {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                self.0.push_str(&format!("{}={:?} ", field.name(), value));
-            }
-        }
-        let mut text = Text(String::new());
-        event.record(&mut text);
-        self.0
-            .lock()
-            .unwrap()
-            .push((*event.metadata().level(), text.0));
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
-#[tokio::test(start_paused = true)]
-async fn transitions_and_rejections_are_tracing_events() {
-    let events = Events::default();
-    let _guard = tracing::subscriber::set_default(events.clone());
-    let (breaker, mut svc) = build(small().name("payments"));
-    trip(&mut svc, &breaker).await;
-    open_err(call(&mut svc, Call::Ok).await);
-    let events = events.0.lock().unwrap().clone();
-    let info: Vec<_> = events
-        .iter()
-        .filter(|(l, _)| *l == tracing::Level::INFO)
-        .collect();
-    assert_eq!(info.len(), 1, "{events:?}");
-    assert!(
-        info[0].1.contains("breaker=payments")
-            && info[0].1.contains("from=Closed")
-            && info[0].1.contains("to=Open"),
-        "{info:?}"
-    );
-    assert!(
-        events
-            .iter()
-            .any(|(l, t)| *l == tracing::Level::DEBUG && t.contains("rejected")),
-        "{events:?}"
-    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -316,8 +316,8 @@ fn run(cfg: Config, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut now = 0u64;
     let mut held: Vec<(Permit, MPermit)> = Vec::new();
     let acquire = |core: &Core,
-                       model: &mut Model,
-                       now: u64|
+                   model: &mut Model,
+                   now: u64|
      -> Result<Option<(Permit, MPermit)>, TestCaseError> {
         let real = core.try_acquire(now);
         let expected = model.acquire(now);
