@@ -330,6 +330,7 @@ mod tests {
     fn default_breaker_fits_in_two_kib() {
         let breaker = CircuitBreaker::builder().build().unwrap();
         let bytes = breaker.heap_bytes();
+        println!("heap bytes per default breaker: {bytes}");
         assert!(bytes <= 2048, "{bytes} bytes");
     }
 
