@@ -265,7 +265,11 @@ impl Core {
                 start,
             });
         }
-        self.acquire_slow(cur, now())
+        match tag_state(cur) {
+            // No clock read for a forced-open breaker: nothing about it depends on time.
+            State::ForcedOpen => Err(self.reject(None)),
+            _ => self.acquire_slow(cur, now()),
+        }
     }
 
     /// [`try_acquire_with`](Self::try_acquire_with) with a known `now`.
