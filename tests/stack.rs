@@ -288,6 +288,36 @@ async fn bulkhead_full_exactly_one_attempt() {
     assert_eq!(upstream.calls(), 1);
 }
 
+#[tokio::test(start_paused = true)]
+async fn bulkhead_rejections_do_not_trip_the_breaker() {
+    // A burst of local overload says nothing about the upstream: it must not open the circuit.
+    let breaker = breaker(2);
+    let bulkhead = BulkheadLayer::new(1);
+    let layer = Resilience::new()
+        .retry(retry(3, 10 * MS))
+        .circuit_breaker(breaker.layer())
+        .bulkhead(bulkhead.clone())
+        .build()
+        .unwrap();
+    let mut hanging = layer.layer(Upstream::new(Behaviour::Hang));
+    let held = hanging.ready().await.unwrap().call(());
+    let healthy = Upstream::new(Behaviour::Succeed);
+    for _ in 0..5 {
+        let err = layer.layer(healthy.clone()).oneshot(()).await.unwrap_err();
+        assert!(err.is::<BulkheadFull>(), "{err}");
+    }
+    assert_eq!(breaker.state(), State::Closed);
+    let stats = breaker.stats();
+    assert_eq!(
+        (stats.failures, stats.successes, stats.rejections),
+        (0, 0, 0)
+    );
+
+    drop(held);
+    assert_eq!(layer.layer(healthy.clone()).oneshot(()).await.unwrap(), 1);
+    assert_eq!(breaker.stats().successes, 1);
+}
+
 // 4. The total timeout bounds retries including backoff sleeps.
 #[tokio::test(start_paused = true)]
 async fn total_timeout_bounds_retries_and_backoff_sleeps() {
@@ -522,7 +552,11 @@ async fn services_and_clones_from_one_layer_share_breaker_and_bulkhead() {
     assert!(err.is::<BulkheadFull>(), "{err}");
     drop(held);
     assert_eq!(bulkhead.in_flight(), 0);
-    breaker.reset();
+    // Neither the bulkhead's rejection nor the dropped call counted.
+    assert_eq!(
+        (breaker.stats().failures, breaker.stats().successes),
+        (0, 0)
+    );
 
     // Two failures through clones of `a` trip the breaker for `b` and its clones.
     for _ in 0..2 {
