@@ -63,7 +63,7 @@
 //! The service's error is [`BoxError`]: the inner service's error or one of the parts'
 //! rejections ([`Elapsed`](crate::timeout::error::Elapsed),
 //! [`CircuitOpen`](crate::circuit_breaker::error::CircuitOpen),
-//! [`BulkheadFull`](crate::bulkhead::error::BulkheadFull)), unless the fallback turns it into a
+//! [`BulkheadFull`]), unless the fallback turns it into a
 //! response. [`Resilience::build`] returns a [`ConfigError`] when the parts do not fit together:
 //! an attempt timeout longer than the total timeout (retries could never happen), or a breaker
 //! window shorter than twice the attempt timeout (the window would forget a timed-out attempt
