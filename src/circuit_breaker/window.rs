@@ -47,6 +47,9 @@ const FAILURE: usize = 1;
 const SLOW: usize = 2;
 const KINDS: usize = 3;
 const WORDS_PER_LINE: usize = 8;
+/// The per-stripe epoch cache holds `epoch << EPOCH_CACHE_SHIFT | bucket`.
+const EPOCH_CACHE_SHIFT: u32 = 16;
+const EPOCH_CACHE_BUCKET: u64 = (1 << EPOCH_CACHE_SHIFT) - 1;
 
 /// The shape of a window, validated by the breaker's builder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,7 +172,8 @@ struct TimeWindow {
     lines: Box<[Line]>,
     /// A power of two.
     stripes: usize,
-    /// Words per stripe: `buckets * KINDS` rounded up to whole lines.
+    /// Words per stripe: `buckets * KINDS` counters and one [`EPOCH_CACHE`] word, rounded up to
+    /// whole lines.
     stride: usize,
     buckets: u64,
     bucket_nanos: u64,
@@ -183,7 +187,7 @@ impl TimeWindow {
         let buckets = u64::from(buckets.max(1));
         let bucket_nanos = (duration_to_nanos(window) / buckets).max(1);
         let stripes = stripes.clamp(1, MAX_STRIPES).next_power_of_two();
-        let words = buckets as usize * KINDS;
+        let words = buckets as usize * KINDS + 1;
         let stride = words.div_ceil(WORDS_PER_LINE) * WORDS_PER_LINE;
         let lines = (0..stripes * stride / WORDS_PER_LINE)
             .map(|_| Line::new())
@@ -208,12 +212,33 @@ impl TimeWindow {
 
     #[inline]
     fn record(&self, stripe: usize, now: u64, failure: bool, slow: bool) {
-        let epoch = now / self.bucket_nanos;
-        let base = stripe * self.stride + (epoch % self.buckets) as usize * KINDS;
+        let (epoch, bucket) = self.locate(stripe, now);
+        let base = stripe * self.stride + bucket * KINDS;
         self.bump(base + if failure { FAILURE } else { SUCCESS }, epoch);
         if slow {
             self.bump(base + SLOW, epoch);
         }
+    }
+
+    /// The epoch of `now` and its bucket. Two 64-bit divisions cost more than the rest of a
+    /// record, so each stripe caches the last answer in one word, `epoch << 16 | bucket`,
+    /// validated against `now` with a multiplication: a stale or foreign value is never trusted.
+    #[inline]
+    fn locate(&self, stripe: usize, now: u64) -> (u64, usize) {
+        let cache = self.word(stripe * self.stride + self.buckets as usize * KINDS);
+        // Relaxed: the value is self-contained and checked below before use.
+        let cached = cache.load(Ordering::Relaxed);
+        let epoch = cached >> EPOCH_CACHE_SHIFT;
+        if now.wrapping_sub(epoch.wrapping_mul(self.bucket_nanos)) < self.bucket_nanos {
+            return (epoch, (cached & EPOCH_CACHE_BUCKET) as usize);
+        }
+        let epoch = now / self.bucket_nanos;
+        let bucket = epoch % self.buckets;
+        if epoch >> (64 - EPOCH_CACHE_SHIFT) == 0 && bucket <= EPOCH_CACHE_BUCKET {
+            // Relaxed: any thread's value is as good as ours; readers validate it.
+            cache.store(epoch << EPOCH_CACHE_SHIFT | bucket, Ordering::Relaxed);
+        }
+        (epoch, bucket as usize)
     }
 
     #[inline]
@@ -267,11 +292,14 @@ impl TimeWindow {
     }
 
     fn clear(&self) {
-        for line in self.lines.iter() {
-            for word in &line.0 {
+        for stripe in 0..self.stripes {
+            let base = stripe * self.stride;
+            // Counters only: the epoch cache after them is not a count.
+            for index in base..base + self.buckets as usize * KINDS {
                 // Relaxed: zeroes the count and keeps the epoch in one atomic step; a concurrent
                 // record lands wholly before or wholly after it.
-                word.fetch_and(!self.count_mask, Ordering::Relaxed);
+                self.word(index)
+                    .fetch_and(!self.count_mask, Ordering::Relaxed);
             }
         }
     }
