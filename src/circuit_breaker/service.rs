@@ -5,18 +5,33 @@ use tower_service::Service;
 
 use super::core::Core;
 use super::future::{Guard, ResponseFuture};
+use super::window::thread_token;
 use super::CircuitBreaker;
 use crate::classify::Classify;
 use crate::sync::Arc;
 use crate::BoxError;
 
-/// What a service clone shares with its futures: the breaker and the classifier.
+/// What a service shares with its futures: the breaker and the classifier.
 ///
-/// NOTE: each service clone has its own `Local` (made in `Clone`), so the per-call refcount bump
-/// lands on a line private to that clone, not on one shared by every thread.
+/// NOTE: every call bumps the refcount of its service's `Local`. So that threads never bump one
+/// shared line, a `Local` belongs to the thread that made it (`home`): clones share it (cloning
+/// allocates nothing, which matters to a retry that clones its inner service per call), and a
+/// service called on another thread first takes a `Local` of its own there (once per service per
+/// thread it moves to; axum's per-connection clones pay it on their first request).
 pub(crate) struct Local<C> {
     pub(crate) core: Arc<Core>,
     pub(crate) classifier: C,
+    home: usize,
+}
+
+impl<C: Clone> Local<C> {
+    fn here(core: Arc<Core>, classifier: C) -> Arc<Self> {
+        Arc::new(Local {
+            core,
+            classifier,
+            home: thread_token(),
+        })
+    }
 }
 
 /// A service guarded by a circuit breaker; made by [`CircuitBreakerLayer`](super::CircuitBreakerLayer).
@@ -29,10 +44,7 @@ impl<S, C: Clone> CircuitBreakerService<S, C> {
     pub(crate) fn new(inner: S, breaker: &CircuitBreaker, classifier: C) -> Self {
         CircuitBreakerService {
             inner,
-            local: Arc::new(Local {
-                core: breaker.core().clone(),
-                classifier,
-            }),
+            local: Local::here(breaker.core().clone(), classifier),
         }
     }
 }
@@ -58,10 +70,7 @@ impl<S: Clone, C: Clone> Clone for CircuitBreakerService<S, C> {
     fn clone(&self) -> Self {
         CircuitBreakerService {
             inner: self.inner.clone(),
-            local: Arc::new(Local {
-                core: self.local.core.clone(),
-                classifier: self.local.classifier.clone(),
-            }),
+            local: Arc::clone(&self.local),
         }
     }
 }
@@ -79,7 +88,7 @@ impl<S, C, Req> Service<Req> for CircuitBreakerService<S, C>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
-    C: Classify<S::Response, S::Error>,
+    C: Classify<S::Response, S::Error> + Clone,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -91,6 +100,9 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
+        if self.local.home != thread_token() {
+            self.local = Local::here(self.local.core.clone(), self.local.classifier.clone());
+        }
         let core = &self.local.core;
         match core.try_acquire_with(|| core.clock.now()) {
             Ok(permit) => {
@@ -98,5 +110,53 @@ where
             }
             Err(open) => ResponseFuture::rejected(open),
         }
+    }
+}
+
+#[cfg(all(test, not(harden_loom)))]
+mod tests {
+    use super::*;
+    use crate::classify::DefaultClassifier;
+    use std::future::Ready;
+
+    type Svc = CircuitBreakerService<
+        tower::util::ServiceFn<fn(u8) -> Ready<Result<u8, BoxError>>>,
+        DefaultClassifier,
+    >;
+
+    fn service() -> Svc {
+        let breaker = CircuitBreaker::builder().build().unwrap();
+        let f: fn(u8) -> Ready<Result<u8, BoxError>> = |x| std::future::ready(Ok(x));
+        CircuitBreakerService::new(tower::service_fn(f), &breaker, DefaultClassifier)
+    }
+
+    // Regression: each clone allocated its own `Local`, so a retry cloning its inner service per
+    // call allocated on every call.
+    #[test]
+    fn clones_share_their_threads_local_and_calls_elsewhere_take_their_own() {
+        let mut a = service();
+        let b = a.clone();
+        assert!(Arc::ptr_eq(&a.local, &b.local), "a clone allocates nothing");
+        drop(a.call(1));
+        assert!(
+            Arc::ptr_eq(&a.local, &b.local),
+            "a call at home keeps the shared Local"
+        );
+
+        let mut moved = b.clone();
+        let moved = std::thread::spawn(move || {
+            drop(moved.call(2));
+            moved
+        })
+        .join()
+        .unwrap();
+        assert!(
+            !Arc::ptr_eq(&moved.local, &b.local),
+            "a call on another thread re-homes"
+        );
+        assert!(
+            Arc::ptr_eq(&moved.local.core, &b.local.core),
+            "same breaker"
+        );
     }
 }

@@ -110,12 +110,7 @@ impl Window {
     #[inline]
     pub(crate) fn record(&self, now: u64, failure: bool, slow: bool) {
         match &self.kind {
-            Kind::Time(w) => w.record(
-                stripe_of_this_thread() & (w.stripes - 1),
-                now,
-                failure,
-                slow,
-            ),
+            Kind::Time(w) => w.record(thread_token() & (w.stripes - 1), now, failure, slow),
             Kind::Count(w) => w.record(failure, slow),
         }
     }
@@ -389,10 +384,10 @@ fn default_stripes() -> usize {
 }
 
 /// A number fixed per thread on first use, handed out in order, so the first threads land on
-/// different stripes.
+/// different stripes. Also tells a service which thread its per-thread state belongs to.
 #[cfg(not(harden_loom))]
 #[inline]
-fn stripe_of_this_thread() -> usize {
+pub(crate) fn thread_token() -> usize {
     use std::cell::Cell;
     use std::sync::atomic::AtomicUsize;
 
@@ -414,7 +409,7 @@ fn stripe_of_this_thread() -> usize {
 /// Under loom every thread uses stripe 0 unless a model picks one with `record_in`: the
 /// interesting races are on one word.
 #[cfg(harden_loom)]
-fn stripe_of_this_thread() -> usize {
+pub(crate) fn thread_token() -> usize {
     0
 }
 
