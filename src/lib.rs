@@ -23,6 +23,7 @@ pub mod classify;
 pub(crate) mod clock;
 mod error;
 pub mod fallback;
+pub mod metrics;
 pub mod retry;
 pub(crate) mod sync;
 pub mod timeout;

@@ -2,11 +2,13 @@
 //! can be model-checked. (`--cfg loom` is not used: it would switch tokio to its own loom mode.)
 
 #[cfg(harden_loom)]
+#[allow(unused_imports)]
 pub(crate) use loom::sync::{
     atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
     Arc,
 };
 #[cfg(not(harden_loom))]
+#[allow(unused_imports)]
 pub(crate) use std::sync::{
     atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
     Arc,

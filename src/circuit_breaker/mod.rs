@@ -1,3 +1,5 @@
 //! circuit_breaker (being written).
 
 pub mod error;
+#[allow(dead_code)]
+pub(crate) mod window;

@@ -1,0 +1,719 @@
+//! The lock-free rolling window of call outcomes the breaker judges.
+//!
+//! Two kinds:
+//!
+//! - **time-based** (the default): `buckets` buckets of `window / buckets` each. A bucket that is a
+//!   whole window old is reset lazily by the first call that needs its slot, so failures age out
+//!   with no timer and no background task.
+//! - **count-based**: the last `calls` outcomes.
+//!
+//! ## Time-based layout
+//!
+//! Every counter is one `AtomicU64` that holds the bucket's *epoch* (`now / bucket_len`, in full)
+//! in its high bits and the count in its low bits. A record is one compare-and-swap on one word
+//! that either adds 1 (same epoch) or starts the slot over at 1 (older epoch), so the epoch and the
+//! count always change together: no outcome is lost to a concurrent rotation, none is counted twice,
+//! and none lands in a bucket it does not belong to. A record whose epoch is older than the slot's
+//! (a thread that read the clock, then stalled for a whole window) has aged out and is dropped.
+//!
+//! The count has `log2(bucket_len) + 4` bits: more than one call per nanosecond per stripe would be
+//! needed to fill it, and it saturates rather than spill into the epoch. The epoch has the rest,
+//! which covers at least 2^60 ns (36 years) of clock, which starts at boot or at the breaker's
+//! creation.
+//!
+//! Counters are striped the way Java's `LongAdder` is: every thread writes to its own copy of
+//! the buckets (cache-line aligned), chosen once per thread, so two threads recording into one
+//! breaker do not fight over one cache line. Readers add the stripes up. Stripes are
+//! `available_parallelism()` rounded up to a power of two, at most [`MAX_STRIPES`].
+//!
+//! ## Count-based layout
+//!
+//! A ring of `calls` words, each holding the sequence number of the call it records and the
+//! outcome bits; a shared sequence counter hands out positions. A ring cannot be striped without
+//! losing "the last N", so concurrent recorders share that counter's cache line: prefer the
+//! time-based window where throughput across threads matters.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::clock::duration_to_nanos;
+use crate::sync::{AtomicU64, Ordering};
+
+/// The most stripes a time-based window uses (4 × 256 bytes for the default 10 buckets).
+pub(crate) const MAX_STRIPES: usize = 4;
+
+const SUCCESS: usize = 0;
+const FAILURE: usize = 1;
+const SLOW: usize = 2;
+const KINDS: usize = 3;
+const WORDS_PER_LINE: usize = 8;
+
+/// The shape of a window, validated by the breaker's builder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WindowSpec {
+    /// `buckets` buckets of `window / buckets`.
+    Time { window: Duration, buckets: u32 },
+    /// The last `calls` outcomes.
+    Count { calls: u32 },
+}
+
+/// Totals over a window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) successes: u64,
+    pub(crate) failures: u64,
+    pub(crate) slow: u64,
+}
+
+impl Counts {
+    /// Calls counted: successes plus failures (slow calls are among them).
+    #[allow(dead_code)]
+    pub(crate) fn calls(&self) -> u64 {
+        self.successes + self.failures
+    }
+}
+
+/// A rolling window of outcomes; recording and reading take no lock.
+#[derive(Debug)]
+pub(crate) struct Window {
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Time(TimeWindow),
+    Count(CountWindow),
+}
+
+impl Window {
+    /// A window of the given shape, striped for this machine.
+    pub(crate) fn new(spec: WindowSpec) -> Window {
+        Window::with_stripes(spec, default_stripes())
+    }
+
+    /// A window with an explicit number of stripes (rounded up to a power of two, at least 1).
+    pub(crate) fn with_stripes(spec: WindowSpec, stripes: usize) -> Window {
+        let kind = match spec {
+            WindowSpec::Time { window, buckets } => {
+                Kind::Time(TimeWindow::new(window, buckets, stripes))
+            }
+            WindowSpec::Count { calls } => Kind::Count(CountWindow::new(calls)),
+        };
+        Window { kind }
+    }
+
+    /// Record one finished call at `now` (nanoseconds of the crate clock): a success unless
+    /// `failure`, and also a slow call if `slow`.
+    #[inline]
+    pub(crate) fn record(&self, now: u64, failure: bool, slow: bool) {
+        match &self.kind {
+            Kind::Time(w) => w.record(
+                stripe_of_this_thread() & (w.stripes - 1),
+                now,
+                failure,
+                slow,
+            ),
+            Kind::Count(w) => w.record(failure, slow),
+        }
+    }
+
+    /// Record into a chosen stripe; lets models exercise same-stripe and cross-stripe races.
+    #[cfg(any(test, harden_loom))]
+    pub(crate) fn record_in(&self, stripe: usize, now: u64, failure: bool, slow: bool) {
+        match &self.kind {
+            Kind::Time(w) => w.record(stripe & (w.stripes - 1), now, failure, slow),
+            Kind::Count(w) => w.record(failure, slow),
+        }
+    }
+
+    /// Totals over the window as seen at `now`.
+    pub(crate) fn counts(&self, now: u64) -> Counts {
+        match &self.kind {
+            Kind::Time(w) => w.counts(now),
+            Kind::Count(w) => w.counts(),
+        }
+    }
+
+    /// Forget everything recorded so far. Each counter a racing record touches is either
+    /// cleared or kept whole; its outcome and its slow mark are two counters, so one may survive
+    /// without the other (the breaker ignores results that straddle a close anyway).
+    pub(crate) fn clear(&self) {
+        match &self.kind {
+            Kind::Time(w) => w.clear(),
+            Kind::Count(w) => w.clear(),
+        }
+    }
+
+    /// Heap bytes this window owns.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        match &self.kind {
+            Kind::Time(w) => std::mem::size_of_val(&*w.lines),
+            Kind::Count(w) => std::mem::size_of_val(&*w.slots),
+        }
+    }
+}
+
+/// One cache line of counters, so stripes never share a line.
+#[repr(align(64))]
+#[derive(Debug)]
+struct Line([AtomicU64; WORDS_PER_LINE]);
+
+impl Line {
+    fn new() -> Line {
+        Line(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+#[derive(Debug)]
+struct TimeWindow {
+    lines: Box<[Line]>,
+    /// A power of two.
+    stripes: usize,
+    /// Words per stripe: `buckets * KINDS` rounded up to whole lines.
+    stride: usize,
+    buckets: u64,
+    bucket_nanos: u64,
+    /// Bits of the count; the epoch sits above them.
+    shift: u32,
+    count_mask: u64,
+}
+
+impl TimeWindow {
+    fn new(window: Duration, buckets: u32, stripes: usize) -> TimeWindow {
+        let buckets = u64::from(buckets.max(1));
+        let bucket_nanos = (duration_to_nanos(window) / buckets).max(1);
+        let stripes = stripes.clamp(1, MAX_STRIPES).next_power_of_two();
+        let words = buckets as usize * KINDS;
+        let stride = words.div_ceil(WORDS_PER_LINE) * WORDS_PER_LINE;
+        let lines = (0..stripes * stride / WORDS_PER_LINE)
+            .map(|_| Line::new())
+            .collect();
+        // floor(log2(bucket)) + 4 bits of count; capped so the epoch keeps at least 4 bits.
+        let shift = (63 - bucket_nanos.leading_zeros() + 4).min(60);
+        TimeWindow {
+            lines,
+            stripes,
+            stride,
+            buckets,
+            bucket_nanos,
+            shift,
+            count_mask: (1 << shift) - 1,
+        }
+    }
+
+    #[inline]
+    fn word(&self, index: usize) -> &AtomicU64 {
+        &self.lines[index / WORDS_PER_LINE].0[index % WORDS_PER_LINE]
+    }
+
+    #[inline]
+    fn record(&self, stripe: usize, now: u64, failure: bool, slow: bool) {
+        let epoch = now / self.bucket_nanos;
+        let base = stripe * self.stride + (epoch % self.buckets) as usize * KINDS;
+        self.bump(base + if failure { FAILURE } else { SUCCESS }, epoch);
+        if slow {
+            self.bump(base + SLOW, epoch);
+        }
+    }
+
+    #[inline]
+    fn bump(&self, index: usize, epoch: u64) {
+        let word = self.word(index);
+        // Relaxed: the word is a self-contained counter; nothing else is published through it,
+        // and the CAS below orders every change to it.
+        let mut current = word.load(Ordering::Relaxed);
+        loop {
+            let tag = current >> self.shift;
+            let next = if tag == epoch {
+                if current & self.count_mask == self.count_mask {
+                    return; // saturated; never spill into the epoch bits
+                }
+                current + 1
+            } else if tag < epoch {
+                (epoch << self.shift) | 1
+            } else {
+                return; // the slot moved on a whole window: this outcome has aged out
+            };
+            // Relaxed: as above; success and failure only need the word's own modification order.
+            match word.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    fn counts(&self, now: u64) -> Counts {
+        let epoch = now / self.bucket_nanos;
+        let mut totals = [0u64; KINDS];
+        for stripe in 0..self.stripes {
+            for bucket in 0..self.buckets as usize {
+                let base = stripe * self.stride + bucket * KINDS;
+                for (kind, total) in totals.iter_mut().enumerate() {
+                    // Relaxed: a statistic; each word is read whole, and a word written after
+                    // this read would have been just as valid a result.
+                    let value = self.word(base + kind).load(Ordering::Relaxed);
+                    let tag = value >> self.shift;
+                    if tag <= epoch && epoch - tag < self.buckets {
+                        *total += value & self.count_mask;
+                    }
+                }
+            }
+        }
+        Counts {
+            successes: totals[SUCCESS],
+            failures: totals[FAILURE],
+            slow: totals[SLOW],
+        }
+    }
+
+    fn clear(&self) {
+        for line in self.lines.iter() {
+            for word in &line.0 {
+                // Relaxed: zeroes the count and keeps the epoch in one atomic step; a concurrent
+                // record lands wholly before or wholly after it.
+                word.fetch_and(!self.count_mask, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+const FAILURE_BIT: u64 = 1;
+const SLOW_BIT: u64 = 2;
+const SEQ_SHIFT: u32 = 2;
+
+#[derive(Debug)]
+struct CountWindow {
+    /// `(sequence + 1) << 2 | slow << 1 | failure`; 0 is an empty slot.
+    slots: Box<[AtomicU64]>,
+    /// The next sequence number to hand out.
+    next: AtomicU64,
+    /// Sequence numbers below this were cleared.
+    floor: AtomicU64,
+}
+
+impl CountWindow {
+    fn new(calls: u32) -> CountWindow {
+        CountWindow {
+            slots: (0..calls.max(1)).map(|_| AtomicU64::new(0)).collect(),
+            next: AtomicU64::new(0),
+            floor: AtomicU64::new(0),
+        }
+    }
+
+    fn record(&self, failure: bool, slow: bool) {
+        // Relaxed: only needs a unique number; the slot's own CAS publishes the outcome.
+        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        let value = ((seq + 1) << SEQ_SHIFT)
+            | if failure { FAILURE_BIT } else { 0 }
+            | if slow { SLOW_BIT } else { 0 };
+        let slot = &self.slots[(seq % self.slots.len() as u64) as usize];
+        // Relaxed: the slot is self-contained; the CAS keeps whichever record is newer.
+        let mut current = slot.load(Ordering::Relaxed);
+        while current >> SEQ_SHIFT < seq + 1 {
+            match slot.compare_exchange_weak(current, value, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    fn counts(&self) -> Counts {
+        // Relaxed: a statistic; slots newer than `end` are skipped, so the result is a window of
+        // at most `calls` outcomes all recorded by the time of these loads.
+        let end = self.next.load(Ordering::Relaxed);
+        let start = end
+            .saturating_sub(self.slots.len() as u64)
+            .max(self.floor.load(Ordering::Relaxed));
+        let mut counts = Counts::default();
+        for slot in self.slots.iter() {
+            let value = slot.load(Ordering::Relaxed);
+            let seq_plus_one = value >> SEQ_SHIFT;
+            if seq_plus_one > start && seq_plus_one <= end {
+                if value & FAILURE_BIT != 0 {
+                    counts.failures += 1;
+                } else {
+                    counts.successes += 1;
+                }
+                if value & SLOW_BIT != 0 {
+                    counts.slow += 1;
+                }
+            }
+        }
+        counts
+    }
+
+    fn clear(&self) {
+        // Relaxed: every call numbered before this load is forgotten; fetch_max keeps racing
+        // clears from moving the floor back.
+        let end = self.next.load(Ordering::Relaxed);
+        self.floor.fetch_max(end, Ordering::Relaxed);
+    }
+}
+
+fn default_stripes() -> usize {
+    static STRIPES: OnceLock<usize> = OnceLock::new();
+    *STRIPES.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .clamp(1, MAX_STRIPES)
+            .next_power_of_two()
+    })
+}
+
+/// A number fixed per thread on first use, handed out in order, so the first threads land on
+/// different stripes.
+#[cfg(not(harden_loom))]
+#[inline]
+fn stripe_of_this_thread() -> usize {
+    use std::cell::Cell;
+    use std::sync::atomic::AtomicUsize;
+
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    std::thread_local! {
+        static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    STRIPE.with(|stripe| {
+        let mut value = stripe.get();
+        if value == usize::MAX {
+            // Relaxed: only uniqueness matters, not ordering with other memory.
+            value = NEXT.fetch_add(1, Ordering::Relaxed);
+            stripe.set(value);
+        }
+        value
+    })
+}
+
+/// Under loom every thread uses stripe 0 unless a model picks one with `record_in`: the
+/// interesting races are on one word.
+#[cfg(harden_loom)]
+fn stripe_of_this_thread() -> usize {
+    0
+}
+
+#[cfg(all(test, not(harden_loom)))]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::VecDeque;
+
+    const MS: u64 = 1_000_000;
+
+    fn time_window(window_ms: u64, buckets: u32, stripes: usize) -> Window {
+        Window::with_stripes(
+            WindowSpec::Time {
+                window: Duration::from_millis(window_ms),
+                buckets,
+            },
+            stripes,
+        )
+    }
+
+    #[test]
+    fn failures_age_out_bucket_by_bucket() {
+        let w = time_window(1000, 10, 1);
+        w.record(0, true, false);
+        w.record(150 * MS, false, true);
+        assert_eq!(
+            w.counts(150 * MS),
+            Counts {
+                successes: 1,
+                failures: 1,
+                slow: 1
+            }
+        );
+        // At 1000 ms the bucket [0, 100) has left the window; [100, 200) has not.
+        assert_eq!(w.counts(1000 * MS).failures, 0);
+        assert_eq!(w.counts(1000 * MS).successes, 1);
+        assert_eq!(w.counts(1100 * MS), Counts::default());
+    }
+
+    #[test]
+    fn slot_reuse_starts_from_zero() {
+        let w = time_window(1000, 10, 1);
+        w.record(5 * MS, true, false);
+        w.record(5 * MS, true, false);
+        // Same slot, one window later.
+        w.record(1005 * MS, true, false);
+        assert_eq!(w.counts(1005 * MS).failures, 1);
+    }
+
+    #[test]
+    fn a_record_older_than_its_slot_is_dropped() {
+        let w = time_window(1000, 10, 1);
+        w.record(1005 * MS, false, false);
+        w.record(5 * MS, true, false); // stale clock reading, a window behind
+        assert_eq!(
+            w.counts(1005 * MS),
+            Counts {
+                successes: 1,
+                failures: 0,
+                slow: 0
+            }
+        );
+    }
+
+    #[test]
+    fn clear_forgets_and_later_records_count() {
+        let w = time_window(1000, 10, 2);
+        w.record_in(0, 10 * MS, true, true);
+        w.record_in(1, 10 * MS, false, false);
+        w.clear();
+        assert_eq!(w.counts(10 * MS), Counts::default());
+        w.record_in(1, 10 * MS, true, false);
+        assert_eq!(w.counts(10 * MS).failures, 1);
+    }
+
+    #[test]
+    fn count_window_keeps_the_last_n() {
+        let w = Window::new(WindowSpec::Count { calls: 3 });
+        for failure in [true, true, false, false, true] {
+            w.record(0, failure, false);
+        }
+        assert_eq!(
+            w.counts(0),
+            Counts {
+                successes: 2,
+                failures: 1,
+                slow: 0
+            }
+        );
+        w.clear();
+        assert_eq!(w.counts(0), Counts::default());
+        w.record(0, false, true);
+        assert_eq!(
+            w.counts(0),
+            Counts {
+                successes: 1,
+                failures: 0,
+                slow: 1
+            }
+        );
+    }
+
+    #[test]
+    fn default_window_is_small() {
+        let w = Window::new(WindowSpec::Time {
+            window: Duration::from_secs(10),
+            buckets: 10,
+        });
+        // 30 counters round up to 4 cache lines per stripe.
+        assert!(w.heap_bytes() <= MAX_STRIPES * 256, "{}", w.heap_bytes());
+    }
+
+    #[test]
+    fn huge_buckets_do_not_overflow_the_layout() {
+        let w = time_window(u64::MAX / 1_000_000 / 2, 1, 1);
+        w.record(u64::MAX / 4, true, false);
+        assert_eq!(w.counts(u64::MAX / 4).failures, 1);
+    }
+
+    #[test]
+    fn threads_on_their_own_stripes_lose_nothing() {
+        let w = std::sync::Arc::new(time_window(10_000, 10, 4));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let w = w.clone();
+                std::thread::spawn(move || {
+                    for i in 0..10_000u64 {
+                        w.record(5 * MS, i % 10 == 0, i % 100 == 0);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(
+            w.counts(5 * MS),
+            Counts {
+                successes: 36_000,
+                failures: 4_000,
+                slow: 400
+            }
+        );
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Advance(u64),
+        Record {
+            stripe: usize,
+            failure: bool,
+            slow: bool,
+        },
+        Clear,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0u64..400 * MS).prop_map(Op::Advance),
+            6 => (0usize..4, any::<bool>(), any::<bool>())
+                .prop_map(|(stripe, failure, slow)| Op::Record { stripe, failure, slow }),
+            1 => Just(Op::Clear),
+        ]
+    }
+
+    fn model_counts(records: &[(u64, bool, bool)], keep: impl Fn(u64) -> bool) -> Counts {
+        let mut c = Counts::default();
+        for &(key, failure, slow) in records.iter().filter(|r| keep(r.0)) {
+            if failure {
+                c.failures += 1;
+            } else {
+                c.successes += 1;
+            }
+            if slow {
+                c.slow += 1;
+            }
+        }
+        c
+    }
+
+    proptest! {
+        /// The time window against a list of (epoch, outcome) filtered by age.
+        #[test]
+        fn time_window_matches_a_naive_model(
+            window_ms in 1u64..2_000,
+            buckets in 1u32..12,
+            stripes in 1usize..5,
+            ops in proptest::collection::vec(op(), 1..200),
+        ) {
+            let window_ms = window_ms.max(u64::from(buckets));
+            let w = time_window(window_ms, buckets, stripes);
+            let bucket = window_ms * MS / u64::from(buckets);
+            let mut now = 0u64;
+            let mut records: Vec<(u64, bool, bool)> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Advance(d) => now += d,
+                    Op::Record { stripe, failure, slow } => {
+                        w.record_in(stripe, now, failure, slow);
+                        records.push((now / bucket, failure, slow));
+                    }
+                    Op::Clear => {
+                        w.clear();
+                        records.clear();
+                    }
+                }
+                let epoch = now / bucket;
+                let expected = model_counts(&records, |e| e + u64::from(buckets) > epoch);
+                prop_assert_eq!(w.counts(now), expected);
+            }
+        }
+
+        /// The count window against a queue of the last N outcomes.
+        #[test]
+        fn count_window_matches_a_naive_model(
+            calls in 1u32..20,
+            ops in proptest::collection::vec(op(), 1..200),
+        ) {
+            let w = Window::new(WindowSpec::Count { calls });
+            let mut last: VecDeque<(u64, bool, bool)> = VecDeque::new();
+            for op in ops {
+                match op {
+                    Op::Advance(_) => {}
+                    Op::Record { failure, slow, .. } => {
+                        w.record(0, failure, slow);
+                        last.push_back((0, failure, slow));
+                        if last.len() > calls as usize {
+                            last.pop_front();
+                        }
+                    }
+                    Op::Clear => {
+                        w.clear();
+                        last.clear();
+                    }
+                }
+                let records: Vec<_> = last.iter().copied().collect();
+                prop_assert_eq!(w.counts(0), model_counts(&records, |_| true));
+            }
+        }
+    }
+}
+
+#[cfg(all(test, harden_loom))]
+mod loom_tests {
+    use super::*;
+    use crate::sync::Arc;
+
+    const MS: u64 = 1_000_000;
+
+    fn window() -> Window {
+        // 4 buckets of 100 ms, 2 stripes.
+        Window::with_stripes(
+            WindowSpec::Time {
+                window: Duration::from_millis(400),
+                buckets: 4,
+            },
+            2,
+        )
+    }
+
+    /// Two threads on one word: both outcomes counted, in one bucket.
+    #[test]
+    fn loom_same_word_records_are_not_lost() {
+        loom::model(|| {
+            let w = Arc::new(window());
+            let w2 = w.clone();
+            let t = loom::thread::spawn(move || w2.record_in(0, 10 * MS, true, false));
+            w.record_in(0, 20 * MS, true, false);
+            t.join().unwrap();
+            assert_eq!(w.counts(20 * MS).failures, 2);
+        });
+    }
+
+    /// A record racing with the rotation of its slot to a window later: whatever the
+    /// interleaving, the snapshot at the later time holds exactly the later outcome, and the
+    /// later outcome is counted exactly once.
+    #[test]
+    fn loom_rotation_neither_loses_nor_double_counts() {
+        loom::model(|| {
+            let w = Arc::new(window());
+            let w2 = w.clone();
+            let w3 = w.clone();
+            // Slot 0 at epoch 0 (old) and epoch 4 (a window later), plus a second record at 4.
+            let old = loom::thread::spawn(move || w2.record_in(0, 50 * MS, true, false));
+            let new = loom::thread::spawn(move || w3.record_in(0, 410 * MS, false, false));
+            w.record_in(0, 420 * MS, false, true);
+            old.join().unwrap();
+            new.join().unwrap();
+            assert_eq!(
+                w.counts(420 * MS),
+                Counts {
+                    successes: 2,
+                    failures: 0,
+                    slow: 1
+                }
+            );
+        });
+    }
+
+    /// A record racing with clear: each of its counters is kept or forgotten whole (the outcome
+    /// and the slow mark are separate words), and the window stays usable.
+    #[test]
+    fn loom_clear_racing_with_record() {
+        loom::model(|| {
+            let w = Arc::new(window());
+            let w2 = w.clone();
+            let t = loom::thread::spawn(move || w2.record_in(0, 10 * MS, true, true));
+            w.clear();
+            t.join().unwrap();
+            let c = w.counts(10 * MS);
+            assert!(c.failures <= 1 && c.slow <= 1 && c.successes == 0, "{c:?}");
+            w.record_in(0, 10 * MS, true, false);
+            assert_eq!(w.counts(10 * MS).failures, c.failures + 1);
+        });
+    }
+
+    /// The count window keeps the newest outcome of a slot two recorders race for.
+    #[test]
+    fn loom_count_window_keeps_exactly_the_last_n() {
+        loom::model(|| {
+            let w = Arc::new(Window::new(WindowSpec::Count { calls: 1 }));
+            let w2 = w.clone();
+            let t = loom::thread::spawn(move || w2.record(0, true, false));
+            w.record(0, false, false);
+            t.join().unwrap();
+            assert_eq!(w.counts(0).calls(), 1);
+        });
+    }
+}

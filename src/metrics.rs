@@ -1,0 +1,180 @@
+//! Metric names, label values and the glue to the [`metrics`](https://docs.rs/metrics) facade.
+//!
+//! With the feature `metrics`, every breaker, retry, timeout, bulkhead and fallback layer
+//! registers its series once, when it is built, and updates them through the handles; nothing
+//! is looked up per call. The crate never installs a recorder: install one (for example
+//! `metrics-exporter-prometheus`) and call [`describe`] once to give every series its help text
+//! and unit. Without the feature the same calls compile to nothing.
+//!
+//! Every label has a bounded set of values: names are chosen by the user when building a layer,
+//! outcomes and states are the fixed strings in [`labels`].
+//!
+//! | series | type | labels |
+//! |---|---|---|
+//! | `harden_circuit_breaker_state` | gauge, one-hot: 1 for the current state, 0 for the others | `breaker`, `state` |
+//! | `harden_circuit_breaker_calls_total` | counter | `breaker`, `outcome` = success, failure, ignored, rejected |
+//! | `harden_circuit_breaker_slow_calls_total` | counter | `breaker` |
+//! | `harden_circuit_breaker_transitions_total` | counter | `breaker`, `from`, `to` |
+//! | `harden_circuit_breaker_failure_rate` | gauge 0..1, as last judged | `breaker` |
+//! | `harden_call_duration_seconds` | histogram | `breaker` |
+//! | `harden_retry_attempts_total` | counter | `retry`, `outcome` = done, retried, gave_up |
+//! | `harden_retry_budget_exhausted_total` | counter | `retry` |
+//! | `harden_timeouts_total` | counter | `timeout` |
+//! | `harden_bulkhead_in_flight` | gauge | `bulkhead` |
+//! | `harden_bulkhead_rejected_total` | counter | `bulkhead` |
+//! | `harden_fallbacks_total` | counter | `fallback` |
+
+/// The name of every series.
+pub mod names {
+    /// Gauge, one-hot per breaker: 1 for the current state, 0 for the others.
+    pub const CIRCUIT_BREAKER_STATE: &str = "harden_circuit_breaker_state";
+    /// Counter of finished or rejected calls by outcome.
+    pub const CIRCUIT_BREAKER_CALLS: &str = "harden_circuit_breaker_calls_total";
+    /// Counter of calls slower than the breaker's slow-call threshold.
+    pub const CIRCUIT_BREAKER_SLOW_CALLS: &str = "harden_circuit_breaker_slow_calls_total";
+    /// Counter of state transitions by `from` and `to`.
+    pub const CIRCUIT_BREAKER_TRANSITIONS: &str = "harden_circuit_breaker_transitions_total";
+    /// Gauge: failures / calls in the window, as last judged (0..1).
+    pub const CIRCUIT_BREAKER_FAILURE_RATE: &str = "harden_circuit_breaker_failure_rate";
+    /// Histogram of call durations through a breaker, in seconds.
+    pub const CALL_DURATION: &str = "harden_call_duration_seconds";
+    /// Counter of attempts by outcome.
+    pub const RETRY_ATTEMPTS: &str = "harden_retry_attempts_total";
+    /// Counter of retries not made because the retry budget was empty.
+    pub const RETRY_BUDGET_EXHAUSTED: &str = "harden_retry_budget_exhausted_total";
+    /// Counter of calls that timed out.
+    pub const TIMEOUTS: &str = "harden_timeouts_total";
+    /// Gauge of calls in flight through a bulkhead.
+    pub const BULKHEAD_IN_FLIGHT: &str = "harden_bulkhead_in_flight";
+    /// Counter of calls a full bulkhead rejected.
+    pub const BULKHEAD_REJECTED: &str = "harden_bulkhead_rejected_total";
+    /// Counter of errors turned into responses by a fallback.
+    pub const FALLBACKS: &str = "harden_fallbacks_total";
+
+    /// Every series name above.
+    pub const ALL: &[&str] = &[
+        CIRCUIT_BREAKER_STATE,
+        CIRCUIT_BREAKER_CALLS,
+        CIRCUIT_BREAKER_SLOW_CALLS,
+        CIRCUIT_BREAKER_TRANSITIONS,
+        CIRCUIT_BREAKER_FAILURE_RATE,
+        CALL_DURATION,
+        RETRY_ATTEMPTS,
+        RETRY_BUDGET_EXHAUSTED,
+        TIMEOUTS,
+        BULKHEAD_IN_FLIGHT,
+        BULKHEAD_REJECTED,
+        FALLBACKS,
+    ];
+}
+
+/// The fixed label values.
+pub mod labels {
+    /// Values of the `state`, `from` and `to` labels, in the order of the one-hot gauges.
+    pub const STATES: [&str; 5] = ["closed", "open", "half_open", "forced_open", "disabled"];
+    /// Values of the breaker's `outcome` label.
+    pub const CALL_OUTCOMES: [&str; 4] = ["success", "failure", "ignored", "rejected"];
+    /// Values of the retry's `outcome` label: the attempt's result was returned because it was
+    /// not retryable (`done`), another attempt follows (`retried`), or it was retryable but
+    /// attempts or budget ran out (`gave_up`).
+    pub const RETRY_OUTCOMES: [&str; 3] = ["done", "retried", "gave_up"];
+}
+
+/// Give every series its help text and unit in the installed recorder.
+///
+/// Call it once after installing a recorder; without the feature `metrics` it does nothing.
+pub fn describe() {
+    #[cfg(feature = "metrics")]
+    {
+        use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+        describe_gauge!(
+            names::CIRCUIT_BREAKER_STATE,
+            "Circuit breaker state, one-hot: 1 for the current state, 0 for the others"
+        );
+        describe_counter!(
+            names::CIRCUIT_BREAKER_CALLS,
+            Unit::Count,
+            "Calls through a circuit breaker by outcome"
+        );
+        describe_counter!(
+            names::CIRCUIT_BREAKER_SLOW_CALLS,
+            Unit::Count,
+            "Calls slower than the circuit breaker's slow-call threshold"
+        );
+        describe_counter!(
+            names::CIRCUIT_BREAKER_TRANSITIONS,
+            Unit::Count,
+            "Circuit breaker state transitions"
+        );
+        describe_gauge!(
+            names::CIRCUIT_BREAKER_FAILURE_RATE,
+            Unit::Percent,
+            "Failure rate in the rolling window as last judged, 0 to 1"
+        );
+        describe_histogram!(
+            names::CALL_DURATION,
+            Unit::Seconds,
+            "Duration of calls through a circuit breaker"
+        );
+        describe_counter!(
+            names::RETRY_ATTEMPTS,
+            Unit::Count,
+            "Attempts made by a retry layer by outcome"
+        );
+        describe_counter!(
+            names::RETRY_BUDGET_EXHAUSTED,
+            Unit::Count,
+            "Retries not made because the retry budget was empty"
+        );
+        describe_counter!(names::TIMEOUTS, Unit::Count, "Calls that timed out");
+        describe_gauge!(
+            names::BULKHEAD_IN_FLIGHT,
+            Unit::Count,
+            "Calls in flight through a bulkhead"
+        );
+        describe_counter!(
+            names::BULKHEAD_REJECTED,
+            Unit::Count,
+            "Calls rejected by a full bulkhead"
+        );
+        describe_counter!(
+            names::FALLBACKS,
+            Unit::Count,
+            "Errors turned into responses by a fallback"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        for name in names::ALL {
+            assert!(name.starts_with("harden_"), "{name}");
+            assert!(
+                name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{name}"
+            );
+        }
+        let counters = [
+            names::CIRCUIT_BREAKER_CALLS,
+            names::CIRCUIT_BREAKER_SLOW_CALLS,
+            names::CIRCUIT_BREAKER_TRANSITIONS,
+            names::RETRY_ATTEMPTS,
+            names::RETRY_BUDGET_EXHAUSTED,
+            names::TIMEOUTS,
+            names::BULKHEAD_REJECTED,
+            names::FALLBACKS,
+        ];
+        for counter in counters {
+            assert!(counter.ends_with("_total"), "{counter}");
+        }
+    }
+
+    #[test]
+    fn describe_without_a_recorder_is_harmless() {
+        describe();
+    }
+}
