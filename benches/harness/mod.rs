@@ -22,7 +22,8 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::future::Future;
+use std::future::{ready, Future, Ready};
+use tower::{Service, ServiceExt};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -744,6 +745,194 @@ impl MtGroup {
         }
         s
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenario configuration shared by every bench (harden and peers configured alike)
+// ---------------------------------------------------------------------------------------------
+
+/// Open when failures * 100 / calls >= this (harden `error_threshold_percentage`).
+pub const THRESHOLD: f64 = 50.0;
+/// Calls in the window before the rate is judged (harden `volume_threshold`).
+pub const VOLUME: u32 = 20;
+/// Rolling window length (harden `rolling_window(WINDOW, BUCKETS)`).
+pub const WINDOW: Duration = Duration::from_secs(10);
+pub const BUCKETS: u32 = 10;
+/// Open → half-open. Long, so the "open" rows stay open for the whole run (a probe would make an
+/// admitted call and the outcome check would abort the run).
+pub const RESET: Duration = Duration::from_secs(3600);
+/// 10% failures: every 10th call fails.
+pub const FAIL_EVERY: u64 = 10;
+/// Timeout used by the timeout and stack rows; never reached (the operation is ready at once).
+pub const TIMEOUT: Duration = Duration::from_secs(1);
+/// Max attempts of the retry rows (never used: the operation succeeds).
+pub const ATTEMPTS: usize = 3;
+
+// ---------------------------------------------------------------------------------------------
+// The protected operation as a tower service, and a row body for any tower service
+// ---------------------------------------------------------------------------------------------
+
+/// The protected operation as a bare tower service.
+pub fn bare(
+    fail_every: u64,
+) -> impl Service<u64, Response = u64, Error = OpError, Future = Ready<Result<u64, OpError>>>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    tower::service_fn(move |i: u64| ready(op(i, fail_every)))
+}
+
+/// A row body for a tower service: calls `svc` with requests 0, 1, 2, ... synchronously.
+pub fn tower_body<S>(mut svc: S, classify: fn(&Result<S::Response, S::Error>) -> Outcome) -> Body
+where
+    S: Service<u64> + 'static,
+{
+    let mut i = 0u64;
+    Box::new(move |n| {
+        let mut c = Counts::default();
+        for _ in 0..n {
+            let r = call_now(&mut svc, i);
+            i += 1;
+            c.record(classify(&r));
+        }
+        c
+    })
+}
+
+/// Like [`tower_body`], but a pending service or future blocks the thread instead of aborting
+/// (multi-thread rows: async mutexes of some peers can be contended).
+pub fn tower_body_blocking<S>(
+    mut svc: S,
+    classify: fn(&Result<S::Response, S::Error>) -> Outcome,
+) -> Body
+where
+    S: Service<u64> + 'static,
+{
+    let mut i = 0u64;
+    Box::new(move |n| {
+        let mut c = Counts::default();
+        for _ in 0..n {
+            let r = call_blocking(&mut svc, i);
+            i += 1;
+            c.record(classify(&r));
+        }
+        c
+    })
+}
+
+/// A row body for a synchronous `call(i) -> Outcome`.
+pub fn sync_body(mut f: impl FnMut(u64) -> Outcome + 'static) -> Body {
+    let mut i = 0u64;
+    Box::new(move |n| {
+        let mut c = Counts::default();
+        for _ in 0..n {
+            c.record(f(i));
+            i += 1;
+        }
+        c
+    })
+}
+
+pub fn classify_bare(r: &Result<u64, OpError>) -> Outcome {
+    match r {
+        Ok(_) => Outcome::Ok,
+        Err(_) => Outcome::InnerError,
+    }
+}
+
+/// Drives `call` with always-failing requests until it reports a rejection; aborts if it never does.
+pub fn drive_open(name: &str, mut call: impl FnMut(u64) -> Outcome) {
+    for i in 0..100_000 {
+        if call(i) == Outcome::Rejected {
+            return;
+        }
+    }
+    eprintln!("*** {name}: breaker did not open after 100000 failures");
+    std::process::exit(3);
+}
+
+/// tower's retry policy for the stack rows: retry inner errors up to ATTEMPTS, no backoff.
+#[derive(Clone)]
+pub struct TowerRetry(pub usize);
+impl<E> tower::retry::Policy<u64, u64, E> for TowerRetry {
+    type Future = Ready<()>;
+    fn retry(&mut self, _req: &mut u64, result: &mut Result<u64, E>) -> Option<Self::Future> {
+        match result {
+            Err(_) if self.0 > 1 => {
+                self.0 -= 1;
+                Some(ready(()))
+            }
+            _ => None,
+        }
+    }
+    fn clone_request(&mut self, req: &u64) -> Option<u64> {
+        Some(*req)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Multi-thread helpers
+// ---------------------------------------------------------------------------------------------
+
+pub fn mt_tower<S>(svc: S, classify: fn(&Result<u64, S::Error>) -> Outcome) -> MakeWorker
+where
+    S: Service<u64, Response = u64> + Clone + Send + Sync + 'static,
+{
+    Arc::new(move |_| tower_body_blocking(svc.clone(), classify))
+}
+
+pub fn task_tower<S>(svc: S, classify: fn(&Result<u64, S::Error>) -> Outcome) -> MakeTask
+where
+    S: Service<u64, Response = u64> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    S::Error: Send,
+{
+    Arc::new(move |_, stop: Arc<AtomicBool>| {
+        let mut svc = svc.clone();
+        Box::pin(async move {
+            let mut c = Counts::default();
+            let mut i = 0u64;
+            // Relaxed: the flag only ends the loop; counts travel through the join handle.
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..256 {
+                    let r = match svc.ready().await {
+                        Ok(s) => s.call(i).await,
+                        Err(e) => Err(e),
+                    };
+                    i += 1;
+                    c.record(classify(&r));
+                }
+                tokio::task::yield_now().await;
+            }
+            c
+        })
+    })
+}
+
+pub fn task_sync(f: Arc<dyn Fn(u64) -> Outcome + Send + Sync>) -> MakeTask {
+    Arc::new(move |_, stop: Arc<AtomicBool>| {
+        let f = f.clone();
+        Box::pin(async move {
+            let mut c = Counts::default();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..256 {
+                    c.record(f(i));
+                    i += 1;
+                }
+                tokio::task::yield_now().await;
+            }
+            c
+        })
+    })
+}
+
+pub fn mt_sync(f: Arc<dyn Fn(u64) -> Outcome + Send + Sync>) -> MakeWorker {
+    Arc::new(move |_| {
+        let f = f.clone();
+        sync_body(move |i| f(i))
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

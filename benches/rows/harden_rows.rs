@@ -1,9 +1,31 @@
 //! harden's rows, shared by `benches/breaker.rs`, `benches/stack.rs` and the `harden-peers` bench
-//! (included with `#[path]`). Written against the DESIGN.md API contract.
+//! (each includes this file with `#[path]`), written against the DESIGN.md API contract and
+//! configured with the same scenario constants as every peer (see the harness).
 #![allow(dead_code)]
 
 use super::harness::*;
+use harden::bulkhead::BulkheadLayer;
+use harden::circuit_breaker::{CircuitBreaker, State};
+use harden::timeout::TimeoutLayer;
+use harden::BoxError;
 use std::time::Duration;
+use tower::Layer;
+
+/// Concurrency limit of the bulkhead in the stack rows (never reached: one call at a time).
+pub const BULKHEAD: usize = 64;
+
+/// A breaker configured like every peer: THRESHOLD %, VOLUME calls, WINDOW in BUCKETS buckets.
+pub fn breaker(reset: Duration) -> CircuitBreaker {
+    CircuitBreaker::builder()
+        .name("bench")
+        .error_threshold_percentage(THRESHOLD)
+        .volume_threshold(VOLUME)
+        .rolling_window(WINDOW, BUCKETS)
+        .reset_timeout(reset)
+        .half_open_max_calls(1)
+        .build()
+        .expect("bench breaker config")
+}
 
 /// True for harden's rejections (`CircuitOpen`, `BulkheadFull`): the call never reached the operation.
 pub fn is_rejection(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
@@ -11,32 +33,83 @@ pub fn is_rejection(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool
         || e.is::<harden::bulkhead::error::BulkheadFull>()
 }
 
-/// Breaker rows while closed (`fail_every` 0: all succeed; 10: every 10th fails).
-pub fn closed_rows(_g: &mut Group, _label: &str, _fail_every: u64, _expect: Expect) {}
+/// Outcome of a harden call.
+pub fn classify(r: &Result<u64, BoxError>) -> Outcome {
+    match r {
+        Ok(_) => Outcome::Ok,
+        Err(e) if is_rejection(e.as_ref()) => Outcome::Rejected,
+        Err(_) => Outcome::InnerError,
+    }
+}
 
-/// Breaker rows while open.
-pub fn open_rows(_g: &mut Group, _reset: Duration) {}
+/// Breaker rows while closed (`fail_every` 0: all succeed; 10: every 10th fails).
+pub fn closed_rows(g: &mut Group, label: &str, fail_every: u64, expect: Expect) {
+    let svc = breaker(RESET).layer().layer(bare(fail_every));
+    g.row(&format!("{label}: harden"), "tower layer", expect, tower_body(svc, classify));
+}
+
+/// Breaker rows while open (driven open by failures first, then every call is rejected).
+pub fn open_rows(g: &mut Group, reset: Duration) {
+    let b = breaker(reset);
+    let mut svc = b.layer().layer(bare(1));
+    drive_open("harden", |i| classify(&call_now(&mut svc, i)));
+    assert_eq!(b.state(), State::Open, "harden breaker should be open");
+    g.row(
+        "open rejection: harden",
+        "tower layer",
+        Expect::AllRejected,
+        tower_body(svc, classify),
+    );
+}
 
 /// Timeout rows with an inner future ready at once.
-pub fn timeout_rows(_g: &mut Group, _timeout: Duration) {}
+pub fn timeout_rows(g: &mut Group, timeout: Duration) {
+    g.row(
+        "timeout ready at once: harden TimeoutLayer",
+        "tower layer (timer created only if the inner future pends)",
+        Expect::AllOk,
+        tower_body(TimeoutLayer::new(timeout).layer(bare(0)), classify),
+    );
+}
 
-/// Retry rows that never need to retry.
+/// Retry rows that never need to retry. (harden's retry module is not merged yet.)
 pub fn retry_rows(_g: &mut Group, _attempts: usize) {}
 
-/// The full stack: timeout + retry + breaker + bulkhead.
-pub fn stack_rows(_g: &mut Group, _timeout: Duration, _attempts: usize, _reset: Duration) {}
+/// The full stack, outermost first: timeout + breaker + bulkhead. (Retry joins when merged.)
+pub fn stack_rows(g: &mut Group, timeout: Duration, _attempts: usize, reset: Duration) {
+    let svc = tower::ServiceBuilder::new()
+        .layer(TimeoutLayer::new(timeout))
+        .layer(breaker(reset).layer())
+        .layer(BulkheadLayer::new(BULKHEAD))
+        .service(bare(0));
+    g.row(
+        "full stack: harden timeout + breaker + bulkhead (retry not merged yet)",
+        "tower layers",
+        Expect::AllOk,
+        tower_body(svc, classify),
+    );
+}
 
 /// Thread workers sharing one breaker: (label, maker).
 pub fn mt_workers() -> Vec<(String, MakeWorker)> {
-    Vec::new()
+    let svc = breaker(RESET).layer().layer(bare(0));
+    vec![("harden".to_string(), mt_tower(svc, classify))]
 }
 
 /// Task loops sharing one breaker: (label, maker).
 pub fn mt_tasks() -> Vec<(String, MakeTask)> {
-    Vec::new()
+    let svc = breaker(RESET).layer().layer(bare(0));
+    vec![("tasks: harden".to_string(), task_tower(svc, classify))]
 }
 
 /// Heap bytes per breaker: (label, bytes).
 pub fn heap_rows() -> Vec<(String, f64)> {
-    Vec::new()
+    let default = heap_bytes_per_instance(1000, || {
+        CircuitBreaker::builder().build().expect("default config")
+    });
+    let bench = heap_bytes_per_instance(1000, || breaker(RESET));
+    vec![
+        ("harden (default config)".to_string(), default),
+        ("harden (bench config)".to_string(), bench),
+    ]
 }
