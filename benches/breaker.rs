@@ -5,10 +5,10 @@
 //! `test-util`, whose clock is `tokio::time::Instant`; the production build (coarse monotonic
 //! clock) is measured by `cargo bench -p harden-peers`, which depends on harden without it.
 
-#[path = "harness/mod.rs"]
-mod harness;
 #[path = "rows/harden_rows.rs"]
 mod harden_rows;
+#[path = "harness/mod.rs"]
+mod harness;
 
 use harness::*;
 
@@ -40,11 +40,21 @@ fn main() {
     g.run();
     println!("{}", g.table());
 
-    let mut mt = MtGroup::new("Threads sharing one breaker, closed success, time-based", &cfg);
+    let mut mt = MtGroup::new(
+        "Threads sharing one breaker, closed success, time-based",
+        &cfg,
+    );
     let mut add = |label: &str, note: &str, make: MakeWorker| {
         let one = format!("{label}: 1 thread");
         mt.threads(&one, note, 1, Some(&one), Expect::AllOk, make.clone());
-        mt.threads(&format!("{label}: 2 threads"), note, 2, Some(&one), Expect::AllOk, make);
+        mt.threads(
+            &format!("{label}: 2 threads"),
+            note,
+            2,
+            Some(&one),
+            Expect::AllOk,
+            make,
+        );
     };
     add(
         "baseline (bare service_fn)",
@@ -52,7 +62,11 @@ fn main() {
         mt_tower(bare(0), classify_bare),
     );
     for (label, make) in harden_rows::mt_workers() {
-        add(&label, "one breaker, own service clone per thread (one layer)", make);
+        add(
+            &label,
+            "one breaker, own service clone per thread (one layer)",
+            make,
+        );
     }
     mt.run();
     println!("{}", mt.table());

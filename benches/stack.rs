@@ -3,10 +3,10 @@
 //!
 //! NOTE: built with harden's dev-dependency features (`test-util` clock); see breaker.rs.
 
-#[path = "harness/mod.rs"]
-mod harness;
 #[path = "rows/harden_rows.rs"]
 mod harden_rows;
+#[path = "harness/mod.rs"]
+mod harness;
 
 use harness::*;
 use tower::Layer;
@@ -22,7 +22,10 @@ fn main() {
     header("stack", &cfg);
     println!("harden built with its dev-dependency features (`test-util` clock); see `cargo bench -p harden-peers` for the production build.\n");
 
-    let mut g = Group::new("Timeout, retry and the full stack, one thread, synchronous poll", &cfg);
+    let mut g = Group::new(
+        "Timeout, retry and the full stack, one thread, synchronous poll",
+        &cfg,
+    );
     g.baseline(
         "baseline: bare tower::service_fn",
         "poll_ready + call + poll once",

@@ -23,12 +23,12 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::{ready, Future, Ready};
-use tower::{Service, ServiceExt};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tower::{Service, ServiceExt};
 
 // ---------------------------------------------------------------------------------------------
 // Counting allocator
@@ -426,24 +426,25 @@ impl Group {
             self.rows.len()
         );
         for row in &mut self.rows {
-            // Warm-up for `warmup`, doubling the batch until one batch takes >= rep.
+            // Warm-up for `warmup`, doubling the batch while one batch takes < rep/2.
             let start = Instant::now();
             let mut batch = 64u64;
-            loop {
+            while start.elapsed() < cfg.warmup {
                 let t = Instant::now();
-                let c = (row.body)(batch);
-                let dt = t.elapsed();
-                row.counts.add(c);
-                if dt >= cfg.rep / 2 || batch >= 1 << 32 {
-                    let per = dt.as_secs_f64() / batch as f64;
-                    row.batch = ((cfg.rep.as_secs_f64() / per) as u64).max(1);
-                    if start.elapsed() >= cfg.warmup {
-                        break;
-                    }
-                } else {
+                row.counts.add((row.body)(batch));
+                if t.elapsed() < cfg.rep / 2 && batch < 1 << 32 {
                     batch *= 2;
                 }
             }
+            // Calibration: the fastest of three batches sets the batch size, so one slow
+            // outlier (a page fault, a preemption) cannot make the timed batches tiny.
+            let mut best = f64::INFINITY;
+            for _ in 0..3 {
+                let t = Instant::now();
+                row.counts.add((row.body)(batch));
+                best = best.min(t.elapsed().as_secs_f64() / batch as f64);
+            }
+            row.batch = ((cfg.rep.as_secs_f64() / best) as u64).max(1);
         }
         eprintln!("[{}] {} interleaved reps", self.title, cfg.reps);
         for _ in 0..cfg.reps {

@@ -1,7 +1,7 @@
 //! harden's rows, shared by `benches/breaker.rs`, `benches/stack.rs` and the `harden-peers` bench
 //! (each includes this file with `#[path]`), written against the DESIGN.md API contract and
 //! configured with the same scenario constants as every peer (see the harness).
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use super::harness::*;
 use harden::bulkhead::BulkheadLayer;
@@ -45,7 +45,12 @@ pub fn classify(r: &Result<u64, BoxError>) -> Outcome {
 /// Breaker rows while closed (`fail_every` 0: all succeed; 10: every 10th fails).
 pub fn closed_rows(g: &mut Group, label: &str, fail_every: u64, expect: Expect) {
     let svc = breaker(RESET).layer().layer(bare(fail_every));
-    g.row(&format!("{label}: harden"), "tower layer", expect, tower_body(svc, classify));
+    g.row(
+        &format!("{label}: harden"),
+        "tower layer",
+        expect,
+        tower_body(svc, classify),
+    );
 }
 
 /// Breaker rows while open (driven open by failures first, then every call is rejected).
