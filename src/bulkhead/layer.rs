@@ -1,0 +1,66 @@
+use super::{Bulkhead, State};
+use crate::sync::Arc;
+use crate::ConfigError;
+use std::fmt;
+use tower_layer::Layer;
+
+/// Wraps services in a [`Bulkhead`]; also the handle to read the bulkhead's live count.
+///
+/// The count lives in an `Arc` created by the constructor: every clone of this layer and every
+/// service it makes (and their clones) share one limit. See the [module docs](super).
+#[derive(Clone)]
+#[must_use = "a layer does nothing until it wraps a service"]
+pub struct BulkheadLayer {
+    state: Arc<State>,
+}
+
+impl BulkheadLayer {
+    /// A bulkhead admitting at most `max_concurrent` calls at once.
+    ///
+    /// A limit of `0` is accepted and rejects every call; use [`try_new`](Self::try_new) to
+    /// treat `0` as a configuration error instead.
+    pub fn new(max_concurrent: usize) -> Self {
+        BulkheadLayer {
+            state: Arc::new(State::new(max_concurrent)),
+        }
+    }
+
+    /// Like [`new`](Self::new), but a limit of `0` is a [`ConfigError`] (field
+    /// `max_concurrent`, accepted range `[1, usize::MAX]`) — for limits read from configuration.
+    pub fn try_new(max_concurrent: usize) -> Result<Self, ConfigError> {
+        if max_concurrent == 0 {
+            return Err(ConfigError::new(
+                "max_concurrent",
+                "0 is outside [1, usize::MAX]; a bulkhead of 0 would reject every call",
+            ));
+        }
+        Ok(Self::new(max_concurrent))
+    }
+
+    /// Calls in flight now, across every service made from this layer or its clones.
+    pub fn in_flight(&self) -> usize {
+        self.state.in_flight()
+    }
+
+    /// The most calls admitted at once.
+    pub fn max_concurrent(&self) -> usize {
+        self.state.max
+    }
+}
+
+impl fmt::Debug for BulkheadLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BulkheadLayer")
+            .field("max_concurrent", &self.state.max)
+            .field("in_flight", &self.state.in_flight())
+            .finish()
+    }
+}
+
+impl<S> Layer<S> for BulkheadLayer {
+    type Service = Bulkhead<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Bulkhead::from_state(inner, Arc::clone(&self.state))
+    }
+}
