@@ -6,6 +6,7 @@
 use super::harness::*;
 use harden::bulkhead::BulkheadLayer;
 use harden::circuit_breaker::{CircuitBreaker, State};
+use harden::retry::{RetryLayer, RetryPolicy};
 use harden::timeout::TimeoutLayer;
 use harden::BoxError;
 use std::time::Duration;
@@ -77,18 +78,46 @@ pub fn timeout_rows(g: &mut Group, timeout: Duration) {
     );
 }
 
-/// Retry rows that never need to retry. (harden's retry module is not merged yet.)
-pub fn retry_rows(_g: &mut Group, _attempts: usize) {}
+/// harden's retry policy for the bench: `attempts` attempts, default backoff; with the default
+/// retry budget or without one.
+pub fn retry_policy(attempts: usize, budget: bool) -> RetryPolicy {
+    let b = RetryPolicy::builder().max_attempts(attempts as u32);
+    let b = if budget { b } else { b.no_budget() };
+    b.build().expect("bench retry config")
+}
 
-/// The full stack, outermost first: timeout + breaker + bulkhead. (Retry joins when merged.)
-pub fn stack_rows(g: &mut Group, timeout: Duration, _attempts: usize, reset: Duration) {
+/// Retry rows that never need to retry (the operation succeeds).
+pub fn retry_rows(g: &mut Group, attempts: usize) {
+    g.row(
+        "retry, no retry needed: harden RetryLayer (default budget)",
+        "tower layer; deposits into the retry budget per request",
+        Expect::AllOk,
+        tower_body(
+            RetryLayer::new(retry_policy(attempts, true)).layer(bare(0)),
+            classify,
+        ),
+    );
+    g.row(
+        "retry, no retry needed: harden RetryLayer (no budget)",
+        "tower layer; like tower's Retry, no budget",
+        Expect::AllOk,
+        tower_body(
+            RetryLayer::new(retry_policy(attempts, false)).layer(bare(0)),
+            classify,
+        ),
+    );
+}
+
+/// The full stack, outermost first: timeout + retry (default budget) + breaker + bulkhead.
+pub fn stack_rows(g: &mut Group, timeout: Duration, attempts: usize, reset: Duration) {
     let svc = tower::ServiceBuilder::new()
         .layer(TimeoutLayer::new(timeout))
+        .layer(RetryLayer::new(retry_policy(attempts, true)))
         .layer(breaker(reset).layer())
         .layer(BulkheadLayer::new(BULKHEAD))
         .service(bare(0));
     g.row(
-        "full stack: harden timeout + breaker + bulkhead (retry not merged yet)",
+        "full stack: harden timeout + retry + breaker + bulkhead",
         "tower layers",
         Expect::AllOk,
         tower_body(svc, classify),
