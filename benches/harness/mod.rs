@@ -317,7 +317,7 @@ impl Config {
     }
 
     fn keep(&self, name: &str, baseline: bool) -> bool {
-        baseline || self.filter.as_deref().map_or(true, |f| name.contains(f))
+        baseline || !matches!(self.filter.as_deref(), Some(f) if !name.contains(f))
     }
 
     /// A one-line description for the table headers.

@@ -13,10 +13,9 @@ mod harness;
 
 use harness::*;
 use std::future::ready;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, Service};
 
 // ---------------------------------------------------------------------------------------------
 // Peers, each configured like harden as far as it allows
