@@ -23,6 +23,11 @@
 //! | `harden_bulkhead_in_flight` | gauge | `bulkhead` |
 //! | `harden_bulkhead_rejected_total` | counter | `bulkhead` |
 //! | `harden_fallbacks_total` | counter | `fallback` |
+//!
+//! Register handles after installing the recorder: a layer binds its handles to the recorder
+//! installed when it wraps a service (a breaker and a retry policy, when they are built).
+
+use std::sync::Arc;
 
 /// The name of every series.
 pub mod names {
@@ -143,6 +148,113 @@ pub fn describe() {
             "Errors turned into responses by a fallback"
         );
     }
+}
+
+// ---- internal glue: handles that compile to nothing without the feature ----
+
+#[cfg(feature = "metrics")]
+pub(crate) use metrics::{Counter, Gauge, Histogram};
+
+#[cfg(not(feature = "metrics"))]
+pub(crate) use noop::{Counter, Gauge, Histogram};
+
+#[cfg(not(feature = "metrics"))]
+mod noop {
+    /// Stands in for `metrics::Counter` when the feature is off.
+    #[derive(Debug, Clone, Default)]
+    pub(crate) struct Counter;
+    impl Counter {
+        #[inline(always)]
+        pub(crate) fn increment(&self, _: u64) {}
+    }
+
+    /// Stands in for `metrics::Gauge` when the feature is off.
+    #[derive(Debug, Clone, Default)]
+    pub(crate) struct Gauge;
+    #[allow(dead_code)]
+    impl Gauge {
+        #[inline(always)]
+        pub(crate) fn set(&self, _: f64) {}
+        #[inline(always)]
+        pub(crate) fn increment(&self, _: f64) {}
+        #[inline(always)]
+        pub(crate) fn decrement(&self, _: f64) {}
+    }
+
+    /// Stands in for `metrics::Histogram` when the feature is off.
+    #[derive(Debug, Clone, Default)]
+    #[allow(dead_code)]
+    pub(crate) struct Histogram;
+    #[allow(dead_code)]
+    impl Histogram {
+        #[inline(always)]
+        pub(crate) fn record(&self, _: f64) {}
+    }
+}
+
+/// Registers a counter with one label; the noop handle without the feature.
+#[allow(unused_variables)]
+pub(crate) fn counter(name: &'static str, key: &'static str, value: &Arc<str>) -> Counter {
+    #[cfg(feature = "metrics")]
+    return metrics::counter!(name, key => Arc::clone(value));
+    #[cfg(not(feature = "metrics"))]
+    Counter
+}
+
+/// Registers a counter with two labels whose second value is fixed.
+#[allow(unused_variables, dead_code)]
+pub(crate) fn counter2(
+    name: &'static str,
+    key: &'static str,
+    value: &Arc<str>,
+    key2: &'static str,
+    value2: &'static str,
+) -> Counter {
+    #[cfg(feature = "metrics")]
+    return metrics::counter!(name, key => Arc::clone(value), key2 => value2);
+    #[cfg(not(feature = "metrics"))]
+    Counter
+}
+
+/// Registers a gauge with one label.
+#[allow(unused_variables, dead_code)]
+pub(crate) fn gauge(name: &'static str, key: &'static str, value: &Arc<str>) -> Gauge {
+    #[cfg(feature = "metrics")]
+    return metrics::gauge!(name, key => Arc::clone(value));
+    #[cfg(not(feature = "metrics"))]
+    Gauge
+}
+
+/// Registers a gauge with two labels whose second value is fixed.
+#[allow(unused_variables, dead_code)]
+pub(crate) fn gauge2(
+    name: &'static str,
+    key: &'static str,
+    value: &Arc<str>,
+    key2: &'static str,
+    value2: &'static str,
+) -> Gauge {
+    #[cfg(feature = "metrics")]
+    return metrics::gauge!(name, key => Arc::clone(value), key2 => value2);
+    #[cfg(not(feature = "metrics"))]
+    Gauge
+}
+
+/// Registers a histogram with one label.
+#[allow(unused_variables, dead_code)]
+pub(crate) fn histogram(name: &'static str, key: &'static str, value: &Arc<str>) -> Histogram {
+    #[cfg(feature = "metrics")]
+    return metrics::histogram!(name, key => Arc::clone(value));
+    #[cfg(not(feature = "metrics"))]
+    Histogram
+}
+
+/// The name a layer reports under until `.name(..)` gives it another.
+pub(crate) const DEFAULT_NAME: &str = "default";
+
+/// A name for metric labels, shared without copying.
+pub(crate) fn default_name() -> Arc<str> {
+    Arc::from(DEFAULT_NAME)
 }
 
 #[cfg(test)]

@@ -21,7 +21,15 @@ impl BulkheadLayer {
     /// treat `0` as a configuration error instead.
     pub fn new(max_concurrent: usize) -> Self {
         BulkheadLayer {
-            state: Arc::new(State::new(max_concurrent)),
+            state: Arc::new(State::new(max_concurrent, crate::metrics::default_name())),
+        }
+    }
+
+    /// Names this bulkhead in metrics (`harden_bulkhead_in_flight{bulkhead="<name>"}`);
+    /// `"default"` if not set. Naming starts a fresh bulkhead: call it while configuring.
+    pub fn name(self, name: impl Into<std::sync::Arc<str>>) -> Self {
+        BulkheadLayer {
+            state: Arc::new(State::new(self.state.max, name.into())),
         }
     }
 
@@ -51,6 +59,7 @@ impl BulkheadLayer {
 impl fmt::Debug for BulkheadLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BulkheadLayer")
+            .field("name", &self.state.name())
             .field("max_concurrent", &self.state.max)
             .field("in_flight", &self.state.in_flight())
             .finish()
@@ -61,6 +70,7 @@ impl<S> Layer<S> for BulkheadLayer {
     type Service = Bulkhead<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        self.state.register_metrics();
         Bulkhead::from_state(inner, Arc::clone(&self.state))
     }
 }

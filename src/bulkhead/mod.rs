@@ -93,9 +93,11 @@ mod layer;
 pub use self::layer::BulkheadLayer;
 
 use self::future::ResponseFuture;
+use crate::metrics;
 use crate::sync::{Arc, AtomicUsize, Ordering};
 use crate::BoxError;
 use std::fmt;
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use tower_service::Service;
 
@@ -169,7 +171,10 @@ where
         match Permit::acquire(&self.state) {
             // The permit exists before the inner `call`, so even a panic there returns the slot.
             Some(permit) => ResponseFuture::called(self.inner.call(request), permit),
-            None => ResponseFuture::rejected(),
+            None => {
+                self.state.note_rejected();
+                ResponseFuture::rejected()
+            }
         }
     }
 }
@@ -178,14 +183,44 @@ where
 pub(crate) struct State {
     in_flight: AtomicUsize,
     max: usize,
+    name: std::sync::Arc<str>,
+    /// Registered when the layer first wraps a service, so naming the layer leaves no stray
+    /// series behind.
+    metrics: OnceLock<Metrics>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    in_flight: metrics::Gauge,
+    rejected: metrics::Counter,
 }
 
 impl State {
-    pub(crate) fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize, name: std::sync::Arc<str>) -> Self {
         State {
             in_flight: AtomicUsize::new(0),
             max,
+            name,
+            metrics: OnceLock::new(),
         }
+    }
+
+    pub(crate) fn register_metrics(&self) {
+        self.metrics.get_or_init(|| Metrics {
+            in_flight: metrics::gauge(metrics::names::BULKHEAD_IN_FLIGHT, "bulkhead", &self.name),
+            rejected: metrics::counter(metrics::names::BULKHEAD_REJECTED, "bulkhead", &self.name),
+        });
+    }
+
+    #[inline]
+    pub(crate) fn note_rejected(&self) {
+        if let Some(m) = self.metrics.get() {
+            m.rejected.increment(1);
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
     }
 
     pub(crate) fn in_flight(&self) -> usize {
@@ -221,9 +256,12 @@ impl Permit {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => {
+                    if let Some(m) = state.metrics.get() {
+                        m.in_flight.increment(1.0);
+                    }
                     return Some(Permit {
                         state: Arc::clone(state),
-                    })
+                    });
                 }
                 Err(actual) => current = actual,
             }
@@ -237,6 +275,9 @@ impl Drop for Permit {
         // Release: publishes this call's effects to the next `acquire` of the slot (see there).
         // Cannot underflow: every decrement matches the increment of the permit being dropped.
         self.state.in_flight.fetch_sub(1, Ordering::Release);
+        if let Some(m) = self.state.metrics.get() {
+            m.in_flight.decrement(1.0);
+        }
     }
 }
 
@@ -268,7 +309,7 @@ mod tests {
         /// The atomic bulkhead against a sequential model: a count that admits while below max.
         #[test]
         fn matches_sequential_model(max in 0usize..6, ops in proptest::collection::vec(op(), 0..200)) {
-            let state = Arc::new(State::new(max));
+            let state = Arc::new(State::new(max, "test".into()));
             let mut held: Vec<Permit> = Vec::new();
             let mut model: usize = 0;
             for op in ops {
@@ -300,7 +341,7 @@ mod tests {
 
     #[test]
     fn max_usize_does_not_overflow() {
-        let state = Arc::new(State::new(usize::MAX));
+        let state = Arc::new(State::new(usize::MAX, "test".into()));
         let a = Permit::acquire(&state).unwrap();
         let b = Permit::acquire(&state).unwrap();
         assert_eq!(state.in_flight(), 2);
@@ -324,7 +365,7 @@ mod loom_tests {
         // Bounded preemptions keep the 3-thread model tractable (unbounded, it runs for minutes).
         builder.preemption_bound = Some(3);
         builder.check(|| {
-            let state = Arc::new(State::new(2));
+            let state = Arc::new(State::new(2, "test".into()));
             let threads: Vec<_> = (0..2)
                 .map(|_| {
                     let state = state.clone();
@@ -351,7 +392,7 @@ mod loom_tests {
     #[test]
     fn loom_limit_of_one_is_mutual_exclusion() {
         loom::model(|| {
-            let state = Arc::new(State::new(1));
+            let state = Arc::new(State::new(1, "test".into()));
             let other = {
                 let state = state.clone();
                 loom::thread::spawn(move || Permit::acquire(&state).is_some())
@@ -390,7 +431,7 @@ mod loom_tests {
     #[test]
     fn loom_cancelled_and_completed_calls_return_their_slots() {
         loom::model(|| {
-            let state = Arc::new(State::new(1));
+            let state = Arc::new(State::new(1, "test".into()));
             let cancelled = {
                 let mut svc = Bulkhead::from_state(Hang, state.clone());
                 loom::thread::spawn(move || {

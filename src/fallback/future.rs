@@ -64,6 +64,7 @@ where
                     if !(shared.predicate)(&err) {
                         return Poll::Ready(Err(err));
                     }
+                    shared.note_fallback();
                     let fallback = (shared.fallback)(err);
                     this.state.set(State::FallingBack { fallback });
                 }

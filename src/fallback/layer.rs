@@ -24,10 +24,11 @@ impl<F> FallbackLayer<F> {
         Fut: Future<Output = Result<Response, BoxError>>,
     {
         FallbackLayer {
-            shared: Arc::new(Shared {
-                fallback: Arc::new(fallback),
-                predicate: every_error as EveryError,
-            }),
+            shared: Arc::new(Shared::new(
+                Arc::new(fallback),
+                every_error as EveryError,
+                crate::metrics::default_name(),
+            )),
         }
     }
 }
@@ -46,10 +47,26 @@ impl<F, P> FallbackLayer<F, P> {
         Q: Fn(&BoxError) -> bool,
     {
         FallbackLayer {
-            shared: Arc::new(Shared {
-                fallback: Arc::clone(&self.shared.fallback),
+            shared: Arc::new(Shared::new(
+                Arc::clone(&self.shared.fallback),
                 predicate,
-            }),
+                Arc::clone(&self.shared.name),
+            )),
+        }
+    }
+
+    /// Names this fallback in metrics (`harden_fallbacks_total{fallback="<name>"}`);
+    /// `"default"` if not set.
+    pub fn name(self, name: impl Into<Arc<str>>) -> Self
+    where
+        P: Clone,
+    {
+        FallbackLayer {
+            shared: Arc::new(Shared::new(
+                Arc::clone(&self.shared.fallback),
+                self.shared.predicate.clone(),
+                name.into(),
+            )),
         }
     }
 }
@@ -72,6 +89,7 @@ impl<S, F, P> Layer<S> for FallbackLayer<F, P> {
     type Service = Fallback<S, F, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        self.shared.register_metrics();
         Fallback::from_shared(inner, Arc::clone(&self.shared))
     }
 }

@@ -89,7 +89,7 @@ use self::future::ResponseFuture;
 use crate::BoxError;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use tower_service::Service;
 
@@ -113,6 +113,33 @@ pub(crate) struct Shared<F, P> {
     // `F: Clone`; only the outer `Arc` is cloned per call.
     pub(crate) fallback: Arc<F>,
     pub(crate) predicate: P,
+    pub(crate) name: Arc<str>,
+    /// Registered when the layer first wraps a service, so naming it leaves no stray series.
+    pub(crate) fallbacks: OnceLock<crate::metrics::Counter>,
+}
+
+impl<F, P> Shared<F, P> {
+    pub(crate) fn new(fallback: Arc<F>, predicate: P, name: Arc<str>) -> Self {
+        Shared {
+            fallback,
+            predicate,
+            name,
+            fallbacks: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn register_metrics(&self) {
+        self.fallbacks.get_or_init(|| {
+            crate::metrics::counter(crate::metrics::names::FALLBACKS, "fallback", &self.name)
+        });
+    }
+
+    #[inline]
+    pub(crate) fn note_fallback(&self) {
+        if let Some(counter) = self.fallbacks.get() {
+            counter.increment(1);
+        }
+    }
 }
 
 impl<S, F, P> Fallback<S, F, P> {

@@ -1,6 +1,7 @@
 //! The response future of [`Timeout`](super::Timeout).
 
 use super::error::Elapsed;
+use crate::metrics::Counter;
 use crate::BoxError;
 use pin_project_lite::pin_project;
 use std::future::Future;
@@ -20,15 +21,17 @@ pin_project! {
         #[pin]
         sleep: Option<Sleep>,
         timeout: Duration,
+        timeouts: Counter,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, timeout: Duration) -> Self {
+    pub(crate) fn new(inner: F, timeout: Duration, timeouts: Counter) -> Self {
         ResponseFuture {
             inner,
             sleep: None,
             timeout,
+            timeouts,
         }
     }
 }
@@ -55,6 +58,7 @@ where
         if let Some(sleep) = this.sleep.as_pin_mut() {
             ready!(sleep.poll(cx));
         }
+        this.timeouts.increment(1);
         Poll::Ready(Err(Elapsed::new().into()))
     }
 }

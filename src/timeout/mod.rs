@@ -96,6 +96,7 @@ mod layer;
 pub use self::layer::TimeoutLayer;
 
 use self::future::ResponseFuture;
+use crate::metrics::Counter;
 use crate::BoxError;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -108,13 +109,24 @@ use tower_service::Service;
 pub struct Timeout<S> {
     inner: S,
     timeout: Duration,
+    timeouts: Counter,
 }
 
 impl<S> Timeout<S> {
     /// Wraps `inner` so that each call fails with [`Elapsed`](error::Elapsed) if it takes longer
     /// than `timeout`.
-    pub const fn new(inner: S, timeout: Duration) -> Self {
-        Timeout { inner, timeout }
+    pub fn new(inner: S, timeout: Duration) -> Self {
+        let name = crate::metrics::default_name();
+        let timeouts = crate::metrics::counter(crate::metrics::names::TIMEOUTS, "timeout", &name);
+        Timeout::with_counter(inner, timeout, timeouts)
+    }
+
+    pub(crate) fn with_counter(inner: S, timeout: Duration, timeouts: Counter) -> Self {
+        Timeout {
+            inner,
+            timeout,
+            timeouts,
+        }
     }
 
     /// The duration each call is allowed.
@@ -155,6 +167,10 @@ where
     #[inline]
     fn call(&mut self, request: Request) -> Self::Future {
         // No timer and no clock read here: see "When the timeout starts" in the module docs.
-        ResponseFuture::new(self.inner.call(request), self.timeout)
+        ResponseFuture::new(
+            self.inner.call(request),
+            self.timeout,
+            self.timeouts.clone(),
+        )
     }
 }

@@ -1,0 +1,174 @@
+//! Every layer's series, recorded through a real (debugging) recorder.
+#![cfg(feature = "metrics")]
+
+use std::time::Duration;
+
+use harden::bulkhead::BulkheadLayer;
+use harden::fallback::FallbackLayer;
+use harden::metrics::names;
+use harden::timeout::TimeoutLayer;
+use harden::BoxError;
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use metrics_util::registry::{AtomicStorage, Registry};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tower::{service_fn, Layer, Service, ServiceExt};
+
+/// A recorder whose values can be read without resetting them (the debugging recorder of
+/// `metrics-util` drains on every snapshot).
+#[derive(Clone)]
+struct TestRecorder(Arc<Registry<Key, AtomicStorage>>);
+
+impl TestRecorder {
+    fn new() -> Self {
+        TestRecorder(Arc::new(Registry::atomic()))
+    }
+
+    fn find(&self, name: &str, labels: &[(&str, &str)]) -> Vec<Key> {
+        let mut keys = Vec::new();
+        let matches = |key: &Key| {
+            key.name() == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| key.labels().any(|l| l.key() == *k && l.value() == *v))
+        };
+        self.0.visit_counters(|k, _| {
+            if matches(k) {
+                keys.push(k.clone())
+            }
+        });
+        self.0.visit_gauges(|k, _| {
+            if matches(k) {
+                keys.push(k.clone())
+            }
+        });
+        self.0.visit_histograms(|k, _| {
+            if matches(k) {
+                keys.push(k.clone())
+            }
+        });
+        keys
+    }
+
+    fn exists(&self, name: &str, labels: &[(&str, &str)]) -> bool {
+        !self.find(name, labels).is_empty()
+    }
+
+    fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        let keys = self.find(name, labels);
+        assert_eq!(keys.len(), 1, "{name} {labels:?}: {keys:?}");
+        self.0
+            .get_counter(&keys[0])
+            .map(|c| c.load(Ordering::SeqCst))
+            .expect("a counter")
+    }
+
+    fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let keys = self.find(name, labels);
+        assert_eq!(keys.len(), 1, "{name} {labels:?}: {keys:?}");
+        self.0
+            .get_gauge(&keys[0])
+            .map(|g| f64::from_bits(g.load(Ordering::SeqCst)))
+            .expect("a gauge")
+    }
+
+    #[allow(dead_code)]
+    fn histogram_len(&self, name: &str, labels: &[(&str, &str)]) -> usize {
+        let keys = self.find(name, labels);
+        assert_eq!(keys.len(), 1, "{name} {labels:?}: {keys:?}");
+        let mut n = 0;
+        self.0
+            .get_histogram(&keys[0])
+            .expect("a histogram")
+            .clear_with(|values| n = values.len());
+        n
+    }
+}
+
+impl Recorder for TestRecorder {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        self.0
+            .get_or_create_counter(key, |c| Counter::from_arc(c.clone()))
+    }
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        self.0
+            .get_or_create_gauge(key, |g| Gauge::from_arc(g.clone()))
+    }
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        self.0
+            .get_or_create_histogram(key, |h| Histogram::from_arc(h.clone()))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeouts_are_counted_under_the_layers_name() {
+    let recorder = TestRecorder::new();
+    let mut svc = metrics::with_local_recorder(&recorder, || {
+        TimeoutLayer::new(Duration::from_millis(10))
+            .name("upstream")
+            .layer(service_fn(|slow: bool| async move {
+                if slow {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Ok::<_, BoxError>(())
+            }))
+    });
+    let labels = [("timeout", "upstream")];
+    assert_eq!(recorder.counter(names::TIMEOUTS, &labels), 0);
+    svc.ready().await.unwrap().call(false).await.unwrap();
+    svc.ready().await.unwrap().call(true).await.unwrap_err();
+    svc.ready().await.unwrap().call(true).await.unwrap_err();
+    assert_eq!(recorder.counter(names::TIMEOUTS, &labels), 2);
+    assert!(!recorder.exists(names::TIMEOUTS, &[("timeout", "default")]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn bulkhead_reports_in_flight_and_rejections() {
+    let recorder = TestRecorder::new();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let svc = metrics::with_local_recorder(&recorder, || {
+        BulkheadLayer::new(1)
+            .name("db")
+            .layer(service_fn(move |()| {
+                let mut rx = rx.clone();
+                async move {
+                    rx.wait_for(|open| *open).await.unwrap();
+                    Ok::<_, BoxError>(())
+                }
+            }))
+    });
+    let labels = [("bulkhead", "db")];
+    let held = tokio::spawn(svc.clone().oneshot(()));
+    tokio::task::yield_now().await;
+    assert_eq!(recorder.gauge(names::BULKHEAD_IN_FLIGHT, &labels), 1.0);
+    svc.clone().oneshot(()).await.unwrap_err();
+    assert_eq!(recorder.counter(names::BULKHEAD_REJECTED, &labels), 1);
+    tx.send(true).unwrap();
+    held.await.unwrap().unwrap();
+    assert_eq!(recorder.gauge(names::BULKHEAD_IN_FLIGHT, &labels), 0.0);
+}
+
+#[tokio::test]
+async fn fallbacks_are_counted() {
+    let recorder = TestRecorder::new();
+    let svc = metrics::with_local_recorder(&recorder, || {
+        FallbackLayer::new(|_err: BoxError| async { Ok("cached") })
+            .name("profile")
+            .layer(service_fn(|fail: bool| async move {
+                if fail {
+                    Err::<&str, BoxError>("down".into())
+                } else {
+                    Ok("fresh")
+                }
+            }))
+    });
+    assert_eq!(svc.clone().oneshot(false).await.unwrap(), "fresh");
+    assert_eq!(svc.clone().oneshot(true).await.unwrap(), "cached");
+    assert_eq!(
+        recorder.counter(names::FALLBACKS, &[("fallback", "profile")]),
+        1
+    );
+}
