@@ -1,1 +1,203 @@
-//! retry (being written).
+//! Retry failed calls with backoff, jitter and a retry budget.
+//!
+//! [`RetryLayer`] re-sends a request whose attempt failed, up to `max_attempts` attempts in all
+//! (the first call included), waiting between attempts as a [`Backoff`] says (constant, linear or
+//! exponential, with [`Jitter`] and a cap: every delay is within `[0, max_delay]`). A classifier
+//! decides which outcomes are retried (by default every error except harden's own rejections) and
+//! may ask for a specific delay, such as a server's `Retry-After`. A shared [`RetryBudget`] caps
+//! the extra load retries add when the upstream is down. `Clone` requests are replayed by cloning;
+//! others through a copy hook, and a request that cannot be copied is sent once. The inner
+//! service's `poll_ready` is awaited before every attempt, retries included.
+//!
+//! # Default
+//!
+//! Three attempts, exponential backoff from 100 ms with full jitter capped at 10 s, and a budget
+//! of 20 % of requests plus 10 retries a second:
+//!
+//! ```
+//! use harden::retry::RetryLayer;
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//! # use std::sync::atomic::{AtomicU32, Ordering};
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), harden::BoxError> {
+//!
+//! static CALLS: AtomicU32 = AtomicU32::new(0);
+//! let service = ServiceBuilder::new()
+//!     .layer(RetryLayer::default())
+//!     .service(service_fn(|name: &'static str| async move {
+//!         // Fails once, then succeeds.
+//!         match CALLS.fetch_add(1, Ordering::Relaxed) {
+//!             0 => Err("flaky".into()),
+//!             _ => Ok::<_, harden::BoxError>(format!("hello, {name}")),
+//!         }
+//!     }));
+//! assert_eq!(service.oneshot("world").await?, "hello, world");
+//! assert_eq!(CALLS.load(Ordering::Relaxed), 2);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Customised
+//!
+//! ```
+//! use std::time::Duration;
+//! use harden::retry::{Backoff, Jitter, RetryBudget, RetryDecision, RetryLayer, RetryPolicy};
+//! use harden::BoxError;
+//!
+//! // One budget for every client of the same upstream.
+//! let budget = RetryBudget::builder()
+//!     .ttl(Duration::from_secs(10))
+//!     .min_retries_per_sec(5)
+//!     .retry_ratio(0.1)
+//!     .build()?;
+//! let policy = RetryPolicy::builder()
+//!     .name("inventory")
+//!     .max_attempts(4)
+//!     .backoff(Backoff::linear(Duration::from_millis(50), Duration::from_millis(50)))
+//!     .jitter(Jitter::Equal)
+//!     .max_delay(Duration::from_secs(2))
+//!     .budget(budget.clone())
+//!     // Responses are status codes here: retry 503 after the server's delay, 500 with backoff.
+//!     .retry_on(|result: Result<&u16, &BoxError>| match result {
+//!         Ok(503) => RetryDecision::RetryAfter(Duration::from_secs(1)),
+//!         Ok(500) | Err(_) => RetryDecision::Retry,
+//!         Ok(_) => RetryDecision::DoNotRetry,
+//!     })
+//!     .build()?;
+//! let layer = RetryLayer::new(policy);
+//! # let _ = layer;
+//! // Later, for metrics: how many retries the budget refused.
+//! assert_eq!(budget.exhausted(), 0);
+//! # Ok::<(), harden::ConfigError>(())
+//! ```
+//!
+//! # Errors
+//!
+//! The service's error is [`BoxError`]: the inner service's error, boxed.
+//! Retry adds no error of its own: when attempts run out, the classifier says no, or the budget
+//! is empty, the caller gets the last attempt's own outcome (error *or* response), and an empty
+//! budget is counted in [`RetryBudget::exhausted`]. An error from the inner service's
+//! `poll_ready` before a retry is returned as is. Harden's rejections
+//! ([`CircuitOpen`](crate::circuit_breaker::error::CircuitOpen),
+//! [`BulkheadFull`](crate::bulkhead::error::BulkheadFull)) are never retried, whatever the
+//! classifier says. Bad configuration is a [`ConfigError`](crate::ConfigError) from `build()`.
+//!
+//! # Compared with `tower::retry`
+//!
+//! tower's `Retry` is a frame for a user-written `Policy`; backoff, jitter and the budget are
+//! left to the user, and tower's `TpsBudget` takes a `Mutex` on every deposit and can overdraw
+//! between its check and its update. Here the policy is configuration: backoff shapes, four
+//! jitters, a cap that also bounds server-requested delays, a lock-free striped budget whose
+//! withdrawals cannot overdraw, a copy hook under which an uncopyable request is sent once
+//! instead of failing, and no clock read, timer or allocation on a call that is not retried.
+
+use std::task::{Context, Poll};
+
+use tower_service::Service;
+
+use crate::BoxError;
+
+mod backoff;
+mod budget;
+pub mod future;
+mod layer;
+mod policy;
+
+pub use backoff::{
+    Backoff, Jitter, DEFAULT_INITIAL_DELAY, DEFAULT_JITTER, DEFAULT_MAX_DELAY, DEFAULT_MULTIPLIER,
+};
+pub use budget::{
+    RetryBudget, RetryBudgetBuilder, DEFAULT_MIN_RETRIES_PER_SEC, DEFAULT_RETRY_RATIO, DEFAULT_TTL,
+};
+pub use layer::RetryLayer;
+pub use policy::{
+    CloneRequest, CopyRequest, CopyWith, DefaultRetryClassifier, RetryClassifier, RetryDecision,
+    RetryOn, RetryPolicy, RetryPolicyBuilder, DEFAULT_MAX_ATTEMPTS, DEFAULT_NAME,
+    MAX_ATTEMPTS_LIMIT,
+};
+
+use future::{Replay, ResponseFuture};
+
+/// Retries the inner service's failed attempts as a [`RetryPolicy`] says; made by [`RetryLayer`].
+///
+/// The inner service is cloned into each response future that may retry (as tower's `Retry`
+/// does), and that clone is driven to readiness before every retry.
+#[derive(Debug, Clone)]
+pub struct Retry<S, C = DefaultRetryClassifier, H = CloneRequest> {
+    inner: S,
+    policy: RetryPolicy<C, H>,
+}
+
+impl<S, C, H> Retry<S, C, H> {
+    /// Wrap `inner` with `policy`.
+    pub fn new(inner: S, policy: RetryPolicy<C, H>) -> Self {
+        Retry { inner, policy }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &RetryPolicy<C, H> {
+        &self.policy
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, Req, C, H> Service<Req> for Retry<S, C, H>
+where
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+    C: RetryClassifier<S::Response> + Clone,
+    H: CopyRequest<Req> + Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, Req, C, H>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, request: Req) -> Self::Future {
+        let policy = &self.policy;
+        let budget = policy.budget.as_ref().map(RetryBudget::deposit_and_handle);
+        let copy = if policy.max_attempts > 1 {
+            policy.copy.copy_request(&request)
+        } else {
+            None
+        };
+        // Call the service that was driven to readiness; retries use a clone, readied afresh.
+        let future = self.inner.call(request);
+        let service = copy.as_ref().map(|_| self.inner.clone());
+        let replay = Replay {
+            service,
+            request: copy,
+            classifier: policy.classifier.clone(),
+            copy: policy.copy.clone(),
+            backoff: policy.backoff,
+            budget,
+            max_attempts: policy.max_attempts,
+            attempts: 1,
+            previous_delay: std::time::Duration::ZERO,
+            sleep: None,
+        };
+        ResponseFuture::new(future, replay)
+    }
+}
+
+#[cfg(all(test, not(harden_loom)))]
+mod tests;

@@ -1,0 +1,195 @@
+//! The response future of [`Retry`](super::Retry).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+use tower_service::Service;
+
+use super::backoff::{random_u64, Backoff};
+use super::budget::BudgetHandle;
+use super::policy::{CopyRequest, RetryClassifier, RetryDecision};
+use crate::classify::is_rejection;
+use crate::BoxError;
+
+pin_project! {
+    /// The response future of [`Retry`](super::Retry): the first attempt, then for each retry a
+    /// backoff sleep, the inner service's `poll_ready`, and the next attempt.
+    ///
+    /// Dropping it cancels the current attempt or backoff; no further attempt is made.
+    pub struct ResponseFuture<S, Req, C, H>
+    where
+        S: Service<Req>,
+    {
+        #[pin]
+        state: State<S::Future>,
+        replay: Replay<S, Req, C, H>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        // An attempt is in flight.
+        Calling { #[pin] future: F },
+        // Sleeping before the next attempt (the timer is `Replay::sleep`).
+        Waiting,
+        // Waiting for the inner service to be ready for the next attempt.
+        Checking,
+    }
+}
+
+/// What a retry needs. Written in full by every call (a branch here made the compiler build it
+/// on the stack and copy it); `service` and `request` are `None` when the request cannot be
+/// replayed (one attempt only, or the copy hook said no).
+pub(crate) struct Replay<S, Req, C, H> {
+    /// A clone of the inner service, made only when the request could be copied.
+    pub(crate) service: Option<S>,
+    /// The copy for the next attempt; `None` once no further attempt may be made.
+    pub(crate) request: Option<Req>,
+    pub(crate) classifier: C,
+    pub(crate) copy: H,
+    pub(crate) backoff: Backoff,
+    pub(crate) budget: Option<BudgetHandle>,
+    pub(crate) max_attempts: u32,
+    /// Attempts started so far.
+    pub(crate) attempts: u32,
+    pub(crate) previous_delay: Duration,
+    /// The backoff timer, allocated by the first retry that waits and reset by later ones: a
+    /// `Sleep` is over 100 bytes, which a call that is never retried should not carry or move.
+    pub(crate) sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S, Req, C, H> ResponseFuture<S, Req, C, H>
+where
+    S: Service<Req>,
+{
+    pub(crate) fn new(future: S::Future, replay: Replay<S, Req, C, H>) -> Self {
+        ResponseFuture {
+            state: State::Calling { future },
+            replay,
+        }
+    }
+}
+
+impl<S, Req, C, H> Replay<S, Req, C, H> {
+    fn sleep(&mut self, delay: Duration) {
+        let now = tokio::time::Instant::now();
+        // A delay past what an `Instant` holds (max_delay may be `Duration::MAX`): sleep for 30
+        // years instead, as tokio's own `sleep` does.
+        let deadline = now
+            .checked_add(delay)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
+        match &mut self.sleep {
+            Some(sleep) => sleep.as_mut().reset(deadline),
+            None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+    }
+
+    /// The delay before the next attempt, or `None` to return `result` to the caller. Withdraws
+    /// from the budget when it says yes.
+    fn decide<Res>(&mut self, result: &Result<Res, BoxError>) -> Option<Duration>
+    where
+        C: RetryClassifier<Res>,
+    {
+        if self.attempts >= self.max_attempts || self.request.is_none() {
+            return None;
+        }
+        if let Err(e) = result {
+            // NOTE: rejections are never retried, whatever the classifier says (DESIGN).
+            if is_rejection(&**e) {
+                return None;
+            }
+        }
+        let delay = match self.classifier.classify(result.as_ref()) {
+            RetryDecision::DoNotRetry => return None,
+            RetryDecision::Retry => {
+                self.backoff
+                    .jittered(self.attempts, self.previous_delay, random_u64())
+            }
+            RetryDecision::RetryAfter(d) => self.backoff.requested(d),
+        };
+        if let Some(budget) = &self.budget {
+            if !budget.try_withdraw() {
+                return None;
+            }
+        }
+        self.previous_delay = delay;
+        Some(delay)
+    }
+}
+
+impl<S, Req, C, H> Future for ResponseFuture<S, Req, C, H>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: RetryClassifier<S::Response>,
+    H: CopyRequest<Req>,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Calling { future } => {
+                    let result = ready!(future.poll(cx)).map_err(Into::into);
+                    let replay = &mut *this.replay;
+                    match replay.decide(&result) {
+                        None => return Poll::Ready(result),
+                        Some(Duration::ZERO) => this.state.set(State::Checking),
+                        Some(delay) => {
+                            replay.sleep(delay);
+                            this.state.set(State::Waiting);
+                        }
+                    }
+                }
+                StateProj::Waiting => {
+                    if let Some(sleep) = this.replay.sleep.as_mut() {
+                        ready!(sleep.as_mut().poll(cx));
+                    }
+                    this.state.set(State::Checking);
+                }
+                StateProj::Checking => {
+                    let replay = &mut *this.replay;
+                    let Some(service) = replay.service.as_mut() else {
+                        unreachable!("`decide` checked that the future can replay")
+                    };
+                    if let Err(e) = ready!(service.poll_ready(cx)) {
+                        return Poll::Ready(Err(e.into()));
+                    }
+                    let Some(request) = replay.request.take() else {
+                        unreachable!("`decide` checked that a copy is there")
+                    };
+                    replay.attempts += 1;
+                    if replay.attempts < replay.max_attempts {
+                        replay.request = replay.copy.copy_request(&request);
+                    }
+                    let future = service.call(request);
+                    this.state.set(State::Calling { future });
+                }
+            }
+        }
+    }
+}
+
+impl<S, Req, C, H> fmt::Debug for ResponseFuture<S, Req, C, H>
+where
+    S: Service<Req>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Calling { .. } => "calling",
+            State::Waiting => "waiting",
+            State::Checking => "checking",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .field("attempts", &self.replay.attempts)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,448 @@
+//! What is retried, how often, how far apart, and how requests are replayed.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use super::backoff::Backoff;
+use super::budget::RetryBudget;
+use crate::classify::is_rejection;
+use crate::{BoxError, ConfigError};
+
+/// Default number of attempts, the first call included: 3.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// Largest accepted `max_attempts`.
+pub const MAX_ATTEMPTS_LIMIT: u32 = 1000;
+/// Default name, the `retry` label of metrics: `"retry"`.
+pub const DEFAULT_NAME: &str = "retry";
+
+/// What to do after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RetryDecision {
+    /// Return this outcome to the caller.
+    DoNotRetry,
+    /// Retry after the policy's backoff.
+    Retry,
+    /// Retry after this delay, which the server asked for (e.g. an HTTP `Retry-After`); capped
+    /// by the backoff's `max_delay`, not jittered.
+    RetryAfter(Duration),
+}
+
+/// Decides whether an outcome is retried. Errors arrive boxed, as [`BoxError`].
+///
+/// Whatever a classifier says, harden's own rejections
+/// ([`CircuitOpen`](crate::circuit_breaker::error::CircuitOpen),
+/// [`BulkheadFull`](crate::bulkhead::error::BulkheadFull)) are never retried.
+pub trait RetryClassifier<Res> {
+    /// The decision for one attempt's outcome.
+    fn classify(&self, result: Result<&Res, &BoxError>) -> RetryDecision;
+}
+
+/// Retry every error except harden's rejections; never retry a response.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultRetryClassifier;
+
+impl<Res> RetryClassifier<Res> for DefaultRetryClassifier {
+    #[inline]
+    fn classify(&self, result: Result<&Res, &BoxError>) -> RetryDecision {
+        match result {
+            Ok(_) => RetryDecision::DoNotRetry,
+            Err(e) if is_rejection(&**e) => RetryDecision::DoNotRetry,
+            Err(_) => RetryDecision::Retry,
+        }
+    }
+}
+
+/// A classifier made from a function; see [`RetryPolicyBuilder::retry_on`].
+#[derive(Clone, Copy)]
+pub struct RetryOn<F> {
+    f: F,
+}
+
+impl<F> fmt::Debug for RetryOn<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryOn").finish_non_exhaustive()
+    }
+}
+
+impl<F, Res> RetryClassifier<Res> for RetryOn<F>
+where
+    F: Fn(Result<&Res, &BoxError>) -> RetryDecision,
+{
+    #[inline]
+    fn classify(&self, result: Result<&Res, &BoxError>) -> RetryDecision {
+        (self.f)(result)
+    }
+}
+
+/// Makes the copy of a request that a retry sends; `None` means "send once, do not retry".
+pub trait CopyRequest<Req> {
+    /// A copy of `req` for a later attempt, or `None` if it cannot be replayed.
+    fn copy_request(&self, req: &Req) -> Option<Req>;
+}
+
+/// Replays requests by cloning them (the default; needs `Req: Clone`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CloneRequest;
+
+impl<Req: Clone> CopyRequest<Req> for CloneRequest {
+    #[inline]
+    fn copy_request(&self, req: &Req) -> Option<Req> {
+        Some(req.clone())
+    }
+}
+
+/// A request copier made from a function; see [`RetryPolicyBuilder::copy_request_with`].
+#[derive(Clone, Copy)]
+pub struct CopyWith<F> {
+    f: F,
+}
+
+impl<F> fmt::Debug for CopyWith<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CopyWith").finish_non_exhaustive()
+    }
+}
+
+impl<F, Req> CopyRequest<Req> for CopyWith<F>
+where
+    F: Fn(&Req) -> Option<Req>,
+{
+    #[inline]
+    fn copy_request(&self, req: &Req) -> Option<Req> {
+        (self.f)(req)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum BudgetChoice {
+    Default,
+    Shared(RetryBudget),
+    None,
+}
+
+/// How a [`RetryLayer`](super::RetryLayer) retries: attempts, backoff, budget, classifier,
+/// request copier.
+///
+/// `C` is the [`RetryClassifier`], `H` the [`CopyRequest`] hook. Cloning a policy shares its
+/// budget.
+///
+/// # Defaults
+///
+/// | setting | default |
+/// |---|---|
+/// | `max_attempts` (the first call included) | [`DEFAULT_MAX_ATTEMPTS`] = 3, accepted [1, [`MAX_ATTEMPTS_LIMIT`]] |
+/// | `backoff` | [`Backoff::new`]: exponential from [`DEFAULT_INITIAL_DELAY`](super::DEFAULT_INITIAL_DELAY) = 100 ms, × [`DEFAULT_MULTIPLIER`](super::DEFAULT_MULTIPLIER) = 2 |
+/// | `jitter` | [`DEFAULT_JITTER`](super::DEFAULT_JITTER) = [`Jitter::Full`](super::Jitter::Full) |
+/// | `max_delay` | [`DEFAULT_MAX_DELAY`](super::DEFAULT_MAX_DELAY) = 10 s |
+/// | `budget` | a new [`RetryBudget::new`] per `build()` (10 s, 10/s, 20 %) |
+/// | classifier | [`DefaultRetryClassifier`]: every error except harden's rejections |
+/// | request copy | [`CloneRequest`] |
+/// | `name` | [`DEFAULT_NAME`] = `"retry"` |
+pub struct RetryPolicy<C = DefaultRetryClassifier, H = CloneRequest> {
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff: Backoff,
+    pub(crate) budget: Option<RetryBudget>,
+    pub(crate) classifier: C,
+    pub(crate) copy: H,
+    name: Cow<'static, str>,
+}
+
+impl<C: Clone, H: Clone> Clone for RetryPolicy<C, H> {
+    fn clone(&self) -> Self {
+        RetryPolicy {
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            budget: self.budget.clone(),
+            classifier: self.classifier.clone(),
+            copy: self.copy.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+impl<C, H> fmt::Debug for RetryPolicy<C, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryPolicy")
+            .field("name", &self.name)
+            .field("max_attempts", &self.max_attempts)
+            .field("backoff", &self.backoff)
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy::new()
+    }
+}
+
+impl RetryPolicy {
+    /// The default policy (see `# Defaults`), with a budget of its own.
+    pub fn new() -> Self {
+        RetryPolicy::builder()
+            .build()
+            .unwrap_or_else(|_| unreachable!("the default retry policy is valid"))
+    }
+
+    /// A builder holding the defaults.
+    pub fn builder() -> RetryPolicyBuilder {
+        RetryPolicyBuilder {
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            backoff: Backoff::new(),
+            budget: BudgetChoice::Default,
+            classifier: DefaultRetryClassifier,
+            copy: CloneRequest,
+            name: Cow::Borrowed(DEFAULT_NAME),
+        }
+    }
+}
+
+impl<C: Clone, H: Clone> RetryPolicy<C, H> {
+    /// A layer applying this policy; layers made from one policy share its budget.
+    pub fn layer(&self) -> super::RetryLayer<C, H> {
+        super::RetryLayer::new(self.clone())
+    }
+}
+
+impl<C, H> RetryPolicy<C, H> {
+    /// Attempts per request, the first call included.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// The backoff between attempts.
+    pub fn backoff(&self) -> &Backoff {
+        &self.backoff
+    }
+
+    /// The budget, if any; shared by every clone of this policy.
+    pub fn budget(&self) -> Option<&RetryBudget> {
+        self.budget.as_ref()
+    }
+
+    /// The name, used as the `retry` label of metrics.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Builder of a [`RetryPolicy`]; see its `# Defaults`.
+#[must_use]
+pub struct RetryPolicyBuilder<C = DefaultRetryClassifier, H = CloneRequest> {
+    max_attempts: u32,
+    backoff: Backoff,
+    budget: BudgetChoice,
+    classifier: C,
+    copy: H,
+    name: Cow<'static, str>,
+}
+
+impl<C, H> fmt::Debug for RetryPolicyBuilder<C, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryPolicyBuilder")
+            .field("name", &self.name)
+            .field("max_attempts", &self.max_attempts)
+            .field("backoff", &self.backoff)
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C, H> RetryPolicyBuilder<C, H> {
+    /// Attempts per request, the first call included; 1 never retries. Accepted
+    /// [1, [`MAX_ATTEMPTS_LIMIT`]].
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n;
+        self
+    }
+
+    /// The backoff between attempts (shape, jitter and cap).
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Replace the backoff's jitter.
+    pub fn jitter(mut self, jitter: super::Jitter) -> Self {
+        self.backoff = self.backoff.with_jitter(jitter);
+        self
+    }
+
+    /// Replace the backoff's cap on every delay (server-requested ones included).
+    pub fn max_delay(mut self, max_delay: Duration) -> Self {
+        self.backoff = self.backoff.with_max_delay(max_delay);
+        self
+    }
+
+    /// Share this budget (e.g. with other policies calling the same upstream).
+    pub fn budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = BudgetChoice::Shared(budget);
+        self
+    }
+
+    /// No budget: retries are limited by `max_attempts` only.
+    pub fn no_budget(mut self) -> Self {
+        self.budget = BudgetChoice::None;
+        self
+    }
+
+    /// The name, used as the `retry` label of metrics.
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Decide what is retried with a function of the outcome.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use harden::retry::{RetryDecision, RetryPolicy};
+    /// use harden::BoxError;
+    ///
+    /// // Retry 503s after the delay the server asked for (here: always 1 s), and every error.
+    /// let policy = RetryPolicy::builder()
+    ///     .retry_on(|result: Result<&u16, &BoxError>| match result {
+    ///         Ok(503) => RetryDecision::RetryAfter(Duration::from_secs(1)),
+    ///         Ok(_) => RetryDecision::DoNotRetry,
+    ///         Err(_) => RetryDecision::Retry,
+    ///     })
+    ///     .build()?;
+    /// # let _ = policy;
+    /// # Ok::<(), harden::ConfigError>(())
+    /// ```
+    pub fn retry_on<F>(self, f: F) -> RetryPolicyBuilder<RetryOn<F>, H> {
+        self.classifier(RetryOn { f })
+    }
+
+    /// Decide what is retried with a [`RetryClassifier`].
+    pub fn classifier<C2>(self, classifier: C2) -> RetryPolicyBuilder<C2, H> {
+        RetryPolicyBuilder {
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            budget: self.budget,
+            classifier,
+            copy: self.copy,
+            name: self.name,
+        }
+    }
+
+    /// Copy requests for retries with a function, for requests that are not `Clone` (or whose
+    /// body may not be replayable). `None` means "send this request once and do not retry it";
+    /// the caller then gets the first attempt's outcome, never an error of its own.
+    ///
+    /// ```
+    /// use harden::retry::RetryPolicy;
+    ///
+    /// struct Upload { body: Option<Vec<u8>> } // `None`: a stream that cannot be replayed
+    ///
+    /// let policy = RetryPolicy::builder()
+    ///     .copy_request_with(|req: &Upload| req.body.clone().map(|b| Upload { body: Some(b) }))
+    ///     .build()?;
+    /// # let _ = policy;
+    /// # Ok::<(), harden::ConfigError>(())
+    /// ```
+    pub fn copy_request_with<F>(self, f: F) -> RetryPolicyBuilder<C, CopyWith<F>> {
+        RetryPolicyBuilder {
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            budget: self.budget,
+            classifier: self.classifier,
+            copy: CopyWith { f },
+            name: self.name,
+        }
+    }
+
+    /// Validate and create the policy.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming `max_attempts` or `backoff.multiplier` when outside the accepted range.
+    pub fn build(self) -> Result<RetryPolicy<C, H>, ConfigError> {
+        if !(1..=MAX_ATTEMPTS_LIMIT).contains(&self.max_attempts) {
+            return Err(ConfigError::new(
+                "max_attempts",
+                format!("{} is outside [1, {MAX_ATTEMPTS_LIMIT}]", self.max_attempts),
+            ));
+        }
+        self.backoff.validate()?;
+        let budget = match self.budget {
+            BudgetChoice::Default => Some(RetryBudget::new()),
+            BudgetChoice::Shared(b) => Some(b),
+            BudgetChoice::None => None,
+        };
+        Ok(RetryPolicy {
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            budget,
+            classifier: self.classifier,
+            copy: self.copy,
+            name: self.name,
+        })
+    }
+}
+
+#[cfg(all(test, not(harden_loom)))]
+mod tests {
+    use super::*;
+    use crate::bulkhead::error::BulkheadFull;
+    use crate::circuit_breaker::error::CircuitOpen;
+
+    #[test]
+    fn default_classifier_never_retries_rejections_or_responses() {
+        let c = DefaultRetryClassifier;
+        let open: BoxError = Box::new(CircuitOpen::new(Some(Duration::from_secs(1))));
+        let full: BoxError = Box::new(BulkheadFull::new());
+        let other: BoxError = "boom".into();
+        assert_eq!(
+            RetryClassifier::<()>::classify(&c, Err(&open)),
+            RetryDecision::DoNotRetry
+        );
+        assert_eq!(
+            RetryClassifier::<()>::classify(&c, Err(&full)),
+            RetryDecision::DoNotRetry
+        );
+        assert_eq!(
+            RetryClassifier::<()>::classify(&c, Err(&other)),
+            RetryDecision::Retry
+        );
+        assert_eq!(c.classify(Ok(&())), RetryDecision::DoNotRetry);
+    }
+
+    #[test]
+    fn bad_config_names_the_field() {
+        for n in [0, MAX_ATTEMPTS_LIMIT + 1] {
+            let e = RetryPolicy::builder().max_attempts(n).build().unwrap_err();
+            assert_eq!(e.field(), "max_attempts");
+        }
+        let e = RetryPolicy::builder()
+            .backoff(Backoff::exponential(Duration::ZERO, 0.9))
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "backoff.multiplier");
+    }
+
+    #[test]
+    fn clones_share_the_budget() {
+        let p = RetryPolicy::builder()
+            .budget(
+                RetryBudget::builder()
+                    .min_retries_per_sec(0)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        let q = p.clone();
+        assert!(!p.budget().unwrap().try_withdraw());
+        assert_eq!(q.budget().unwrap().exhausted(), 1);
+        assert!(RetryPolicy::builder()
+            .no_budget()
+            .build()
+            .unwrap()
+            .budget()
+            .is_none());
+    }
+}

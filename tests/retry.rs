@@ -1,0 +1,453 @@
+//! Retry behaviour under paused time: attempt counts, delay sequences, readiness, cancellation,
+//! request copies, server-requested delays and the budget.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::poll;
+use harden::retry::{Backoff, Jitter, RetryBudget, RetryDecision, RetryLayer, RetryPolicy};
+use harden::BoxError;
+use tokio::time::Instant;
+use tower::{Layer, Service, ServiceExt};
+
+const MS: Duration = Duration::from_millis(1);
+
+#[derive(Default)]
+struct Log {
+    calls: u32,
+    polls_ready: u32,
+    call_times: Vec<Instant>,
+}
+
+/// A service answering from a script (the last entry repeats). It checks tower's contract: it
+/// panics if `call` comes without a `poll_ready` that returned `Ready(Ok)` on the same clone, and
+/// its `poll_ready` is `Pending` once before each readiness, to make the caller wait.
+#[derive(Clone)]
+struct Scripted {
+    log: Arc<Mutex<Log>>,
+    script: Arc<Vec<Result<u16, &'static str>>>,
+    ready: bool,
+    pending_once: bool,
+}
+
+impl Scripted {
+    fn new(script: Vec<Result<u16, &'static str>>) -> Self {
+        Scripted {
+            log: Arc::default(),
+            script: Arc::new(script),
+            ready: false,
+            pending_once: true,
+        }
+    }
+
+    fn calls(&self) -> u32 {
+        self.log.lock().unwrap().calls
+    }
+
+    /// Gaps between consecutive calls.
+    fn gaps(&self) -> Vec<Duration> {
+        let log = self.log.lock().unwrap();
+        log.call_times.windows(2).map(|w| w[1] - w[0]).collect()
+    }
+}
+
+impl<Req> Service<Req> for Scripted {
+    type Response = u16;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<u16, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.log.lock().unwrap().polls_ready += 1;
+        if self.pending_once && !self.ready {
+            self.pending_once = false;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        self.pending_once = true;
+        self.ready = true;
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Req) -> Self::Future {
+        assert!(self.ready, "call without poll_ready");
+        self.ready = false;
+        let mut log = self.log.lock().unwrap();
+        let i = log.calls as usize;
+        log.calls += 1;
+        log.call_times.push(Instant::now());
+        let outcome = self.script[i.min(self.script.len() - 1)];
+        Box::pin(async move { outcome.map_err(Into::into) })
+    }
+}
+
+fn policy(max_attempts: u32, backoff: Backoff) -> RetryPolicy {
+    RetryPolicy::builder()
+        .max_attempts(max_attempts)
+        .backoff(backoff.with_jitter(Jitter::None))
+        .no_budget()
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn exact_attempt_counts() {
+    // Always failing: max_attempts attempts in all, the first call included; the last error returned.
+    for max in [1, 2, 5] {
+        let inner = Scripted::new(vec![Err("down")]);
+        let svc = RetryLayer::new(policy(max, Backoff::constant(MS))).layer(inner.clone());
+        let err = svc.oneshot(0u32).await.unwrap_err();
+        assert_eq!(err.to_string(), "down");
+        assert_eq!(inner.calls(), max);
+    }
+    // Succeeds on the third attempt: exactly three calls.
+    let inner = Scripted::new(vec![Err("a"), Err("b"), Ok(200), Err("never")]);
+    let svc = RetryLayer::new(policy(5, Backoff::constant(MS))).layer(inner.clone());
+    assert_eq!(svc.oneshot(0u32).await.unwrap(), 200);
+    assert_eq!(inner.calls(), 3);
+    // A response is not retried by default.
+    let inner = Scripted::new(vec![Ok(503)]);
+    let svc = RetryLayer::default().layer(inner.clone());
+    assert_eq!(svc.oneshot(0u32).await.unwrap(), 503);
+    assert_eq!(inner.calls(), 1);
+}
+
+async fn gaps(backoff: Backoff, attempts: u32) -> Vec<Duration> {
+    let inner = Scripted::new(vec![Err("down")]);
+    let svc = RetryLayer::new(policy(attempts, backoff)).layer(inner.clone());
+    let _ = svc.oneshot(0u32).await;
+    assert_eq!(inner.calls(), attempts);
+    inner.gaps()
+}
+
+#[tokio::test(start_paused = true)]
+async fn exact_delay_sequences_without_jitter() {
+    assert_eq!(gaps(Backoff::constant(100 * MS), 4).await, [100 * MS; 3]);
+    assert_eq!(
+        gaps(Backoff::linear(100 * MS, 50 * MS), 5).await,
+        [100 * MS, 150 * MS, 200 * MS, 250 * MS]
+    );
+    assert_eq!(
+        gaps(Backoff::exponential(100 * MS, 2.0), 5).await,
+        [100 * MS, 200 * MS, 400 * MS, 800 * MS]
+    );
+    // The cap.
+    assert_eq!(
+        gaps(
+            Backoff::exponential(100 * MS, 3.0).with_max_delay(500 * MS),
+            5
+        )
+        .await,
+        [100 * MS, 300 * MS, 500 * MS, 500 * MS]
+    );
+    assert_eq!(
+        gaps(
+            Backoff::linear(100 * MS, 100 * MS).with_max_delay(250 * MS),
+            5
+        )
+        .await,
+        [100 * MS, 200 * MS, 250 * MS, 250 * MS]
+    );
+    // Zero delay: retries at once, with no timer.
+    assert_eq!(
+        gaps(Backoff::constant(Duration::ZERO), 3).await,
+        [Duration::ZERO; 2]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn jittered_delays_stay_under_the_cap() {
+    for jitter in [Jitter::Full, Jitter::Equal, Jitter::Decorrelated] {
+        let inner = Scripted::new(vec![Err("down")]);
+        let p = RetryPolicy::builder()
+            .max_attempts(8)
+            .backoff(Backoff::exponential(100 * MS, 2.0))
+            .jitter(jitter)
+            .max_delay(300 * MS)
+            .no_budget()
+            .build()
+            .unwrap();
+        let _ = RetryLayer::new(p).layer(inner.clone()).oneshot(0u32).await;
+        assert_eq!(inner.calls(), 8);
+        // Timers have a 1 ms resolution.
+        assert!(inner.gaps().iter().all(|g| *g <= 301 * MS), "{jitter:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn poll_ready_is_awaited_before_every_attempt() {
+    // `Scripted` panics on a call without readiness and is Pending once before each readiness.
+    let inner = Scripted::new(vec![Err("down")]);
+    let mut svc = RetryLayer::new(policy(4, Backoff::constant(10 * MS))).layer(inner.clone());
+    let err = ServiceExt::<u32>::ready(&mut svc)
+        .await
+        .unwrap()
+        .call(0u32)
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "down");
+    assert_eq!(inner.calls(), 4);
+    // Two polls per attempt: one Pending, one Ready.
+    assert_eq!(inner.log.lock().unwrap().polls_ready, 8);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_future_during_backoff_cancels_it() {
+    let inner = Scripted::new(vec![Err("down")]);
+    let mut svc =
+        RetryLayer::new(policy(5, Backoff::constant(Duration::from_secs(1)))).layer(inner.clone());
+    ServiceExt::<u32>::ready(&mut svc).await.unwrap();
+    let mut fut = Box::pin(svc.call(0u32));
+    assert!(poll!(fut.as_mut()).is_pending());
+    assert_eq!(inner.calls(), 1);
+    tokio::time::advance(Duration::from_millis(500)).await;
+    assert!(poll!(fut.as_mut()).is_pending());
+    drop(fut);
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    tokio::task::yield_now().await;
+    assert_eq!(inner.calls(), 1);
+}
+
+/// A request that cannot be cloned.
+struct Upload {
+    body: Option<Vec<u8>>,
+}
+
+#[tokio::test(start_paused = true)]
+async fn uncopyable_request_is_sent_once_and_returns_the_original_outcome() {
+    let inner = Scripted::new(vec![Err("first"), Err("second")]);
+    let p = RetryPolicy::builder()
+        .max_attempts(3)
+        .no_budget()
+        .copy_request_with(|r: &Upload| r.body.clone().map(|body| Upload { body: Some(body) }))
+        .build()
+        .unwrap();
+    let layer = RetryLayer::new(p);
+    let err = layer
+        .layer(inner.clone())
+        .oneshot(Upload { body: None })
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "first");
+    assert_eq!(inner.calls(), 1);
+    // A copyable one is retried.
+    let inner = Scripted::new(vec![Err("first"), Ok(200)]);
+    let ok = layer
+        .layer(inner.clone())
+        .oneshot(Upload {
+            body: Some(vec![1, 2, 3]),
+        })
+        .await
+        .unwrap();
+    assert_eq!(ok, 200);
+    assert_eq!(inner.calls(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn copy_hook_refusing_later_copies_stops_retrying() {
+    let copies = Arc::new(AtomicU32::new(0));
+    let c = copies.clone();
+    let inner = Scripted::new(vec![Err("a"), Err("b"), Err("c")]);
+    let p = RetryPolicy::builder()
+        .max_attempts(5)
+        .backoff(Backoff::constant(MS))
+        .no_budget()
+        // One copy only: the first call and one retry.
+        .copy_request_with(move |r: &u32| (c.fetch_add(1, Ordering::Relaxed) == 0).then_some(*r))
+        .build()
+        .unwrap();
+    let err = RetryLayer::new(p)
+        .layer(inner.clone())
+        .oneshot(7u32)
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "b");
+    assert_eq!(inner.calls(), 2);
+    assert_eq!(copies.load(Ordering::Relaxed), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_clone_is_made_only_for_attempts_that_may_be_retried() {
+    #[derive(Debug)]
+    struct Counted(Arc<AtomicU32>);
+    impl Clone for Counted {
+        fn clone(&self) -> Self {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Counted(self.0.clone())
+        }
+    }
+    let clones = Arc::new(AtomicU32::new(0));
+    let inner = Scripted::new(vec![Err("down")]);
+    let _ = RetryLayer::new(policy(3, Backoff::constant(MS)))
+        .layer(inner.clone())
+        .oneshot(Counted(clones.clone()))
+        .await;
+    // Three attempts: copies for the second and the third, none after the last.
+    assert_eq!(clones.load(Ordering::Relaxed), 2);
+    let _ = RetryLayer::new(policy(1, Backoff::constant(MS)))
+        .layer(inner)
+        .oneshot(Counted(clones.clone()))
+        .await;
+    assert_eq!(clones.load(Ordering::Relaxed), 2);
+}
+
+fn retry_after(
+    requested: Duration,
+    max_delay: Duration,
+) -> RetryPolicy<impl harden::retry::RetryClassifier<u16> + Clone> {
+    RetryPolicy::builder()
+        .max_attempts(3)
+        .backoff(Backoff::constant(MS).with_jitter(Jitter::Full))
+        .max_delay(max_delay)
+        .no_budget()
+        .retry_on(move |r: Result<&u16, &BoxError>| match r {
+            Ok(503) => RetryDecision::RetryAfter(requested),
+            _ => RetryDecision::DoNotRetry,
+        })
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_requested_delay_is_honoured_and_capped() {
+    let inner = Scripted::new(vec![Ok(503), Ok(503), Ok(200)]);
+    let svc = RetryLayer::new(retry_after(
+        3 * Duration::from_secs(1),
+        Duration::from_secs(10),
+    ))
+    .layer(inner.clone());
+    assert_eq!(svc.oneshot(0u32).await.unwrap(), 200);
+    assert_eq!(inner.gaps(), [Duration::from_secs(3); 2]);
+
+    let inner = Scripted::new(vec![Ok(503)]);
+    let svc = RetryLayer::new(retry_after(Duration::from_secs(60), Duration::from_secs(5)))
+        .layer(inner.clone());
+    // Attempts run out: the last response is returned, not an error.
+    assert_eq!(svc.oneshot(0u32).await.unwrap(), 503);
+    assert_eq!(inner.gaps(), [Duration::from_secs(5); 2]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn empty_budget_returns_the_original_outcome_and_is_counted() {
+    let budget = RetryBudget::builder()
+        .min_retries_per_sec(0)
+        .retry_ratio(0.0)
+        .build()
+        .unwrap();
+    let p = RetryPolicy::builder()
+        .max_attempts(5)
+        .backoff(Backoff::constant(MS))
+        .budget(budget.clone())
+        .build()
+        .unwrap();
+    let inner = Scripted::new(vec![Err("original"), Err("retried")]);
+    let err = RetryLayer::new(p.clone())
+        .layer(inner.clone())
+        .oneshot(0u32)
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "original");
+    assert_eq!(inner.calls(), 1);
+    assert_eq!(budget.exhausted(), 1);
+    // Every layer made from the policy shares the budget.
+    let inner = Scripted::new(vec![Err("original")]);
+    let _ = p.layer().layer(inner.clone()).oneshot(0u32).await;
+    assert_eq!(budget.exhausted(), 2);
+
+    // A retryable response is returned as is too.
+    let p = RetryPolicy::builder()
+        .budget(budget.clone())
+        .retry_on(|r: Result<&u16, &BoxError>| match r {
+            Ok(503) => RetryDecision::Retry,
+            _ => RetryDecision::DoNotRetry,
+        })
+        .build()
+        .unwrap();
+    let inner = Scripted::new(vec![Ok(503), Ok(200)]);
+    assert_eq!(
+        RetryLayer::new(p)
+            .layer(inner.clone())
+            .oneshot(0u32)
+            .await
+            .unwrap(),
+        503
+    );
+    assert_eq!(budget.exhausted(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn budget_caps_amplification_under_a_total_outage() {
+    const RATIO: f64 = 0.2;
+    const MIN_PER_SEC: u32 = 10;
+    const TTL_SECS: u64 = 10;
+    const PER_TICK: u32 = 50; // 500 requests/s in ticks of 100 ms
+    const SECS: u64 = 60;
+    let budget = RetryBudget::builder()
+        .ttl(Duration::from_secs(TTL_SECS))
+        .min_retries_per_sec(MIN_PER_SEC)
+        .retry_ratio(RATIO)
+        .build()
+        .unwrap();
+    let p = RetryPolicy::builder()
+        .max_attempts(10)
+        .backoff(Backoff::constant(Duration::ZERO))
+        .budget(budget.clone())
+        .build()
+        .unwrap();
+    let inner = Scripted::new(vec![Err("down")]);
+    let layer = RetryLayer::new(p);
+    let mut per_sec_requests = vec![0u64; SECS as usize];
+    let mut per_sec_calls = vec![0u64; SECS as usize];
+    for tick in 0..SECS * 10 {
+        let before = inner.calls();
+        let calls = (0..PER_TICK).map(|i| layer.layer(inner.clone()).oneshot(i));
+        for r in futures::future::join_all(calls).await {
+            assert_eq!(r.unwrap_err().to_string(), "down");
+        }
+        let sec = (tick / 10) as usize;
+        per_sec_requests[sec] += u64::from(PER_TICK);
+        per_sec_calls[sec] += u64::from(inner.calls() - before);
+        tokio::time::advance(100 * MS).await;
+    }
+    let requests: u64 = per_sec_requests.iter().sum();
+    let retries: u64 = per_sec_calls.iter().sum::<u64>() - requests;
+    // Over the whole outage: at most the ratio of extra load, plus the floor.
+    let bound = RATIO * requests as f64 + f64::from(MIN_PER_SEC) * (SECS + TTL_SECS) as f64;
+    assert!(retries as f64 <= bound, "{retries} retries > {bound}");
+    // Over every ttl-long window too.
+    let w = TTL_SECS as usize;
+    for end in w..=SECS as usize {
+        let req: u64 = per_sec_requests[end - w..end].iter().sum();
+        let ret: u64 = per_sec_calls[end - w..end].iter().sum::<u64>() - req;
+        let cap = RATIO * req as f64 + f64::from(MIN_PER_SEC) * TTL_SECS as f64;
+        assert!(
+            ret as f64 <= cap + 1.0,
+            "window ending {end}s: {ret} > {cap}"
+        );
+    }
+    // The budget was the limit, not max_attempts, and it did let retries through.
+    assert!(retries > 0);
+    assert!(budget.exhausted() > 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn huge_delays_do_not_panic() {
+    let inner = Scripted::new(vec![Err("down")]);
+    let p = RetryPolicy::builder()
+        .max_attempts(3)
+        .max_delay(Duration::MAX)
+        .no_budget()
+        .retry_on(|_: Result<&u16, &BoxError>| RetryDecision::RetryAfter(Duration::MAX))
+        .build()
+        .unwrap();
+    let mut svc = RetryLayer::new(p).layer(inner.clone());
+    ServiceExt::<u32>::ready(&mut svc).await.unwrap();
+    let mut fut = Box::pin(svc.call(0u32));
+    assert!(poll!(fut.as_mut()).is_pending());
+    tokio::time::advance(Duration::from_secs(86_400 * 365)).await;
+    assert!(poll!(fut.as_mut()).is_pending());
+    assert_eq!(inner.calls(), 1);
+}
