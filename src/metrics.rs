@@ -249,6 +249,21 @@ pub(crate) fn histogram(name: &'static str, key: &'static str, value: &Arc<str>)
     Histogram
 }
 
+/// A bundle of handles as a per-call future carries it: one `Arc` with the feature (one
+/// reference count to bump instead of one per handle), the zero-sized bundle itself without.
+#[cfg(feature = "metrics")]
+pub(crate) type Handles<T> = Arc<T>;
+#[cfg(not(feature = "metrics"))]
+pub(crate) type Handles<T> = T;
+
+/// Wraps a bundle of handles as [`Handles`].
+pub(crate) fn handles<T>(bundle: T) -> Handles<T> {
+    #[cfg(feature = "metrics")]
+    return Arc::new(bundle);
+    #[cfg(not(feature = "metrics"))]
+    bundle
+}
+
 /// The name a layer reports under until `.name(..)` gives it another.
 pub(crate) const DEFAULT_NAME: &str = "default";
 

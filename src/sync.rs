@@ -4,12 +4,12 @@
 #[cfg(harden_loom)]
 #[allow(unused_imports)]
 pub(crate) use loom::sync::{
-    atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
+    atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
     Arc,
 };
 #[cfg(not(harden_loom))]
 #[allow(unused_imports)]
 pub(crate) use std::sync::{
-    atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
+    atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
     Arc,
 };

@@ -172,3 +172,78 @@ async fn fallbacks_are_counted() {
         1
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn retry_attempts_by_outcome_and_budget_exhaustion() {
+    use harden::retry::{Backoff, RetryBudget, RetryLayer, RetryPolicy};
+    use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
+
+    let recorder = TestRecorder::new();
+    let calls = Arc::new(AtomicU32::new(0));
+    let (flaky, broke) = metrics::with_local_recorder(&recorder, || {
+        let policy = RetryPolicy::builder()
+            .name("inventory")
+            .max_attempts(3)
+            .backoff(Backoff::constant(Duration::from_millis(10)))
+            .no_budget()
+            .build()
+            .unwrap();
+        let counter = calls.clone();
+        let flaky = RetryLayer::new(policy).layer(service_fn(move |()| {
+            let n = counter.fetch_add(1, AtomicOrdering::Relaxed);
+            async move {
+                if n == 0 {
+                    Err::<(), BoxError>("flaky".into())
+                } else {
+                    Ok(())
+                }
+            }
+        }));
+        let empty_budget = RetryBudget::builder()
+            .min_retries_per_sec(0)
+            .retry_ratio(0.0)
+            .build()
+            .unwrap();
+        let policy = RetryPolicy::builder()
+            .name("payments")
+            .budget(empty_budget)
+            .build()
+            .unwrap();
+        let broke = RetryLayer::new(policy).layer(service_fn(|()| async {
+            Err::<(), BoxError>("down".into())
+        }));
+        (flaky, broke)
+    });
+
+    flaky.oneshot(()).await.unwrap();
+    let inventory = |outcome| {
+        recorder.counter(
+            names::RETRY_ATTEMPTS,
+            &[("retry", "inventory"), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(
+        (
+            inventory("retried"),
+            inventory("done"),
+            inventory("gave_up")
+        ),
+        (1, 1, 0)
+    );
+
+    broke.oneshot(()).await.unwrap_err();
+    let payments = |outcome| {
+        recorder.counter(
+            names::RETRY_ATTEMPTS,
+            &[("retry", "payments"), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(
+        (payments("retried"), payments("done"), payments("gave_up")),
+        (0, 0, 1)
+    );
+    assert_eq!(
+        recorder.counter(names::RETRY_BUDGET_EXHAUSTED, &[("retry", "payments")]),
+        1
+    );
+}

@@ -555,7 +555,7 @@ mod tests {
 
     fn model_counts(records: &[(u64, bool, bool)], keep: impl Fn(u64) -> bool) -> Counts {
         let mut c = Counts::default();
-        for &(key, failure, slow) in records.iter().filter(|r| keep(r.0)) {
+        for &(_key, failure, slow) in records.iter().filter(|r| keep(r.0)) {
             if failure {
                 c.failures += 1;
             } else {

@@ -12,8 +12,9 @@ use tower_service::Service;
 
 use super::backoff::{random_u64, Backoff};
 use super::budget::BudgetHandle;
-use super::policy::{CopyRequest, RetryClassifier, RetryDecision};
+use super::policy::{CopyRequest, RetryClassifier, RetryDecision, RetryMetrics};
 use crate::classify::is_rejection;
+use crate::metrics;
 use crate::BoxError;
 
 pin_project! {
@@ -62,6 +63,7 @@ pub(crate) struct Replay<S, Req, C, H> {
     /// The backoff timer, allocated by the first retry that waits and reset by later ones: a
     /// `Sleep` is over 100 bytes, which a call that is never retried should not carry or move.
     pub(crate) sleep: Option<Pin<Box<Sleep>>>,
+    pub(crate) metrics: metrics::Handles<RetryMetrics>,
 }
 
 impl<S, Req, C, H> ResponseFuture<S, Req, C, H>
@@ -96,28 +98,39 @@ impl<S, Req, C, H> Replay<S, Req, C, H> {
     where
         C: RetryClassifier<Res>,
     {
-        if self.attempts >= self.max_attempts || self.request.is_none() {
-            return None;
-        }
         if let Err(e) = result {
             // NOTE: rejections are never retried, whatever the classifier says (DESIGN).
             if is_rejection(&**e) {
+                self.metrics.done.increment(1);
                 return None;
             }
         }
-        let delay = match self.classifier.classify(result.as_ref()) {
-            RetryDecision::DoNotRetry => return None,
-            RetryDecision::Retry => {
-                self.backoff
-                    .jittered(self.attempts, self.previous_delay, random_u64())
+        let requested = match self.classifier.classify(result.as_ref()) {
+            RetryDecision::DoNotRetry => {
+                self.metrics.done.increment(1);
+                return None;
             }
-            RetryDecision::RetryAfter(d) => self.backoff.requested(d),
+            RetryDecision::Retry => None,
+            RetryDecision::RetryAfter(d) => Some(d),
+        };
+        if self.attempts >= self.max_attempts || self.request.is_none() {
+            self.metrics.gave_up.increment(1);
+            return None;
+        }
+        let delay = match requested {
+            None => self
+                .backoff
+                .jittered(self.attempts, self.previous_delay, random_u64()),
+            Some(d) => self.backoff.requested(d),
         };
         if let Some(budget) = &self.budget {
             if !budget.try_withdraw() {
+                self.metrics.gave_up.increment(1);
+                self.metrics.budget_exhausted.increment(1);
                 return None;
             }
         }
+        self.metrics.retried.increment(1);
         self.previous_delay = delay;
         Some(delay)
     }

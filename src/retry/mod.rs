@@ -194,6 +194,7 @@ where
             attempts: 1,
             previous_delay: std::time::Duration::ZERO,
             sleep: None,
+            metrics: policy.metrics.clone(),
         };
         ResponseFuture::new(future, replay)
     }

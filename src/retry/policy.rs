@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::backoff::Backoff;
 use super::budget::RetryBudget;
 use crate::classify::is_rejection;
+use crate::metrics;
 use crate::{BoxError, ConfigError};
 
 /// Default number of attempts, the first call included: 3.
@@ -147,6 +148,42 @@ pub struct RetryPolicy<C = DefaultRetryClassifier, H = CloneRequest> {
     pub(crate) classifier: C,
     pub(crate) copy: H,
     name: Cow<'static, str>,
+    pub(crate) metrics: metrics::Handles<RetryMetrics>,
+}
+
+/// The retry's series, registered once per policy.
+#[derive(Debug, Clone)]
+pub(crate) struct RetryMetrics {
+    pub(crate) done: metrics::Counter,
+    pub(crate) retried: metrics::Counter,
+    pub(crate) gave_up: metrics::Counter,
+    pub(crate) budget_exhausted: metrics::Counter,
+}
+
+impl RetryMetrics {
+    fn register(name: &str) -> metrics::Handles<RetryMetrics> {
+        let name: std::sync::Arc<str> = name.into();
+        let [done, retried, gave_up] = metrics::labels::RETRY_OUTCOMES;
+        let attempts = |outcome| {
+            metrics::counter2(
+                metrics::names::RETRY_ATTEMPTS,
+                "retry",
+                &name,
+                "outcome",
+                outcome,
+            )
+        };
+        metrics::handles(RetryMetrics {
+            done: attempts(done),
+            retried: attempts(retried),
+            gave_up: attempts(gave_up),
+            budget_exhausted: metrics::counter(
+                metrics::names::RETRY_BUDGET_EXHAUSTED,
+                "retry",
+                &name,
+            ),
+        })
+    }
 }
 
 impl<C: Clone, H: Clone> Clone for RetryPolicy<C, H> {
@@ -158,6 +195,7 @@ impl<C: Clone, H: Clone> Clone for RetryPolicy<C, H> {
             classifier: self.classifier.clone(),
             copy: self.copy.clone(),
             name: self.name.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -379,6 +417,7 @@ impl<C, H> RetryPolicyBuilder<C, H> {
             budget,
             classifier: self.classifier,
             copy: self.copy,
+            metrics: RetryMetrics::register(&self.name),
             name: self.name,
         })
     }

@@ -1,0 +1,558 @@
+//! The breaker's state machine, driven with explicit `now` readings so loom models and property
+//! tests can run it without tokio.
+//!
+//! All state lives in one packed `AtomicU64` (the *word*): state tag, half-open probes in flight,
+//! half-open successes, consecutive re-opens, and a generation bumped by every transition and manual
+//! change. A call remembers the generation it started in; its result is neither recorded nor judged
+//! once the generation has moved on, and a transition is a CAS from the exact word the caller judged,
+//! so concurrent callers can never make the same transition twice.
+//!
+//! A second word, `aux`, holds a time for the current generation: the end of the open period while
+//! Open, the last probe activity while HalfOpen. It is tagged with the low 16 bits of its generation,
+//! written only after the transition that created that generation, and only ever replaced by a newer
+//! generation's value; a reader that finds another generation's tag treats the time as "just now".
+
+use std::sync::Arc as StdArc;
+
+use super::config::Config;
+use super::error::CircuitOpen;
+use super::window::{Counts, Window};
+use super::{State, Stats};
+use crate::classify::Outcome;
+use crate::clock::Clock;
+use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
+
+const TAG_MASK: u64 = 0b111;
+const COUNT_BITS: u32 = 12;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+const INFLIGHT_SHIFT: u32 = 3;
+const SUCC_SHIFT: u32 = INFLIGHT_SHIFT + COUNT_BITS;
+const REOPEN_SHIFT: u32 = SUCC_SHIFT + COUNT_BITS;
+const REOPEN_MASK: u64 = 0xFF;
+const GEN_SHIFT: u32 = REOPEN_SHIFT + 8;
+const GEN_MASK: u64 = (1 << (64 - GEN_SHIFT)) - 1;
+
+const AUX_TIME_BITS: u32 = 48;
+const AUX_TIME_MASK: u64 = (1 << AUX_TIME_BITS) - 1;
+
+/// The unpacked state word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Word {
+    state: State,
+    inflight: u32,
+    successes: u32,
+    reopens: u32,
+    gen: u32,
+}
+
+impl Word {
+    fn unpack(w: u64) -> Word {
+        Word {
+            state: tag_state(w),
+            inflight: ((w >> INFLIGHT_SHIFT) & COUNT_MASK) as u32,
+            successes: ((w >> SUCC_SHIFT) & COUNT_MASK) as u32,
+            reopens: ((w >> REOPEN_SHIFT) & REOPEN_MASK) as u32,
+            gen: (w >> GEN_SHIFT) as u32,
+        }
+    }
+
+    fn pack(self) -> u64 {
+        let tag = match self.state {
+            State::Closed => 0,
+            State::Open => 1,
+            State::HalfOpen => 2,
+            State::ForcedOpen => 3,
+            State::Disabled => 4,
+        };
+        tag | (u64::from(self.inflight) & COUNT_MASK) << INFLIGHT_SHIFT
+            | (u64::from(self.successes) & COUNT_MASK) << SUCC_SHIFT
+            | (u64::from(self.reopens) & REOPEN_MASK) << REOPEN_SHIFT
+            | (u64::from(self.gen) & GEN_MASK) << GEN_SHIFT
+    }
+
+    /// A fresh word for a new generation.
+    fn next(self, state: State) -> Word {
+        Word {
+            state,
+            inflight: 0,
+            successes: 0,
+            reopens: self.reopens,
+            gen: ((u64::from(self.gen) + 1) & GEN_MASK) as u32,
+        }
+    }
+}
+
+fn tag_state(w: u64) -> State {
+    match w & TAG_MASK {
+        0 => State::Closed,
+        1 => State::Open,
+        2 => State::HalfOpen,
+        3 => State::ForcedOpen,
+        _ => State::Disabled,
+    }
+}
+
+fn gen_of(w: u64) -> u32 {
+    (w >> GEN_SHIFT) as u32
+}
+
+/// Keeps a hot atomic on a cache line of its own.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Padded<T>(T);
+
+/// What a call was admitted as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A normal call while closed: recorded in the window and judged.
+    Closed,
+    /// A half-open probe holding one of the probe slots.
+    Probe,
+    /// A call while disabled: passes through, counted nowhere.
+    Passthrough,
+}
+
+/// Admission of one call; hand it back through [`Core::on_result`] or [`Core::release`].
+#[derive(Debug)]
+#[must_use]
+pub(crate) struct Permit {
+    gen: u32,
+    kind: Kind,
+    /// Clock reading at admission; only read when the slow-call rule is on.
+    start: u64,
+}
+
+impl Permit {
+    #[allow(dead_code)]
+    pub(crate) fn kind(&self) -> Kind {
+        self.kind
+    }
+}
+
+/// The shared state of one breaker.
+#[derive(Debug)]
+pub(crate) struct Core {
+    word: Padded<AtomicU64>,
+    aux: AtomicU64,
+    consecutive: Padded<AtomicU32>,
+    rejections: Padded<AtomicU64>,
+    window: Window,
+    pub(crate) config: Config,
+    /// Clock reading at creation; `aux` times are microseconds since then.
+    epoch: u64,
+    pub(crate) clock: Clock,
+    tx: tokio::sync::watch::Sender<State>,
+}
+
+impl Core {
+    pub(crate) fn new(config: Config, clock: Clock, epoch: u64) -> Core {
+        let (tx, _) = tokio::sync::watch::channel(State::Closed);
+        Core {
+            word: Padded(AtomicU64::new(0)),
+            aux: AtomicU64::new(0),
+            consecutive: Padded(AtomicU32::new(0)),
+            rejections: Padded(AtomicU64::new(0)),
+            window: Window::new(config.window),
+            config,
+            epoch,
+            clock,
+            tx,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &StdArc<str> {
+        &self.config.name
+    }
+
+    pub(crate) fn state(&self) -> State {
+        // Acquire: a caller acting on the state sees what the transition published with it.
+        tag_state(self.word.0.load(Ordering::Acquire))
+    }
+
+    /// The current generation (bumped by every transition and manual change).
+    #[allow(dead_code)]
+    pub(crate) fn generation(&self) -> u32 {
+        // Relaxed: diagnostic read for tests; nothing is published through it.
+        gen_of(self.word.0.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<State> {
+        self.tx.subscribe()
+    }
+
+    pub(crate) fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Core>() + self.window.heap_bytes() + self.config.name.len()
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn counts(&self, now: u64) -> Counts {
+        self.window.counts(now)
+    }
+
+    pub(crate) fn stats(&self, now: u64) -> Stats {
+        let state = self.state();
+        let c = self.window.counts(now);
+        let total = c.successes + c.failures;
+        let judged = total >= self.config.volume && total > 0;
+        let pct = |n: u64| judged.then(|| n as f64 * 100.0 / total as f64);
+        Stats {
+            state,
+            successes: c.successes,
+            failures: c.failures,
+            slow_calls: c.slow,
+            // Relaxed: a statistic; no other memory depends on it.
+            rejections: self.rejections.0.load(Ordering::Relaxed),
+            failure_percentage: pct(c.failures),
+            slow_call_percentage: self.config.slow_call.and_then(|_| pct(c.slow)),
+        }
+    }
+
+    fn us(&self, nanos: u64) -> u64 {
+        (nanos.saturating_sub(self.epoch) / 1_000).min(AUX_TIME_MASK)
+    }
+
+    fn us_ceil(&self, nanos: u64) -> u64 {
+        (nanos.saturating_sub(self.epoch).div_ceil(1_000)).min(AUX_TIME_MASK)
+    }
+
+    /// The `aux` time if it belongs to generation `gen`.
+    fn aux_for(&self, gen: u32) -> Option<u64> {
+        // Acquire: pairs with the Release publishing it; the value is self-describing (tagged).
+        let aux = self.aux.load(Ordering::Acquire);
+        ((aux >> AUX_TIME_BITS) as u16 == gen as u16).then_some(aux & AUX_TIME_MASK)
+    }
+
+    /// Publish `time_us` for generation `gen` unless a newer generation already published.
+    fn publish_aux(&self, gen: u32, time_us: u64) {
+        let new = (u64::from(gen as u16) << AUX_TIME_BITS) | (time_us & AUX_TIME_MASK);
+        // Relaxed: the CAS below re-validates whatever we read here.
+        let mut cur = self.aux.load(Ordering::Relaxed);
+        loop {
+            let cur_gen = (cur >> AUX_TIME_BITS) as u16;
+            // Older generations (in 16-bit wrapping order) and our own may be replaced.
+            if (gen as u16).wrapping_sub(cur_gen) as i16 <= 0 && cur_gen != gen as u16 {
+                return;
+            }
+            // Release: readers that see the tag see a complete value; Relaxed on failure: we retry.
+            match self
+                .aux
+                .compare_exchange_weak(cur, new, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Admit or reject a call. `now` is read only when needed: never for a closed breaker without the
+    /// slow-call rule.
+    #[inline]
+    pub(crate) fn try_acquire_with(
+        &self,
+        now: impl FnOnce() -> u64,
+    ) -> Result<Permit, CircuitOpen> {
+        // Acquire: pairs with the Release of the transition that stored this word.
+        let cur = self.word.0.load(Ordering::Acquire);
+        if cur & TAG_MASK == 0 {
+            let start = if self.config.slow_call.is_some() {
+                now()
+            } else {
+                0
+            };
+            return Ok(Permit {
+                gen: gen_of(cur),
+                kind: Kind::Closed,
+                start,
+            });
+        }
+        match tag_state(cur) {
+            // No clock read for a forced-open breaker: nothing about it depends on time.
+            State::ForcedOpen => Err(self.reject(None)),
+            _ => self.acquire_slow(cur, now()),
+        }
+    }
+
+    /// [`try_acquire_with`](Self::try_acquire_with) with a known `now`.
+    #[allow(dead_code)]
+    pub(crate) fn try_acquire(&self, now: u64) -> Result<Permit, CircuitOpen> {
+        self.try_acquire_with(|| now)
+    }
+
+    #[cold]
+    fn acquire_slow(&self, mut cur: u64, now: u64) -> Result<Permit, CircuitOpen> {
+        let now_us = self.us(now);
+        loop {
+            let w = Word::unpack(cur);
+            let permit = |gen, kind| Permit {
+                gen,
+                kind,
+                start: now,
+            };
+            let next = match w.state {
+                State::Closed => return Ok(permit(w.gen, Kind::Closed)),
+                State::Disabled => return Ok(permit(w.gen, Kind::Passthrough)),
+                State::ForcedOpen => return Err(self.reject(None)),
+                State::Open => match self.aux_for(w.gen) {
+                    Some(until) if now_us >= until => Word {
+                        inflight: 1,
+                        ..w.next(State::HalfOpen)
+                    },
+                    Some(until) => return Err(self.reject(Some((until - now_us) * 1_000))),
+                    // The opener has not published the deadline yet: it opened just now.
+                    None => return Err(self.reject(Some(self.config.reset_timeout))),
+                },
+                State::HalfOpen if w.inflight < self.config.half_open_max_calls => Word {
+                    inflight: w.inflight + 1,
+                    ..w
+                },
+                State::HalfOpen => {
+                    let bound = self.config.max_probe / 1_000;
+                    match self.aux_for(w.gen) {
+                        // Every slot is held by probes that have shown no sign of life for the
+                        // bound: start a new probe generation; the hung probes' results are ignored.
+                        Some(active) if now_us >= active.saturating_add(bound) => Word {
+                            inflight: 1,
+                            ..w.next(State::HalfOpen)
+                        },
+                        Some(active) => {
+                            let left = active.saturating_add(bound) - now_us;
+                            return Err(self.reject(Some(left * 1_000)));
+                        }
+                        None => return Err(self.reject(Some(self.config.max_probe))),
+                    }
+                }
+            };
+            // AcqRel: Release publishes the transition; Acquire orders our reads after the winner's
+            // writes. Relaxed on failure: we loop with the fresh word.
+            match self.word.0.compare_exchange_weak(
+                cur,
+                next.pack(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    self.publish_aux(next.gen, now_us);
+                    if w.state == State::Open {
+                        self.transitioned(State::Open, State::HalfOpen);
+                    } else if next.gen != w.gen {
+                        tracing::info!(breaker = %self.config.name, "circuit breaker admitted a new probe past hung ones");
+                    }
+                    return Ok(permit(next.gen, Kind::Probe));
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    fn reject(&self, retry_after_nanos: Option<u64>) -> CircuitOpen {
+        // Relaxed: a statistic; no other memory depends on it.
+        self.rejections.0.fetch_add(1, Ordering::Relaxed);
+        let retry_after = retry_after_nanos.map(std::time::Duration::from_nanos);
+        tracing::debug!(breaker = %self.config.name, ?retry_after, "circuit breaker rejected a call");
+        CircuitOpen::new(retry_after)
+    }
+
+    /// Give a permit back without a result (the call was cancelled): frees a probe slot.
+    pub(crate) fn release(&self, permit: Permit) {
+        if permit.kind == Kind::Probe {
+            self.probe_done(permit.gen, None, 0);
+        }
+    }
+
+    /// Record and judge a finished call.
+    pub(crate) fn on_result(&self, permit: Permit, outcome: Outcome, now: u64) {
+        let slow = match self.config.slow_call {
+            Some((threshold, _)) => now.saturating_sub(permit.start) >= threshold,
+            None => false,
+        };
+        match permit.kind {
+            Kind::Passthrough => {}
+            Kind::Probe => {
+                let failed = match outcome {
+                    Outcome::Ignored => None,
+                    Outcome::Failure => Some(true),
+                    Outcome::Success => Some(slow),
+                };
+                self.probe_done(permit.gen, failed, now);
+            }
+            Kind::Closed => self.closed_done(permit.gen, outcome, slow, now),
+        }
+    }
+
+    fn closed_done(&self, gen: u32, outcome: Outcome, slow: bool, now: u64) {
+        // Acquire: pairs with the Release of transitions (a reset's window clear happens before).
+        let cur = self.word.0.load(Ordering::Acquire);
+        if cur & TAG_MASK != 0 || gen_of(cur) != gen || outcome == Outcome::Ignored {
+            return;
+        }
+        let failure = outcome == Outcome::Failure;
+        self.window.record(now, failure, slow);
+        let mut trip = false;
+        if let Some(n) = self.config.consecutive_failures {
+            if failure {
+                // Relaxed: a heuristic run length; the trip itself is decided by the CAS below.
+                trip = self
+                    .consecutive
+                    .0
+                    .fetch_add(1, Ordering::Relaxed)
+                    .saturating_add(1)
+                    >= n;
+            } else if self.consecutive.0.load(Ordering::Relaxed) != 0 {
+                // Relaxed: as above; load first so successes do not write a shared line.
+                self.consecutive.0.store(0, Ordering::Relaxed);
+            }
+        }
+        if !failure && !slow {
+            return;
+        }
+        if !trip {
+            // SeqCst fence between our record and our read of the (striped) window: of two
+            // concurrent judges at least one sees the other's record, so two racing failures
+            // that together reach the threshold cannot both miss it.
+            fence(Ordering::SeqCst);
+            let c = self.window.counts(now);
+            let total = c.successes + c.failures;
+            if total >= self.config.volume && total > 0 {
+                let total_f = total as f64;
+                trip = c.failures as f64 * 100.0 >= self.config.threshold * total_f
+                    || matches!(self.config.slow_call, Some((_, pct)) if c.slow as f64 * 100.0 >= pct * total_f);
+            }
+        }
+        if trip {
+            let next = Word::unpack(cur).next(State::Open);
+            let next = Word { reopens: 0, ..next };
+            // AcqRel: Release publishes the transition. One attempt: a closed word only changes with
+            // its generation, so failure means someone else already moved the breaker on.
+            if self
+                .word
+                .0
+                .compare_exchange(cur, next.pack(), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                let until = now.saturating_add(self.config.open_duration(0, now));
+                self.publish_aux(next.gen, self.us_ceil(until));
+                self.transitioned(State::Closed, State::Open);
+            }
+        }
+    }
+
+    /// A probe of generation `gen` ended: `None` = no verdict (cancelled or ignored),
+    /// `Some(true)` = failed, `Some(false)` = succeeded.
+    fn probe_done(&self, gen: u32, failed: Option<bool>, now: u64) {
+        // Acquire: pairs with the Release of transitions.
+        let mut cur = self.word.0.load(Ordering::Acquire);
+        loop {
+            let w = Word::unpack(cur);
+            if w.state != State::HalfOpen || w.gen != gen {
+                return;
+            }
+            let next = match failed {
+                None => Word {
+                    inflight: w.inflight.saturating_sub(1),
+                    ..w
+                },
+                Some(true) => Word {
+                    reopens: (w.reopens + 1).min(REOPEN_MASK as u32),
+                    ..w.next(State::Open)
+                },
+                Some(false) if w.successes + 1 >= self.config.half_open_max_calls => {
+                    // Cleared before closing so the new closed generation starts empty.
+                    self.window.clear();
+                    // Relaxed: the transition's Release below publishes it.
+                    self.consecutive.0.store(0, Ordering::Relaxed);
+                    Word {
+                        reopens: 0,
+                        ..w.next(State::Closed)
+                    }
+                }
+                Some(false) => Word {
+                    inflight: w.inflight.saturating_sub(1),
+                    successes: w.successes + 1,
+                    ..w
+                },
+            };
+            // AcqRel: Release publishes the transition. Acquire on failure: we re-judge the fresh word.
+            match self.word.0.compare_exchange_weak(
+                cur,
+                next.pack(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    match next.state {
+                        State::Open => {
+                            let until =
+                                now.saturating_add(self.config.open_duration(next.reopens, now));
+                            self.publish_aux(next.gen, self.us_ceil(until));
+                        }
+                        State::HalfOpen if failed.is_some() => {
+                            self.publish_aux(next.gen, self.us(now));
+                        }
+                        _ => {}
+                    }
+                    if next.state != State::HalfOpen {
+                        self.transitioned(State::HalfOpen, next.state);
+                    }
+                    return;
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Move to `state` from wherever the breaker is (manual control).
+    pub(crate) fn set_manual(&self, state: State) {
+        if state == State::Closed {
+            self.clear_counts();
+        }
+        // Relaxed: the CAS re-validates.
+        let mut cur = self.word.0.load(Ordering::Relaxed);
+        loop {
+            let w = Word::unpack(cur);
+            let next = Word {
+                reopens: 0,
+                ..w.next(state)
+            };
+            // AcqRel: Release publishes the change; Relaxed on failure: we loop.
+            match self.word.0.compare_exchange_weak(
+                cur,
+                next.pack(),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    if state == State::Closed {
+                        // Again after the CAS: a call of the old generation that recorded and won
+                        // a trip CAS between our first clear and our CAS left its failure behind.
+                        self.clear_counts();
+                    }
+                    if w.state != state {
+                        self.transitioned(w.state, state);
+                    }
+                    return;
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    fn clear_counts(&self) {
+        self.window.clear();
+        // Relaxed: published by the Release of the CAS that follows (or preceded) it.
+        self.consecutive.0.store(0, Ordering::Relaxed);
+    }
+
+    fn transitioned(&self, from: State, to: State) {
+        tracing::info!(breaker = %self.config.name, ?from, ?to, "circuit breaker state changed");
+        // Under loom the watch's std lock could be held across a loom yield point; skip it there.
+        #[cfg(not(harden_loom))]
+        self.tx.send_if_modified(|seen| {
+            // Read under the watch's lock: whichever transition notifies last publishes the latest
+            // state, even if transitions notify out of order.
+            let now = self.state();
+            let changed = *seen != now;
+            *seen = now;
+            changed
+        });
+    }
+}

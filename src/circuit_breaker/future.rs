@@ -1,0 +1,112 @@
+//! The circuit breaker's response future.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use pin_project_lite::pin_project;
+
+use super::core::Permit;
+use super::error::CircuitOpen;
+use super::service::Local;
+use crate::classify::Classify;
+use crate::sync::Arc;
+use crate::BoxError;
+
+/// Holds a call's permit; dropping it unfinished (a cancelled call) frees a half-open probe slot.
+pub(crate) struct Guard<C> {
+    local: Arc<Local<C>>,
+    permit: Option<Permit>,
+}
+
+impl<C> Guard<C> {
+    pub(crate) fn new(local: Arc<Local<C>>, permit: Permit) -> Self {
+        Guard {
+            local,
+            permit: Some(permit),
+        }
+    }
+}
+
+impl<C> Drop for Guard<C> {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            self.local.core.release(permit);
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`CircuitBreakerService`](super::CircuitBreakerService): the inner call,
+    /// judged when it finishes, or a rejection with [`CircuitOpen`].
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        kind: Kind<F, C>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, C> {
+        Called {
+            #[pin]
+            future: F,
+            guard: Guard<C>,
+        },
+        Rejected {
+            error: Option<CircuitOpen>,
+        },
+    }
+}
+
+impl<F, C> ResponseFuture<F, C> {
+    pub(crate) fn called(future: F, guard: Guard<C>) -> Self {
+        ResponseFuture {
+            kind: Kind::Called { future, guard },
+        }
+    }
+
+    pub(crate) fn rejected(error: CircuitOpen) -> Self {
+        ResponseFuture {
+            kind: Kind::Rejected { error: Some(error) },
+        }
+    }
+}
+
+impl<F, C> fmt::Debug for ResponseFuture<F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.kind {
+            Kind::Called { .. } => "Called",
+            Kind::Rejected { .. } => "Rejected",
+        };
+        f.debug_tuple("ResponseFuture").field(&state).finish()
+    }
+}
+
+impl<F, T, E, C> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+    C: Classify<T, E>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Called { future, guard } => {
+                let result = ready!(future.poll(cx));
+                if let Some(permit) = guard.permit.take() {
+                    let core = &guard.local.core;
+                    let outcome = guard.local.classifier.classify(result.as_ref());
+                    core.on_result(permit, outcome, core.clock.now());
+                }
+                Poll::Ready(result.map_err(Into::into))
+            }
+            KindProj::Rejected { error } => {
+                let error = error.take().unwrap_or_else(|| CircuitOpen::new(None));
+                Poll::Ready(Err(Box::new(error)))
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Loom models of the breaker's state machine core.
+//! Run with `RUSTFLAGS="--cfg harden_loom" cargo test --release --lib loom`.
+
+use std::time::Duration;
+
+use loom::thread;
+
+use super::config::Builder;
+use super::core::Core;
+use super::State;
+use crate::classify::Outcome;
+use crate::clock::Clock;
+use crate::sync::{Arc, AtomicUsize, Ordering};
+
+const MS: u64 = 1_000_000;
+
+/// A one-bucket window keeps the window's own interleavings (modelled in `window.rs`) out of the way.
+fn core(b: Builder) -> Arc<Core> {
+    let b = b.rolling_window(Duration::from_secs(1), 1);
+    Arc::new(Core::new(b.validate().expect("valid"), Clock::new(), 0))
+}
+
+/// Bounded preemptions keep every model well under a minute in `--release`.
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(3);
+    builder.check(f);
+}
+
+#[test]
+fn loom_concurrent_failures_trip_closed_to_open_exactly_once() {
+    model(|| {
+        let core = core(
+            Builder::new()
+                .volume_threshold(2)
+                .error_threshold_percentage(50.0),
+        );
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let core = core.clone();
+                let permit = core.try_acquire(0).expect("closed admits");
+                thread::spawn(move || core.on_result(permit, Outcome::Failure, MS))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(core.state(), State::Open);
+        // Every transition bumps the generation once: exactly one happened.
+        assert_eq!(core.generation(), 1);
+    });
+}
+
+#[test]
+fn loom_half_open_never_admits_more_than_max_calls() {
+    model(|| {
+        let core = core(
+            Builder::new()
+                .volume_threshold(1)
+                .reset_timeout(Duration::from_millis(1))
+                .half_open_max_calls(1),
+        );
+        let p = core.try_acquire(0).unwrap();
+        core.on_result(p, Outcome::Failure, 0);
+        assert_eq!(core.state(), State::Open);
+        let admitted = Arc::new(AtomicUsize::new(0));
+        let probe = |core: Arc<Core>, admitted: Arc<AtomicUsize>, finish: bool| {
+            move || {
+                if let Ok(permit) = core.try_acquire(2 * MS) {
+                    // SeqCst: a plain counter of holders, checked against the bound.
+                    let holders = admitted.fetch_add(1, Ordering::SeqCst) + 1;
+                    assert!(holders <= 1, "{holders} probes admitted at once");
+                    admitted.fetch_sub(1, Ordering::SeqCst);
+                    if finish {
+                        core.on_result(permit, Outcome::Ignored, 2 * MS);
+                    } else {
+                        core.release(permit); // what dropping the future does
+                    }
+                }
+            }
+        };
+        let a = thread::spawn(probe(core.clone(), admitted.clone(), true));
+        let b = thread::spawn(probe(core.clone(), admitted.clone(), false));
+        probe(core.clone(), admitted.clone(), false)();
+        a.join().unwrap();
+        b.join().unwrap();
+        // No slot leaked: a probe is admitted now.
+        assert_eq!(core.state(), State::HalfOpen);
+        assert!(core.try_acquire(2 * MS).is_ok());
+    });
+}
+
+#[test]
+fn loom_reset_racing_record_leaves_a_consistent_state() {
+    model(|| {
+        let core = core(Builder::new().volume_threshold(1));
+        let permit = core.try_acquire(0).unwrap();
+        let recorder = {
+            let core = core.clone();
+            thread::spawn(move || core.on_result(permit, Outcome::Failure, MS))
+        };
+        core.set_manual(State::Closed);
+        recorder.join().unwrap();
+        assert_eq!(core.state(), State::Closed);
+        let failures = core.counts(MS).failures;
+        match core.generation() {
+            // The call tripped the breaker before the reset: the reset cleared its failure.
+            2 => assert_eq!(failures, 0),
+            // The reset came first (or the trip lost its CAS): at most the racing record is left.
+            1 => assert!(failures <= 1),
+            g => panic!("generation {g}"),
+        }
+        assert!(core.try_acquire(MS).is_ok());
+    });
+}
