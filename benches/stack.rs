@@ -55,6 +55,12 @@ fn main() {
     harden_rows::stack_rows(&mut g, TIMEOUT, ATTEMPTS, RESET);
     g.run();
     println!("{}", g.table());
+
+    println!("### Response future sizes\n");
+    println!("| service | bytes |\n|---|---:|");
+    for (label, bytes) in harden_rows::future_sizes() {
+        println!("| {label} | {bytes} |");
+    }
 }
 
 fn classify_any(r: &Result<u64, tower::BoxError>) -> Outcome {

@@ -147,3 +147,41 @@ pub fn heap_rows() -> Vec<(String, f64)> {
         ("harden (bench config)".to_string(), bench),
     ]
 }
+
+fn future_size<S: tower::Service<u64>>(_: &S) -> usize {
+    std::mem::size_of::<S::Future>()
+}
+
+/// Size in bytes of each harden service's response future over the bare operation (moved by
+/// value on every call, so it is part of the per-call cost): (label, bytes).
+pub fn future_sizes() -> Vec<(String, usize)> {
+    let stack = tower::ServiceBuilder::new()
+        .layer(TimeoutLayer::new(TIMEOUT))
+        .layer(RetryLayer::new(retry_policy(ATTEMPTS, true)))
+        .layer(breaker(RESET).layer())
+        .layer(BulkheadLayer::new(BULKHEAD))
+        .service(bare(0));
+    vec![
+        (
+            "bare `service_fn` (`Ready<Result<u64, _>>`)".to_string(),
+            future_size(&bare(0)),
+        ),
+        (
+            "circuit breaker".to_string(),
+            future_size(&breaker(RESET).layer().layer(bare(0))),
+        ),
+        (
+            "timeout".to_string(),
+            future_size(&TimeoutLayer::new(TIMEOUT).layer(bare(0))),
+        ),
+        (
+            "retry".to_string(),
+            future_size(&RetryLayer::new(retry_policy(ATTEMPTS, true)).layer(bare(0))),
+        ),
+        (
+            "bulkhead".to_string(),
+            future_size(&BulkheadLayer::new(BULKHEAD).layer(bare(0))),
+        ),
+        ("full stack".to_string(), future_size(&stack)),
+    ]
+}
