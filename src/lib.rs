@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+mod builder;
 pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod classify;
@@ -25,7 +26,10 @@ mod error;
 pub mod fallback;
 pub mod metrics;
 pub mod retry;
+pub mod stack;
 pub(crate) mod sync;
 pub mod timeout;
 
+pub use builder::ServiceBuilderExt;
 pub use error::{BoxError, ConfigError};
+pub use stack::{Resilience, ResilienceLayer};

@@ -44,6 +44,14 @@ impl<C> CircuitBreakerLayer<C> {
     pub fn breaker(&self) -> &CircuitBreaker {
         &self.breaker
     }
+
+    /// Length of a time-based window; `None` for a count-based one.
+    pub(crate) fn window_length(&self) -> Option<std::time::Duration> {
+        match self.breaker.core().config.window {
+            super::window::WindowSpec::Time { window, .. } => Some(window),
+            super::window::WindowSpec::Count { .. } => None,
+        }
+    }
 }
 
 impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {

@@ -1,0 +1,403 @@
+//! The standard resilience stack, composed in the recommended order.
+//!
+//! ```text
+//! fallback → total timeout → retry → circuit breaker → bulkhead → attempt timeout → service
+//! ```
+//!
+//! This is the order Microsoft's standard resilience handler and resilience4j recommend: the
+//! retry sees each attempt's outcome; the breaker counts every attempt, and an attempt that
+//! times out is one of its failures; the retry never retries the breaker's or the bulkhead's
+//! rejections; the total timeout bounds everything, backoff sleeps included; the fallback
+//! answers whatever is left. Every part is optional. [`Resilience`] builds the stack and checks
+//! that its parts fit together; the result, a [`ResilienceLayer`], wraps any tower service.
+//!
+//! # Default
+//!
+//! With nothing configured the layer passes calls through (errors boxed):
+//!
+//! ```
+//! use harden::Resilience;
+//! use tower::{service_fn, Layer, ServiceExt};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), harden::BoxError> {
+//! let layer = Resilience::new().build()?;
+//! let service = layer.layer(service_fn(|x: u32| async move { Ok::<_, harden::BoxError>(x + 1) }));
+//! assert_eq!(service.oneshot(1).await?, 2);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Customised
+//!
+//! ```
+//! use std::time::Duration;
+//! use harden::bulkhead::BulkheadLayer;
+//! use harden::circuit_breaker::CircuitBreaker;
+//! use harden::fallback::FallbackLayer;
+//! use harden::retry::RetryPolicy;
+//! use harden::{BoxError, Resilience};
+//! use tower::{service_fn, Layer, ServiceExt};
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), BoxError> {
+//!
+//! let breaker = CircuitBreaker::builder().name("inventory").build()?;
+//! let layer = Resilience::new()
+//!     .fallback(FallbackLayer::new(|_err: BoxError| async { Ok("cached") }))
+//!     .total_timeout(Duration::from_secs(5))
+//!     .retry(RetryPolicy::builder().max_attempts(3).build()?)
+//!     .circuit_breaker(breaker.layer())
+//!     .bulkhead(BulkheadLayer::new(64))
+//!     .attempt_timeout(Duration::from_secs(1))
+//!     .build()?;
+//! let service = layer.layer(service_fn(|_: ()| async { Err::<&str, BoxError>("down".into()) }));
+//! assert_eq!(service.oneshot(()).await?, "cached");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Errors
+//!
+//! The service's error is [`BoxError`]: the inner service's error or one of the parts'
+//! rejections ([`Elapsed`](crate::timeout::error::Elapsed),
+//! [`CircuitOpen`](crate::circuit_breaker::error::CircuitOpen),
+//! [`BulkheadFull`](crate::bulkhead::error::BulkheadFull)), unless the fallback turns it into a
+//! response. [`Resilience::build`] returns a [`ConfigError`] when the parts do not fit together:
+//! an attempt timeout longer than the total timeout (retries could never happen), or a breaker
+//! window shorter than twice the attempt timeout (the window would forget a timed-out attempt
+//! about as soon as it learnt of it).
+//!
+//! The timeouts report in metrics as `harden_timeouts_total{timeout="total"}` and
+//! `{timeout="attempt"}`.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tower_layer::{Identity, Layer};
+use tower_service::Service;
+
+use crate::bulkhead::{Bulkhead, BulkheadLayer};
+use crate::circuit_breaker::CircuitBreakerLayer;
+use crate::fallback::FallbackLayer;
+use crate::retry::RetryLayer;
+use crate::timeout::{Timeout, TimeoutLayer};
+use crate::{BoxError, ConfigError};
+
+/// The metrics name of the stack's total timeout.
+pub const TOTAL_TIMEOUT_NAME: &str = "total";
+/// The metrics name of the stack's per-attempt timeout.
+pub const ATTEMPT_TIMEOUT_NAME: &str = "attempt";
+
+/// Builds a [`ResilienceLayer`]: the standard stack, each part optional.
+///
+/// The fallback, retry and breaker parts change the builder's type (they are generic over the
+/// user's functions and classifiers); the timeouts and the bulkhead do not, so they can be set
+/// from configuration with `Option`s. See the [module docs](self).
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct Resilience<F = Identity, R = Identity, B = Identity> {
+    fallback: F,
+    total_timeout: Option<Duration>,
+    retry: R,
+    breaker: B,
+    breaker_window: Option<Duration>,
+    bulkhead: Option<BulkheadLayer>,
+    attempt_timeout: Option<Duration>,
+}
+
+impl Resilience {
+    /// An empty stack: every part off.
+    pub fn new() -> Self {
+        Resilience {
+            fallback: Identity::new(),
+            total_timeout: None,
+            retry: Identity::new(),
+            breaker: Identity::new(),
+            breaker_window: None,
+            bulkhead: None,
+            attempt_timeout: None,
+        }
+    }
+}
+
+impl Default for Resilience {
+    fn default() -> Self {
+        Resilience::new()
+    }
+}
+
+impl<F, R, B> Resilience<F, R, B> {
+    /// The outermost part: turns errors into responses.
+    pub fn fallback<Fb, P>(
+        self,
+        fallback: FallbackLayer<Fb, P>,
+    ) -> Resilience<FallbackLayer<Fb, P>, R, B> {
+        Resilience {
+            fallback,
+            total_timeout: self.total_timeout,
+            retry: self.retry,
+            breaker: self.breaker,
+            breaker_window: self.breaker_window,
+            bulkhead: self.bulkhead,
+            attempt_timeout: self.attempt_timeout,
+        }
+    }
+
+    /// Bounds the whole call, retries and backoff sleeps included.
+    pub fn total_timeout(self, timeout: impl Into<Option<Duration>>) -> Self {
+        Resilience {
+            total_timeout: timeout.into(),
+            ..self
+        }
+    }
+
+    /// Retries failed attempts; takes a [`RetryLayer`] or a
+    /// [`RetryPolicy`](crate::retry::RetryPolicy).
+    pub fn retry<C, H>(
+        self,
+        retry: impl Into<RetryLayer<C, H>>,
+    ) -> Resilience<F, RetryLayer<C, H>, B> {
+        Resilience {
+            fallback: self.fallback,
+            total_timeout: self.total_timeout,
+            retry: retry.into(),
+            breaker: self.breaker,
+            breaker_window: self.breaker_window,
+            bulkhead: self.bulkhead,
+            attempt_timeout: self.attempt_timeout,
+        }
+    }
+
+    /// Counts every attempt and rejects calls while open (`breaker.layer()`).
+    pub fn circuit_breaker<C>(
+        self,
+        breaker: CircuitBreakerLayer<C>,
+    ) -> Resilience<F, R, CircuitBreakerLayer<C>> {
+        Resilience {
+            fallback: self.fallback,
+            total_timeout: self.total_timeout,
+            retry: self.retry,
+            breaker_window: breaker.window_length(),
+            breaker,
+            bulkhead: self.bulkhead,
+            attempt_timeout: self.attempt_timeout,
+        }
+    }
+
+    /// Limits concurrent attempts, rejecting the excess.
+    pub fn bulkhead(self, bulkhead: impl Into<Option<BulkheadLayer>>) -> Self {
+        Resilience {
+            bulkhead: bulkhead.into(),
+            ..self
+        }
+    }
+
+    /// Bounds each attempt; a timed-out attempt is a breaker failure and may be retried.
+    pub fn attempt_timeout(self, timeout: impl Into<Option<Duration>>) -> Self {
+        Resilience {
+            attempt_timeout: timeout.into(),
+            ..self
+        }
+    }
+
+    /// Checks that the parts fit together and returns the layer.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for an attempt timeout longer than the total timeout, or a breaker window
+    /// shorter than twice the attempt timeout.
+    pub fn build(self) -> Result<ResilienceLayer<F, R, B>, ConfigError> {
+        if let (Some(attempt), Some(total)) = (self.attempt_timeout, self.total_timeout) {
+            if attempt > total {
+                return Err(ConfigError::new(
+                    "attempt_timeout",
+                    format!(
+                        "{attempt:?} is outside (0, total_timeout = {total:?}]: an attempt may not outlast the whole call"
+                    ),
+                ));
+            }
+        }
+        if let (Some(attempt), Some(window)) = (self.attempt_timeout, self.breaker_window) {
+            if window < attempt.saturating_mul(2) {
+                return Err(ConfigError::new(
+                    "circuit_breaker",
+                    format!(
+                        "a rolling window of {window:?} is shorter than twice the attempt timeout ({attempt:?}); \
+                         use a window of at least {:?}",
+                        attempt.saturating_mul(2)
+                    ),
+                ));
+            }
+        }
+        Ok(ResilienceLayer {
+            fallback: self.fallback,
+            total_timeout: self
+                .total_timeout
+                .map(|d| TimeoutLayer::new(d).name(TOTAL_TIMEOUT_NAME)),
+            retry: self.retry,
+            breaker: self.breaker,
+            bulkhead: self.bulkhead,
+            attempt_timeout: self
+                .attempt_timeout
+                .map(|d| TimeoutLayer::new(d).name(ATTEMPT_TIMEOUT_NAME)),
+        })
+    }
+}
+
+impl<F, R, B> fmt::Debug for Resilience<F, R, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resilience")
+            .field("total_timeout", &self.total_timeout)
+            .field("breaker_window", &self.breaker_window)
+            .field("bulkhead", &self.bulkhead)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The standard stack as one layer; built by [`Resilience`].
+#[derive(Clone)]
+#[must_use = "a layer does nothing until it wraps a service"]
+pub struct ResilienceLayer<F = Identity, R = Identity, B = Identity> {
+    fallback: F,
+    total_timeout: Option<TimeoutLayer>,
+    retry: R,
+    breaker: B,
+    bulkhead: Option<BulkheadLayer>,
+    attempt_timeout: Option<TimeoutLayer>,
+}
+
+impl<F, R, B> fmt::Debug for ResilienceLayer<F, R, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResilienceLayer")
+            .field("total_timeout", &self.total_timeout)
+            .field("bulkhead", &self.bulkhead)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The attempt-timeout part around a service `S`.
+pub type AttemptTimeout<S> = Maybe<Timeout<S>, S>;
+/// The bulkhead part around `S` (already wrapped by the attempt timeout).
+pub type BulkheadPart<S> = Maybe<Bulkhead<AttemptTimeout<S>>, AttemptTimeout<S>>;
+
+impl<S, F, R, B> Layer<S> for ResilienceLayer<F, R, B>
+where
+    B: Layer<BulkheadPart<S>>,
+    R: Layer<B::Service>,
+    F: Layer<Maybe<Timeout<R::Service>, R::Service>>,
+{
+    type Service = F::Service;
+
+    fn layer(&self, service: S) -> Self::Service {
+        let service = Maybe::wrap(self.attempt_timeout.as_ref(), service);
+        let service = Maybe::wrap(self.bulkhead.as_ref(), service);
+        let service = self.breaker.layer(service);
+        let service = self.retry.layer(service);
+        let service = Maybe::wrap(self.total_timeout.as_ref(), service);
+        self.fallback.layer(service)
+    }
+}
+
+/// A part of the stack that is either on (`A`, the wrapped service) or off (`B`, the bare one).
+#[derive(Clone, Debug)]
+pub struct Maybe<A, B> {
+    either: Either<A, B>,
+}
+
+#[derive(Clone, Debug)]
+enum Either<A, B> {
+    On(A),
+    Off(B),
+}
+
+impl<A, B> Maybe<A, B> {
+    fn wrap<L: Layer<B, Service = A>>(layer: Option<&L>, service: B) -> Self {
+        let either = match layer {
+            Some(layer) => Either::On(layer.layer(service)),
+            None => Either::Off(service),
+        };
+        Maybe { either }
+    }
+
+    /// Whether the part is on.
+    pub fn is_on(&self) -> bool {
+        matches!(self.either, Either::On(_))
+    }
+}
+
+impl<A, B, Request> Service<Request> for Maybe<A, B>
+where
+    A: Service<Request>,
+    A::Error: Into<BoxError>,
+    B: Service<Request, Response = A::Response>,
+    B::Error: Into<BoxError>,
+{
+    type Response = A::Response;
+    type Error = BoxError;
+    type Future = MaybeFuture<A::Future, B::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match &mut self.either {
+            Either::On(a) => a.poll_ready(cx).map_err(Into::into),
+            Either::Off(b) => b.poll_ready(cx).map_err(Into::into),
+        }
+    }
+
+    #[inline]
+    fn call(&mut self, request: Request) -> Self::Future {
+        let kind = match &mut self.either {
+            Either::On(a) => Kind::On {
+                future: a.call(request),
+            },
+            Either::Off(b) => Kind::Off {
+                future: b.call(request),
+            },
+        };
+        MaybeFuture { kind }
+    }
+}
+
+pin_project! {
+    /// Response future of [`Maybe`].
+    pub struct MaybeFuture<A, B> {
+        #[pin]
+        kind: Kind<A, B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<A, B> {
+        On { #[pin] future: A },
+        Off { #[pin] future: B },
+    }
+}
+
+impl<A, B> fmt::Debug for MaybeFuture<A, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MaybeFuture")
+    }
+}
+
+impl<A, B, T, EA, EB> Future for MaybeFuture<A, B>
+where
+    A: Future<Output = Result<T, EA>>,
+    B: Future<Output = Result<T, EB>>,
+    EA: Into<BoxError>,
+    EB: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::On { future } => future.poll(cx).map_err(Into::into),
+            KindProj::Off { future } => future.poll(cx).map_err(Into::into),
+        }
+    }
+}
