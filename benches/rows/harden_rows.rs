@@ -118,9 +118,22 @@ pub fn stack_rows(g: &mut Group, timeout: Duration, attempts: usize, reset: Dura
         .service(bare(0));
     g.row(
         "full stack: harden timeout + retry + breaker + bulkhead",
-        "tower layers",
+        "tower layers in a ServiceBuilder",
         Expect::AllOk,
         tower_body(svc, classify),
+    );
+    let layer = harden::Resilience::new()
+        .total_timeout(timeout)
+        .retry(retry_policy(attempts, true))
+        .circuit_breaker(breaker(reset).layer())
+        .bulkhead(BulkheadLayer::new(BULKHEAD))
+        .build()
+        .expect("bench stack config");
+    g.row(
+        "full stack: harden::Resilience (same parts)",
+        "`Resilience::new()...build()` layer",
+        Expect::AllOk,
+        tower_body(layer.layer(bare(0)), classify),
     );
 }
 
