@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use harden::circuit_breaker::error::CircuitOpen;
-use harden::circuit_breaker::{CircuitBreaker, State};
+use harden::circuit_breaker::{CircuitBreaker, EventKind, State};
 use harden::fallback::FallbackLayer;
 use harden::timeout::TimeoutLayer;
 use harden::BoxError;
@@ -77,6 +77,9 @@ impl Counts {
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    let start = Instant::now();
+    let counts = Arc::new(Counts::default());
+
     let breaker = CircuitBreaker::builder()
         .name("upstream")
         .error_threshold_percentage(50.0)
@@ -84,24 +87,16 @@ async fn main() -> Result<(), BoxError> {
         .rolling_window(Duration::from_secs(2), 10)
         .reset_timeout(Duration::from_secs(1))
         .half_open_max_calls(1)
+        // One line per transition, reported by the breaker as it happens: no polling.
+        .on_event(move |event| {
+            if let EventKind::Transition { from, to } = event.kind {
+                println!(
+                    "[{:>5.2}s] transition  {from} -> {to}",
+                    start.elapsed().as_secs_f64()
+                );
+            }
+        })
         .build()?;
-
-    let start = Instant::now();
-    let counts = Arc::new(Counts::default());
-
-    // One line per transition, pushed by the breaker: no polling.
-    let mut states = breaker.subscribe();
-    tokio::spawn(async move {
-        let mut from = *states.borrow_and_update();
-        while states.changed().await.is_ok() {
-            let to = *states.borrow_and_update();
-            println!(
-                "[{:>5.2}s] transition  {from:?} -> {to:?}",
-                start.elapsed().as_secs_f64()
-            );
-            from = to;
-        }
-    });
 
     // The upstream: its behaviour depends on the phase; failures drawn from a seeded RNG.
     let rng = Arc::new(std::sync::Mutex::new(Rng(SEED)));
@@ -167,10 +162,10 @@ async fn main() -> Result<(), BoxError> {
                 *total += n;
             }
             println!(
-                "[{:>5.2}s] {:<9} state={:<8} successes={ok:>3} failures={failed:>3} rejections={rejected:>3} fallbacks={fallbacks:>3}",
+                "[{:>5.2}s] {:<9} state={:<9} successes={ok:>3} failures={failed:>3} rejections={rejected:>3} fallbacks={fallbacks:>3}",
                 start.elapsed().as_secs_f64(),
                 format!("{phase:?}"),
-                format!("{:?}", breaker.state()),
+                breaker.state().to_string(),
             );
             next_report += Duration::from_secs(1);
         }
@@ -189,7 +184,7 @@ async fn main() -> Result<(), BoxError> {
         "  successes={} failures={} rejections={} fallbacks={}",
         totals[0], totals[1], totals[2], totals[3]
     );
-    println!("  final state: {:?}", breaker.state());
+    println!("  final state: {}", breaker.state());
     println!("  breaker stats: {stats:?}");
     if breaker.state() != State::Closed {
         println!("  (the breaker had not closed again when the demo ended)");

@@ -192,6 +192,14 @@ mod noop {
     }
 }
 
+/// A counter that records nothing.
+pub(crate) fn noop_counter() -> Counter {
+    #[cfg(feature = "metrics")]
+    return Counter::noop();
+    #[cfg(not(feature = "metrics"))]
+    Counter
+}
+
 /// Registers a counter with one label; the noop handle without the feature.
 #[allow(unused_variables)]
 pub(crate) fn counter(name: &'static str, key: &'static str, value: &Arc<str>) -> Counter {

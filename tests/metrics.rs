@@ -247,3 +247,123 @@ async fn retry_attempts_by_outcome_and_budget_exhaustion() {
         1
     );
 }
+
+/// A peer's state gauge stays at 1 for a state it left; here exactly one state is 1 after every
+/// transition.
+#[tokio::test(start_paused = true)]
+async fn breaker_state_is_one_hot_after_any_sequence_of_transitions() {
+    use harden::circuit_breaker::{CircuitBreaker, State};
+    use harden::metrics::labels::STATES;
+
+    let recorder = TestRecorder::new();
+    let (breaker, svc) = metrics::with_local_recorder(&recorder, || {
+        let breaker = CircuitBreaker::builder()
+            .name("payments")
+            .volume_threshold(2)
+            .error_threshold_percentage(50.0)
+            .reset_timeout(Duration::from_secs(1))
+            .slow_call(Duration::from_millis(500), 100.0)
+            .build()
+            .unwrap();
+        let svc = breaker
+            .layer()
+            .layer(service_fn(|(fail, slow): (bool, bool)| async move {
+                if slow {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                if fail {
+                    Err::<(), BoxError>("down".into())
+                } else {
+                    Ok(())
+                }
+            }));
+        (breaker, svc)
+    });
+    let one_hot = |expected: State| {
+        let values: Vec<f64> = STATES
+            .iter()
+            .map(|s| {
+                recorder.gauge(
+                    names::CIRCUIT_BREAKER_STATE,
+                    &[("breaker", "payments"), ("state", s)],
+                )
+            })
+            .collect();
+        assert_eq!(values.iter().sum::<f64>(), 1.0, "{values:?}");
+        let on = STATES.iter().position(|s| *s == expected.as_str()).unwrap();
+        assert_eq!(values[on], 1.0, "{expected:?}: {values:?}");
+    };
+    let calls = |outcome| {
+        recorder.counter(
+            names::CIRCUIT_BREAKER_CALLS,
+            &[("breaker", "payments"), ("outcome", outcome)],
+        )
+    };
+    let transitions = |from, to| {
+        recorder.counter(
+            names::CIRCUIT_BREAKER_TRANSITIONS,
+            &[("breaker", "payments"), ("from", from), ("to", to)],
+        )
+    };
+
+    one_hot(State::Closed);
+    svc.clone().oneshot((false, true)).await.unwrap(); // slow success
+    svc.clone().oneshot((true, false)).await.unwrap_err(); // trips: 1 of 2 failed
+    assert_eq!(breaker.state(), State::Open);
+    one_hot(State::Open);
+    assert_eq!(
+        recorder.gauge(
+            names::CIRCUIT_BREAKER_FAILURE_RATE,
+            &[("breaker", "payments")]
+        ),
+        0.5
+    );
+    svc.clone().oneshot((false, false)).await.unwrap_err(); // rejected
+    assert_eq!(
+        (
+            calls("success"),
+            calls("failure"),
+            calls("rejected"),
+            calls("ignored")
+        ),
+        (1, 1, 1, 0)
+    );
+    assert_eq!(
+        recorder.counter(
+            names::CIRCUIT_BREAKER_SLOW_CALLS,
+            &[("breaker", "payments")]
+        ),
+        1
+    );
+    assert_eq!(
+        recorder.histogram_len(names::CALL_DURATION, &[("breaker", "payments")]),
+        2
+    );
+
+    tokio::time::advance(Duration::from_secs(1)).await;
+    svc.clone().oneshot((false, false)).await.unwrap(); // probe succeeds: half-open, then closed
+    assert_eq!(breaker.state(), State::Closed);
+    one_hot(State::Closed);
+    assert_eq!(
+        (
+            transitions("closed", "open"),
+            transitions("open", "half_open"),
+            transitions("half_open", "closed")
+        ),
+        (1, 1, 1)
+    );
+
+    breaker.force_open();
+    one_hot(State::ForcedOpen);
+    breaker.disable();
+    one_hot(State::Disabled);
+    breaker.reset();
+    one_hot(State::Closed);
+    assert_eq!(transitions("forced_open", "disabled"), 1);
+}
+
+#[tokio::test]
+async fn describe_registers_help_text_without_panicking() {
+    let recorder = TestRecorder::new();
+    metrics::with_local_recorder(&recorder, harden::metrics::describe);
+}

@@ -3,6 +3,7 @@
 use std::sync::Arc as StdArc;
 use std::time::Duration;
 
+use super::observe::{Event, ListenerSlot};
 use super::window::WindowSpec;
 use super::CircuitBreaker;
 use crate::clock::duration_to_nanos;
@@ -54,6 +55,7 @@ pub struct Builder {
     slow_call: Option<(Duration, f64)>,
     open_backoff: Option<(f64, Duration)>,
     max_probe_duration: Duration,
+    listener: ListenerSlot,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -82,7 +84,34 @@ impl Builder {
             slow_call: None,
             open_backoff: None,
             max_probe_duration: DEFAULT_MAX_PROBE_DURATION,
+            listener: ListenerSlot::default(),
         }
+    }
+
+    /// Calls `listener` for every event: each finished call (success, failure, ignored, slow),
+    /// each rejection and each transition. It runs inline on the calling task, so keep it
+    /// short and non-blocking (count, log, or send to a channel). Without a listener an event
+    /// costs one branch; the event borrows the name, so reporting allocates nothing.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    /// use harden::circuit_breaker::{CircuitBreaker, EventKind};
+    ///
+    /// let rejections = Arc::new(AtomicU64::new(0));
+    /// let counter = rejections.clone();
+    /// let breaker = CircuitBreaker::builder()
+    ///     .on_event(move |event| {
+    ///         if let EventKind::Rejected { .. } = event.kind {
+    ///             counter.fetch_add(1, Ordering::Relaxed);
+    ///         }
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), harden::ConfigError>(())
+    /// ```
+    pub fn on_event(mut self, listener: impl Fn(&Event<'_>) + Send + Sync + 'static) -> Self {
+        self.listener = ListenerSlot(Some(StdArc::new(listener)));
+        self
     }
 
     /// Label for `tracing` events, metrics and health checks. Keep the set of names bounded.
@@ -312,6 +341,7 @@ impl Builder {
             slow_call,
             open_backoff,
             max_probe,
+            listener: self.listener,
         })
     }
 }
@@ -331,6 +361,7 @@ pub(crate) struct Config {
     /// (multiplier, cap)
     pub(crate) open_backoff: Option<(f64, u64)>,
     pub(crate) max_probe: u64,
+    pub(crate) listener: ListenerSlot,
 }
 
 impl Config {

@@ -16,6 +16,7 @@ use std::sync::Arc as StdArc;
 
 use super::config::Config;
 use super::error::CircuitOpen;
+use super::observe::Observe;
 use super::window::{Counts, Window};
 use super::{State, Stats};
 use crate::classify::Outcome;
@@ -142,6 +143,7 @@ pub(crate) struct Core {
     epoch: u64,
     pub(crate) clock: Clock,
     tx: tokio::sync::watch::Sender<State>,
+    pub(crate) observe: Observe,
 }
 
 impl Core {
@@ -153,6 +155,7 @@ impl Core {
             consecutive: Padded(AtomicU32::new(0)),
             rejections: Padded(AtomicU64::new(0)),
             window: Window::new(config.window),
+            observe: Observe::new(&config.name, config.listener.0.clone()),
             config,
             epoch,
             clock,
@@ -349,6 +352,7 @@ impl Core {
         self.rejections.0.fetch_add(1, Ordering::Relaxed);
         let retry_after = retry_after_nanos.map(std::time::Duration::from_nanos);
         tracing::debug!(breaker = %self.config.name, ?retry_after, "circuit breaker rejected a call");
+        self.observe.rejected(retry_after);
         CircuitOpen::new(retry_after)
     }
 
@@ -365,6 +369,7 @@ impl Core {
             Some((threshold, _)) => now.saturating_sub(permit.start) >= threshold,
             None => false,
         };
+        self.observe.finished(outcome, slow);
         match permit.kind {
             Kind::Passthrough => {}
             Kind::Probe => {
@@ -414,6 +419,7 @@ impl Core {
             let total = c.successes + c.failures;
             if total >= self.config.volume && total > 0 {
                 let total_f = total as f64;
+                self.observe.judged(c.failures as f64 / total_f);
                 trip = c.failures as f64 * 100.0 >= self.config.threshold * total_f
                     || matches!(self.config.slow_call, Some((_, pct)) if c.slow as f64 * 100.0 >= pct * total_f);
             }
@@ -544,15 +550,19 @@ impl Core {
 
     fn transitioned(&self, from: State, to: State) {
         tracing::info!(breaker = %self.config.name, ?from, ?to, "circuit breaker state changed");
+        self.observe.transition(from, to);
         // Under loom the watch's std lock could be held across a loom yield point; skip it there.
         #[cfg(not(harden_loom))]
         self.tx.send_if_modified(|seen| {
             // Read under the watch's lock: whichever transition notifies last publishes the latest
-            // state, even if transitions notify out of order.
+            // state, even if transitions notify out of order; the one-hot gauges follow the same rule.
             let now = self.state();
+            self.observe.state_gauges(now);
             let changed = *seen != now;
             *seen = now;
             changed
         });
+        #[cfg(harden_loom)]
+        self.observe.state_gauges(self.state());
     }
 }

@@ -18,6 +18,9 @@ use crate::BoxError;
 pub(crate) struct Guard<C> {
     local: Arc<Local<C>>,
     permit: Option<Permit>,
+    /// For the latency histogram: the precise clock is read only when metrics are compiled in.
+    #[cfg(feature = "metrics")]
+    started: crate::clock::Instant,
 }
 
 impl<C> Guard<C> {
@@ -25,6 +28,8 @@ impl<C> Guard<C> {
         Guard {
             local,
             permit: Some(permit),
+            #[cfg(feature = "metrics")]
+            started: crate::clock::Clock::precise(),
         }
     }
 }
@@ -99,6 +104,8 @@ where
                 if let Some(permit) = guard.permit.take() {
                     let core = &guard.local.core;
                     let outcome = guard.local.classifier.classify(result.as_ref());
+                    #[cfg(feature = "metrics")]
+                    core.observe.duration(guard.started.elapsed());
                     core.on_result(permit, outcome, core.clock.now());
                 }
                 Poll::Ready(result.map_err(Into::into))

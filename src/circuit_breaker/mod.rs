@@ -147,6 +147,7 @@ mod core;
 pub mod error;
 pub mod future;
 mod layer;
+mod observe;
 mod service;
 mod window;
 
@@ -165,6 +166,7 @@ pub use self::config::{
     MAX_DURATION, MAX_HALF_OPEN_MAX_CALLS,
 };
 pub use self::layer::CircuitBreakerLayer;
+pub use self::observe::{Event, EventKind};
 pub use self::service::CircuitBreakerService;
 
 use self::config::Config;
