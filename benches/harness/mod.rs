@@ -575,7 +575,8 @@ impl MtGroup {
         expect: Expect,
         make: MakeWorker,
     ) -> &mut Self {
-        if self.cfg.keep(name, false) {
+        // Baseline rows always run, so a filtered run still shows what the machine scales to.
+        if self.cfg.keep(name, name.contains("baseline")) {
             self.rows.push(MtRow {
                 name: name.to_string(),
                 note: note.to_string(),
@@ -602,7 +603,8 @@ impl MtGroup {
         expect: Expect,
         make: MakeTask,
     ) -> &mut Self {
-        if self.cfg.keep(name, false) {
+        // Baseline rows always run, so a filtered run still shows what the machine scales to.
+        if self.cfg.keep(name, name.contains("baseline")) {
             self.rows.push(MtRow {
                 name: name.to_string(),
                 note: note.to_string(),
