@@ -1,15 +1,126 @@
 //! # harden
 //!
 //! Resilience middleware for [`tower`](https://docs.rs/tower): a circuit breaker in the style of
-//! opossum on a lock-free rolling window, retry with backoff and a retry budget, timeout, bulkhead
-//! and fallback.
+//! Node's opossum on a lock-free rolling window, retry with backoff, jitter and a retry budget,
+//! timeout, bulkhead and fallback. Each is a `tower::Layer`; [`Resilience`] composes them in the
+//! standard order, and the feature `metrics` exports their state through the
+//! [`metrics`](https://docs.rs/metrics) facade.
+//!
+//! ```text
+//! fallback → total timeout → retry (backoff, budget) → circuit breaker → bulkhead → attempt timeout → service
+//! ```
+//!
+//! | module | what |
+//! |---|---|
+//! | [`circuit_breaker`] | opossum-style breaker: error %, volume threshold, rolling window, reset timeout, half-open probes |
+//! | [`retry`] | retries with backoff + jitter, a retry budget, server-requested delays |
+//! | [`timeout`] | per-call deadline; no timer for calls that finish at once |
+//! | [`bulkhead`] | concurrency limit that rejects instead of queueing |
+//! | [`fallback`] | turns chosen errors into a response |
+//! | [`stack`] | [`Resilience`]: all of the above in the recommended order |
+//! | [`classify`] | what counts as success, failure or ignored |
+//! | [`metrics`] | series names, label values, `describe()` |
+//!
+//! ## A client: `reqwest` behind the stack
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use harden::circuit_breaker::CircuitBreaker;
+//! use harden::retry::RetryPolicy;
+//! use harden::{BoxError, Resilience};
+//! use tower::{service_fn, Layer, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! let http = reqwest::Client::new();
+//! let breaker = CircuitBreaker::builder().name("payments").build()?;
+//! let client = Resilience::new()
+//!     .total_timeout(Duration::from_secs(5))
+//!     .retry(
+//!         RetryPolicy::builder()
+//!             .max_attempts(3)
+//!             // `reqwest::Request` is not `Clone` (a body may be a stream): copy what can be
+//!             // copied; a request that cannot is sent once.
+//!             .copy_request_with(|request: &reqwest::Request| request.try_clone())
+//!             .build()?,
+//!     )
+//!     .circuit_breaker(breaker.layer())
+//!     .attempt_timeout(Duration::from_secs(1))
+//!     .build()?
+//!     .layer(service_fn(move |request: reqwest::Request| {
+//!         let http = http.clone();
+//!         async move {
+//!             // 5xx answers are failures too, for the breaker and the retry.
+//!             let response = http.execute(request).await?;
+//!             Ok::<_, BoxError>(response.error_for_status()?)
+//!         }
+//!     }));
+//!
+//! let request = reqwest::Request::new(
+//!     reqwest::Method::GET,
+//!     "http://payments.internal/health".parse()?,
+//! );
+//! let response = client.oneshot(request).await?;
+//! println!("{} (breaker {})", response.status(), breaker.state());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## A server: an axum route guarded by a breaker and a bulkhead
+//!
+//! ```
+//! use std::time::Duration;
+//! use axum::{error_handling::HandleErrorLayer, http::StatusCode, routing::get, Router};
+//! use harden::bulkhead::BulkheadLayer;
+//! use harden::circuit_breaker::{error::CircuitOpen, CircuitBreaker};
+//! use harden::timeout::{error::Elapsed, TimeoutLayer};
+//! use harden::BoxError;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! let breaker = CircuitBreaker::builder().name("reports").build()?;
+//! let app = Router::new().route(
+//!     "/report",
+//!     get(|| async { "report" }).layer(
+//!         ServiceBuilder::new()
+//!             // axum needs infallible services: turn harden's errors into responses.
+//!             .layer(HandleErrorLayer::new(|err: BoxError| async move {
+//!                 if err.is::<CircuitOpen>() {
+//!                     StatusCode::SERVICE_UNAVAILABLE
+//!                 } else if err.is::<Elapsed>() {
+//!                     StatusCode::GATEWAY_TIMEOUT
+//!                 } else {
+//!                     StatusCode::INTERNAL_SERVER_ERROR
+//!                 }
+//!             }))
+//!             .layer(breaker.layer())
+//!             .layer(BulkheadLayer::new(100))
+//!             .layer(TimeoutLayer::new(Duration::from_secs(2))),
+//!     ),
+//! );
+//!
+//! // Served with `axum::serve(listener, app)`; here one request, in process.
+//! let request = axum::http::Request::get("/report").body(axum::body::Body::empty())?;
+//! let response = app.oneshot(request).await?;
+//! assert_eq!(response.status(), StatusCode::OK);
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! ## Feature flags
 //!
 //! | feature | what it adds |
 //! |---|---|
 //! | `test-util` | the crate's clock follows `tokio::time::pause()` / `advance()`; enable it in `[dev-dependencies]` |
-//! | `metrics` | state and counters exported through the [`metrics`](https://docs.rs/metrics) facade |
+//! | `metrics` | state and counters exported through the [`metrics`](https://docs.rs/metrics) facade; the crate never installs a recorder |
+//!
+//! ## Time
+//!
+//! Everything the crate judges (windows, reset timeouts, probe bounds, slow calls) is read from
+//! one clock: `CLOCK_MONOTONIC_COARSE` on Linux (a few ns per read; the kernel tick, 1–4 ms, is
+//! its resolution), `std::time::Instant` elsewhere, and `tokio::time::Instant` with `test-util`,
+//! so tests of time-dependent behaviour run on paused time, instantly and deterministically.
 //!
 //! ## MSRV
 //!

@@ -8,7 +8,10 @@
 //! retry sees each attempt's outcome; the breaker counts every attempt, and an attempt that
 //! times out is one of its failures; the retry never retries the breaker's or the bulkhead's
 //! rejections; the total timeout bounds everything, backoff sleeps included; the fallback
-//! answers whatever is left. Every part is optional. [`Resilience`] builds the stack and checks
+//! answers whatever is left. A full bulkhead's rejection is not one of the breaker's failures:
+//! it says nothing about the upstream, so a burst of local overload cannot open the circuit on
+//! a healthy upstream (the stack's breaker ignores it; see [`IgnoreBulkheadFull`]). Every part
+//! is optional. [`Resilience`] builds the stack and checks
 //! that its parts fit together; the result, a [`ResilienceLayer`], wraps any tower service.
 //!
 //! # Default
@@ -60,7 +63,7 @@
 //! The service's error is [`BoxError`]: the inner service's error or one of the parts'
 //! rejections ([`Elapsed`](crate::timeout::error::Elapsed),
 //! [`CircuitOpen`](crate::circuit_breaker::error::CircuitOpen),
-//! [`BulkheadFull`](crate::bulkhead::error::BulkheadFull)), unless the fallback turns it into a
+//! [`BulkheadFull`]), unless the fallback turns it into a
 //! response. [`Resilience::build`] returns a [`ConfigError`] when the parts do not fit together:
 //! an attempt timeout longer than the total timeout (retries could never happen), or a breaker
 //! window shorter than twice the attempt timeout (the window would forget a timed-out attempt
@@ -79,8 +82,10 @@ use pin_project_lite::pin_project;
 use tower_layer::{Identity, Layer};
 use tower_service::Service;
 
+use crate::bulkhead::error::BulkheadFull;
 use crate::bulkhead::{Bulkhead, BulkheadLayer};
 use crate::circuit_breaker::CircuitBreakerLayer;
+use crate::classify::{Classify, Outcome};
 use crate::fallback::FallbackLayer;
 use crate::retry::RetryLayer;
 use crate::timeout::{Timeout, TimeoutLayer};
@@ -171,16 +176,19 @@ impl<F, R, B> Resilience<F, R, B> {
     }
 
     /// Counts every attempt and rejects calls while open (`breaker.layer()`).
+    ///
+    /// The breaker's classifier is wrapped in [`IgnoreBulkheadFull`]: the bulkhead's rejections
+    /// are not counted; every other outcome is judged by the layer's classifier.
     pub fn circuit_breaker<C>(
         self,
         breaker: CircuitBreakerLayer<C>,
-    ) -> Resilience<F, R, CircuitBreakerLayer<C>> {
+    ) -> Resilience<F, R, CircuitBreakerLayer<IgnoreBulkheadFull<C>>> {
         Resilience {
             fallback: self.fallback,
             total_timeout: self.total_timeout,
             retry: self.retry,
             breaker_window: breaker.window_length(),
-            breaker,
+            breaker: breaker.map_classifier(IgnoreBulkheadFull),
             bulkhead: self.bulkhead,
             attempt_timeout: self.attempt_timeout,
         }
@@ -254,6 +262,25 @@ impl<F, R, B> fmt::Debug for Resilience<F, R, B> {
             .field("bulkhead", &self.bulkhead)
             .field("attempt_timeout", &self.attempt_timeout)
             .finish_non_exhaustive()
+    }
+}
+
+/// The classifier of the stack's circuit breaker: a [`BulkheadFull`] rejection from the bulkhead
+/// below it is [`Outcome::Ignored`] (the upstream was never called, so the call says nothing
+/// about its health); every other outcome is judged by `C`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IgnoreBulkheadFull<C>(pub C);
+
+impl<T, C> Classify<T, BoxError> for IgnoreBulkheadFull<C>
+where
+    C: Classify<T, BoxError>,
+{
+    #[inline]
+    fn classify(&self, result: Result<&T, &BoxError>) -> Outcome {
+        match result {
+            Err(e) if e.is::<BulkheadFull>() => Outcome::Ignored,
+            result => self.0.classify(result),
+        }
     }
 }
 
@@ -399,5 +426,130 @@ where
             KindProj::On { future } => future.poll(cx).map_err(Into::into),
             KindProj::Off { future } => future.poll(cx).map_err(Into::into),
         }
+    }
+}
+
+#[cfg(all(test, not(harden_loom)))]
+mod tests {
+    use super::*;
+    use std::future::{ready, Ready};
+    use tower::ServiceExt;
+
+    /// Not ready on its first `poll_ready`, then ready; answers `Ok(x)` or, for `x == 0`, an
+    /// `std::io::Error` (not a `BoxError`, to see the boxing).
+    #[derive(Clone, Default)]
+    struct Slow {
+        polled: bool,
+        calls: u32,
+    }
+
+    impl Service<u32> for Slow {
+        type Response = u32;
+        type Error = std::io::Error;
+        type Future = Ready<Result<u32, std::io::Error>>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            if self.polled {
+                Poll::Ready(Ok(()))
+            } else {
+                self.polled = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+
+        fn call(&mut self, x: u32) -> Self::Future {
+            self.calls += 1;
+            ready(if x == 0 {
+                Err(std::io::Error::other("zero"))
+            } else {
+                Ok(x)
+            })
+        }
+    }
+
+    /// A layer adding 100 to every answer, so that "on" is visible.
+    struct Plus100;
+
+    #[derive(Clone)]
+    struct Plus100Service<S>(S);
+
+    impl<S> Layer<S> for Plus100 {
+        type Service = Plus100Service<S>;
+        fn layer(&self, inner: S) -> Self::Service {
+            Plus100Service(inner)
+        }
+    }
+
+    impl<S: Service<u32, Response = u32>> Service<u32> for Plus100Service<S> {
+        type Response = u32;
+        type Error = S::Error;
+        type Future = Plus100Future<S::Future>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+            self.0.poll_ready(cx)
+        }
+
+        fn call(&mut self, x: u32) -> Self::Future {
+            Plus100Future(Box::pin(self.0.call(x)))
+        }
+    }
+
+    struct Plus100Future<F>(Pin<Box<F>>);
+
+    impl<F: Future<Output = Result<u32, E>>, E> Future for Plus100Future<F> {
+        type Output = Result<u32, E>;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            self.0.as_mut().poll(cx).map_ok(|x| x + 100)
+        }
+    }
+
+    #[tokio::test]
+    async fn maybe_on_wraps_and_off_passes_through() {
+        let on: Maybe<Plus100Service<Slow>, Slow> = Maybe::wrap(Some(&Plus100), Slow::default());
+        let off: Maybe<Plus100Service<Slow>, Slow> = Maybe::wrap(None::<&Plus100>, Slow::default());
+        assert!(on.is_on());
+        assert!(!off.is_on());
+
+        for (mut service, expected) in [(on, 107), (off, 7)] {
+            // poll_ready is forwarded: pending once, then ready.
+            assert!(matches!(
+                futures::poll!(std::future::poll_fn(|cx| service.poll_ready(cx))),
+                Poll::Pending
+            ));
+            service.ready().await.unwrap();
+            assert_eq!(service.call(7).await.unwrap(), expected);
+            // Errors come out boxed with the original inside.
+            let err = service.ready().await.unwrap().call(0).await.unwrap_err();
+            assert!(err.is::<std::io::Error>(), "{err}");
+            let inner = match &service.either {
+                Either::On(Plus100Service(s)) | Either::Off(s) => s,
+            };
+            assert_eq!(inner.calls, 2);
+        }
+    }
+
+    #[test]
+    fn stack_classifier_ignores_only_bulkhead_full() {
+        let c = IgnoreBulkheadFull(crate::classify::DefaultClassifier);
+        let full: BoxError = Box::new(BulkheadFull::new());
+        let open: BoxError = Box::new(crate::circuit_breaker::error::CircuitOpen::new(None));
+        let other: BoxError = "boom".into();
+        assert_eq!(
+            Classify::<(), _>::classify(&c, Err(&full)),
+            Outcome::Ignored
+        );
+        assert_eq!(
+            Classify::<(), _>::classify(&c, Err(&open)),
+            Outcome::Failure
+        );
+        assert_eq!(
+            Classify::<(), _>::classify(&c, Err(&other)),
+            Outcome::Failure
+        );
+        assert_eq!(
+            Classify::<(), BoxError>::classify(&c, Ok(&())),
+            Outcome::Success
+        );
     }
 }

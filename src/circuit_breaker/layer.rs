@@ -45,6 +45,14 @@ impl<C> CircuitBreakerLayer<C> {
         &self.breaker
     }
 
+    /// The same breaker with its classifier wrapped by `f` (the standard stack uses it).
+    pub(crate) fn map_classifier<C2>(self, f: impl FnOnce(C) -> C2) -> CircuitBreakerLayer<C2> {
+        CircuitBreakerLayer {
+            breaker: self.breaker,
+            classifier: f(self.classifier),
+        }
+    }
+
     /// Length of a time-based window; `None` for a count-based one.
     pub(crate) fn window_length(&self) -> Option<std::time::Duration> {
         match self.breaker.core().config.window {

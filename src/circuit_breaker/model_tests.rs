@@ -389,9 +389,21 @@ fn run(cfg: Config, ops: Vec<Op>) -> Result<(), TestCaseError> {
     check(&core, &model, now)
 }
 
+/// 10 000 cases unless `PROPTEST_CASES` says otherwise: the README's test command is CI's, and
+/// this model is the breaker's main evidence. Failures persist under proptest-regressions/.
+fn model_config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    ProptestConfig {
+        cases,
+        ..ProptestConfig::default()
+    }
+}
+
 proptest! {
-    // Default config: honours PROPTEST_CASES; failures persist under proptest-regressions/.
-    #![proptest_config(ProptestConfig::default())]
+    #![proptest_config(model_config())]
 
     #[test]
     fn core_matches_reference_model(cfg in config(), ops in prop::collection::vec(op(), 1..80)) {

@@ -118,7 +118,7 @@ impl Window {
     }
 
     /// Record into a chosen stripe; lets models exercise same-stripe and cross-stripe races.
-    #[cfg(any(test, harden_loom))]
+    #[cfg(test)]
     pub(crate) fn record_in(&self, stripe: usize, now: u64, failure: bool, slow: bool) {
         match &self.kind {
             Kind::Time(w) => w.record(stripe & (w.stripes - 1), now, failure, slow),

@@ -1,0 +1,197 @@
+//! An axum service that calls an in-process upstream through the harden stack and serves its
+//! metrics to Prometheus.
+//!
+//! ```text
+//! cargo run --example prometheus --features metrics -- --port 3000
+//! curl http://127.0.0.1:3000/call                       # one call through the stack
+//! curl -X POST http://127.0.0.1:3000/admin/upstream/outage
+//! curl http://127.0.0.1:3000/metrics                    # harden_* series, Prometheus text format
+//! curl -X POST http://127.0.0.1:3000/admin/upstream/healthy
+//! ```
+//!
+//! The stack, outermost first, every layer named `upstream` in metrics: fallback (answers
+//! rejections with a degraded response) → retry (budgeted) → circuit breaker → bulkhead →
+//! attempt timeout → upstream. The upstream
+//! is healthy (answers at once) or in an outage (fails after a few milliseconds, and every
+//! fourth call hangs until the attempt timeout cuts it off); `POST /admin/upstream/{mode}` flips
+//! it. The port comes from `--port N` or `PORT` (default 0: any free port); the service binds
+//! 127.0.0.1 only and prints `listening on http://127.0.0.1:<port>` once it accepts connections.
+//! `.ci/prometheus-test` drives it and checks what a real Prometheus scraped.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use harden::bulkhead::{error::BulkheadFull, BulkheadLayer};
+use harden::circuit_breaker::{error::CircuitOpen, CircuitBreaker};
+use harden::fallback::FallbackLayer;
+use harden::metrics::names;
+use harden::retry::{Backoff, RetryBudget, RetryLayer, RetryPolicy};
+use harden::timeout::TimeoutLayer;
+use harden::BoxError;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tower::util::BoxCloneSyncService;
+use tower::{service_fn, ServiceBuilder, ServiceExt};
+
+/// Histogram buckets for `harden_call_duration_seconds`, in seconds. Without buckets the
+/// exporter renders histograms as summaries, which `histogram_quantile` cannot aggregate.
+const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The in-process upstream: healthy or in an outage.
+#[derive(Debug, Default)]
+struct Upstream {
+    outage: AtomicBool,
+    calls: AtomicU64,
+}
+
+impl Upstream {
+    async fn call(&self) -> Result<String, BoxError> {
+        // Relaxed: the flag and the counter order nothing else; a call racing a flip may see either.
+        let n = self.calls.fetch_add(1, Ordering::Relaxed);
+        if !self.outage.load(Ordering::Relaxed) {
+            return Ok(format!("upstream answer #{n}"));
+        }
+        if n % 4 == 0 {
+            // Hangs: only the attempt timeout ends it.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        Err("upstream outage".into())
+    }
+}
+
+type Stack = BoxCloneSyncService<(), String, BoxError>;
+
+#[derive(Clone)]
+struct App {
+    upstream: Arc<Upstream>,
+    breaker: CircuitBreaker,
+    stack: Stack,
+    metrics: PrometheusHandle,
+}
+
+fn stack(upstream: Arc<Upstream>, breaker: &CircuitBreaker) -> Result<Stack, BoxError> {
+    let budget = RetryBudget::builder()
+        .ttl(Duration::from_secs(10))
+        .min_retries_per_sec(1)
+        .retry_ratio(0.1)
+        .build()?;
+    let retry = RetryPolicy::builder()
+        .name("upstream")
+        .max_attempts(3)
+        .backoff(Backoff::constant(Duration::from_millis(10)))
+        .budget(budget)
+        .build()?;
+    let fallback =
+        FallbackLayer::new(|err: BoxError| async move { Ok(format!("degraded: {err}")) })
+            .when(|err: &BoxError| err.is::<CircuitOpen>() || err.is::<BulkheadFull>())
+            .name("upstream");
+    let svc = ServiceBuilder::new()
+        .layer(fallback)
+        .layer(RetryLayer::new(retry))
+        .layer(breaker.layer())
+        .layer(BulkheadLayer::new(16).name("upstream"))
+        .layer(TimeoutLayer::new(Duration::from_millis(250)).name("upstream"))
+        .service(service_fn(move |()| {
+            let upstream = upstream.clone();
+            async move { upstream.call().await }
+        }));
+    Ok(BoxCloneSyncService::new(svc))
+}
+
+async fn call(State(app): State<App>) -> (StatusCode, String) {
+    match app.stack.oneshot(()).await {
+        Ok(body) => (StatusCode::OK, body),
+        Err(err) => (StatusCode::BAD_GATEWAY, err.to_string()),
+    }
+}
+
+async fn set_upstream(State(app): State<App>, Path(mode): Path<String>) -> (StatusCode, String) {
+    let outage = match mode.as_str() {
+        "healthy" => false,
+        "outage" => true,
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "mode is healthy or outage\n".into(),
+            )
+        }
+    };
+    // Relaxed: see Upstream::call.
+    app.upstream.outage.store(outage, Ordering::Relaxed);
+    (StatusCode::OK, format!("upstream {mode}\n"))
+}
+
+async fn breaker_state(State(app): State<App>) -> String {
+    format!("{:?}\n", app.breaker.state())
+}
+
+async fn render_metrics(State(app): State<App>) -> String {
+    app.metrics.render()
+}
+
+fn port() -> Result<u16, BoxError> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = match args.as_slice() {
+        [] => match std::env::var("PORT") {
+            Ok(value) => value,
+            Err(_) => return Ok(0),
+        },
+        [flag, value] if flag == "--port" => value.clone(),
+        [arg] if arg.starts_with("--port=") => arg["--port=".len()..].to_string(),
+        _ => return Err("usage: prometheus [--port N]".into()),
+    };
+    Ok(value.parse()?)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let port = port()?;
+
+    // The application installs the recorder; harden only describes its series.
+    let metrics = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(names::CALL_DURATION.into()), DURATION_BUCKETS)?
+        .install_recorder()?;
+    harden::metrics::describe();
+    let upkeep = metrics.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+
+    let breaker = CircuitBreaker::builder()
+        .name("upstream")
+        .error_threshold_percentage(50.0)
+        .volume_threshold(5)
+        .rolling_window(Duration::from_secs(10), 10)
+        .reset_timeout(Duration::from_secs(3))
+        .half_open_max_calls(1)
+        .build()?;
+    let upstream = Arc::new(Upstream::default());
+    let app = App {
+        stack: stack(upstream.clone(), &breaker)?,
+        upstream,
+        breaker,
+        metrics,
+    };
+
+    let router = Router::new()
+        .route("/call", get(call))
+        .route("/metrics", get(render_metrics))
+        .route("/admin/upstream/{mode}", post(set_upstream))
+        .route("/admin/breaker", get(breaker_state))
+        .with_state(app);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, router).await?;
+    Ok(())
+}
