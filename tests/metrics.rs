@@ -367,3 +367,39 @@ async fn describe_registers_help_text_without_panicking() {
     let recorder = TestRecorder::new();
     metrics::with_local_recorder(&recorder, harden::metrics::describe);
 }
+
+#[tokio::test]
+async fn latency_recording_can_be_turned_off() {
+    use harden::circuit_breaker::CircuitBreaker;
+
+    let recorder = TestRecorder::new();
+    let (timed, untimed) = metrics::with_local_recorder(&recorder, || {
+        let make = |name: &str, record: bool| {
+            CircuitBreaker::builder()
+                .name(name)
+                .record_latency(record)
+                .build()
+                .unwrap()
+                .layer()
+                .layer(service_fn(|()| async { Ok::<_, BoxError>(()) }))
+        };
+        (make("timed", true), make("untimed", false))
+    });
+    timed.oneshot(()).await.unwrap();
+    untimed.oneshot(()).await.unwrap();
+    assert_eq!(
+        recorder.histogram_len(names::CALL_DURATION, &[("breaker", "timed")]),
+        1
+    );
+    assert_eq!(
+        recorder.histogram_len(names::CALL_DURATION, &[("breaker", "untimed")]),
+        0
+    );
+    assert_eq!(
+        recorder.counter(
+            names::CIRCUIT_BREAKER_CALLS,
+            &[("breaker", "untimed"), ("outcome", "success")]
+        ),
+        1
+    );
+}

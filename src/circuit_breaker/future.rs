@@ -20,16 +20,22 @@ pub(crate) struct Guard<C> {
     permit: Option<Permit>,
     /// For the latency histogram: the precise clock is read only when metrics are compiled in.
     #[cfg(feature = "metrics")]
-    started: crate::clock::Instant,
+    started: Option<crate::clock::Instant>,
 }
 
 impl<C> Guard<C> {
     pub(crate) fn new(local: Arc<Local<C>>, permit: Permit) -> Self {
+        #[cfg(feature = "metrics")]
+        let started = local
+            .core
+            .config
+            .record_latency
+            .then(crate::clock::Clock::precise);
         Guard {
             local,
             permit: Some(permit),
             #[cfg(feature = "metrics")]
-            started: crate::clock::Clock::precise(),
+            started,
         }
     }
 }
@@ -105,7 +111,9 @@ where
                     let core = &guard.local.core;
                     let outcome = guard.local.classifier.classify(result.as_ref());
                     #[cfg(feature = "metrics")]
-                    core.observe.duration(guard.started.elapsed());
+                    if let Some(started) = guard.started {
+                        core.observe.duration(started.elapsed());
+                    }
                     core.on_result(permit, outcome, core.clock.now());
                 }
                 Poll::Ready(result.map_err(Into::into))
