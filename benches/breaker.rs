@@ -30,8 +30,16 @@ fn main() {
         tower_body(bare(0), classify_bare),
     );
     harden_rows::closed_rows(&mut g, "closed success", 0, Expect::AllOk);
+    harden_rows::sync_closed_rows(&mut g, "closed success", 0, Expect::AllOk);
     harden_rows::open_rows(&mut g, RESET);
+    harden_rows::sync_open_rows(&mut g, RESET);
     harden_rows::closed_rows(
+        &mut g,
+        "10% failures",
+        FAIL_EVERY,
+        Expect::InnerErrorEvery(FAIL_EVERY),
+    );
+    harden_rows::sync_closed_rows(
         &mut g,
         "10% failures",
         FAIL_EVERY,

@@ -54,6 +54,38 @@ pub fn closed_rows(g: &mut Group, label: &str, fail_every: u64, expect: Expect) 
     );
 }
 
+/// Outcome of a `CircuitBreaker::call`.
+pub fn classify_call(r: &Result<u64, harden::circuit_breaker::CallError<OpError>>) -> Outcome {
+    match r {
+        Ok(_) => Outcome::Ok,
+        Err(harden::circuit_breaker::CallError::Rejected(_)) => Outcome::Rejected,
+        Err(_) => Outcome::InnerError,
+    }
+}
+
+/// The same breaker without tower: `CircuitBreaker::call`, next to the peers' synchronous calls.
+pub fn sync_closed_rows(g: &mut Group, label: &str, fail_every: u64, expect: Expect) {
+    let b = breaker(RESET);
+    g.row(
+        &format!("{label}: harden sync call"),
+        "sync `CircuitBreaker::call`",
+        expect,
+        sync_body(move |i| classify_call(&b.call(|| op(i, fail_every)))),
+    );
+}
+
+/// `CircuitBreaker::call` while open.
+pub fn sync_open_rows(g: &mut Group, reset: Duration) {
+    let b = breaker(reset);
+    drive_open("harden sync", |i| classify_call(&b.call(|| op(i, 1))));
+    g.row(
+        "open rejection: harden sync call",
+        "sync `CircuitBreaker::call`",
+        Expect::AllRejected,
+        sync_body(move |i| classify_call(&b.call(|| op(i, 0)))),
+    );
+}
+
 /// Breaker rows while open (driven open by failures first, then every call is rejected).
 pub fn open_rows(g: &mut Group, reset: Duration) {
     let b = breaker(reset);

@@ -32,3 +32,32 @@ impl fmt::Display for CircuitOpen {
 }
 
 impl std::error::Error for CircuitOpen {}
+
+/// The error of [`CircuitBreaker::call`](super::CircuitBreaker::call): rejected by the breaker,
+/// or the function's own error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError<E> {
+    /// The breaker did not run the function.
+    Rejected(CircuitOpen),
+    /// The function ran and failed.
+    Inner(E),
+}
+
+impl<E: fmt::Display> fmt::Display for CallError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Rejected(open) => open.fmt(f),
+            CallError::Inner(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for CallError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // Transparent: `Display` is the wrapped error's, so its source is too.
+        match self {
+            CallError::Rejected(_) => None,
+            CallError::Inner(e) => e.source(),
+        }
+    }
+}

@@ -165,6 +165,7 @@ pub use self::config::{
     DEFAULT_ROLLING_WINDOW_BUCKETS, DEFAULT_VOLUME_THRESHOLD, MAX_BUCKETS, MAX_COUNT_WINDOW,
     MAX_DURATION, MAX_HALF_OPEN_MAX_CALLS,
 };
+pub use self::error::CallError;
 pub use self::layer::CircuitBreakerLayer;
 pub use self::observe::{Event, EventKind};
 pub use self::service::CircuitBreakerService;
@@ -315,6 +316,68 @@ impl CircuitBreaker {
     /// until you set a classifier with [`CircuitBreakerLayer::with_classifier`].
     pub fn layer(&self) -> CircuitBreakerLayer {
         CircuitBreakerLayer::new(self.clone())
+    }
+
+    /// Run `f` under the breaker, without tower: rejected with [`CallError::Rejected`] while
+    /// open, otherwise `f` runs and its result counts (`Ok` a success, `Err` a failure).
+    ///
+    /// Borrows the breaker for the call, so it bumps no reference count and a rejection
+    /// allocates nothing; this is the cheapest way through a breaker. If `f` panics, a half-open
+    /// probe slot it held is given back.
+    ///
+    /// ```
+    /// use harden::circuit_breaker::{CallError, CircuitBreaker};
+    ///
+    /// let breaker = CircuitBreaker::builder().name("disk").build()?;
+    /// match breaker.call(|| std::fs::metadata("/")) {
+    ///     Ok(meta) => assert!(meta.is_dir()),
+    ///     Err(CallError::Rejected(open)) => println!("open, next probe in {:?}", open.retry_after()),
+    ///     Err(CallError::Inner(io)) => println!("failed: {io}"),
+    /// }
+    /// # Ok::<(), harden::ConfigError>(())
+    /// ```
+    pub fn call<T, E>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, CallError<E>> {
+        self.call_classified(&crate::classify::DefaultClassifier, f)
+    }
+
+    /// [`call`](Self::call) with a classifier deciding success, failure or ignored.
+    pub fn call_classified<T, E, C>(
+        &self,
+        classifier: &C,
+        f: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, CallError<E>>
+    where
+        C: crate::classify::Classify<T, E>,
+    {
+        let core = &*self.core;
+        let permit = core
+            .try_acquire_with(|| core.clock.now())
+            .map_err(CallError::Rejected)?;
+        // Gives a probe slot back if `f` unwinds; defused once the result is recorded.
+        struct Unwind<'a> {
+            core: &'a Core,
+            permit: Option<self::core::Permit>,
+        }
+        impl Drop for Unwind<'_> {
+            fn drop(&mut self) {
+                if let Some(permit) = self.permit.take() {
+                    self.core.release(permit);
+                }
+            }
+        }
+        let mut guard = Unwind {
+            core,
+            permit: Some(permit),
+        };
+        let result = f();
+        if let Some(permit) = guard.permit.take() {
+            core.on_result(
+                permit,
+                classifier.classify(result.as_ref()),
+                core.clock.now(),
+            );
+        }
+        result.map_err(CallError::Inner)
     }
 
     /// Heap bytes owned by this breaker (its shared state and window).

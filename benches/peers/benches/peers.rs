@@ -230,6 +230,7 @@ fn main() {
 
     // closed, success
     harden_rows::closed_rows(&mut g, "closed success", 0, Expect::AllOk);
+    harden_rows::sync_closed_rows(&mut g, "closed success", 0, Expect::AllOk);
     {
         let r = recloser_new(RESET);
         g.row(
@@ -274,6 +275,7 @@ fn main() {
 
     // open, rejection
     harden_rows::open_rows(&mut g, RESET);
+    harden_rows::sync_open_rows(&mut g, RESET);
     {
         let r = recloser_new(RESET);
         drive_open("recloser", |i| recloser_call(&r, i, 1));
@@ -320,6 +322,7 @@ fn main() {
     // 10% failures while closed
     let e10 = Expect::InnerErrorEvery(FAIL_EVERY);
     harden_rows::closed_rows(&mut g, "10% failures", FAIL_EVERY, e10);
+    harden_rows::sync_closed_rows(&mut g, "10% failures", FAIL_EVERY, e10);
     {
         let r = recloser_new(RESET);
         g.row(
