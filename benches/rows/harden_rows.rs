@@ -228,5 +228,18 @@ pub fn future_sizes() -> Vec<(String, usize)> {
             future_size(&BulkheadLayer::new(BULKHEAD).layer(bare(0))),
         ),
         ("full stack".to_string(), future_size(&stack)),
+        (
+            "full stack as `harden::Resilience` (same parts)".to_string(),
+            future_size(
+                &harden::Resilience::new()
+                    .total_timeout(TIMEOUT)
+                    .retry(retry_policy(ATTEMPTS, true))
+                    .circuit_breaker(breaker(RESET).layer())
+                    .bulkhead(BulkheadLayer::new(BULKHEAD))
+                    .build()
+                    .expect("bench stack config")
+                    .layer(bare(0)),
+            ),
+        ),
     ]
 }
