@@ -81,7 +81,6 @@ where
 
 /// Whether an error is one of harden's own rejections (open circuit, full bulkhead), which are
 /// never retried: retrying them only adds load to a system that asked for less.
-#[allow(dead_code)]
 pub(crate) fn is_rejection(err: &(dyn std::error::Error + 'static)) -> bool {
     err.is::<crate::circuit_breaker::error::CircuitOpen>()
         || err.is::<crate::bulkhead::error::BulkheadFull>()

@@ -157,7 +157,6 @@ mod loom_tests;
 mod model_tests;
 
 use std::fmt;
-use std::sync::Arc as StdArc;
 
 pub use self::config::{
     Builder, DEFAULT_ERROR_THRESHOLD_PERCENTAGE, DEFAULT_HALF_OPEN_MAX_CALLS,
@@ -272,12 +271,6 @@ impl CircuitBreaker {
     /// The breaker's name.
     pub fn name(&self) -> &str {
         self.core.name()
-    }
-
-    /// The name as a shared string, for labels that outlive the breaker.
-    #[allow(dead_code)]
-    pub(crate) fn name_arc(&self) -> StdArc<str> {
-        self.core.name().clone()
     }
 
     /// The current state. Transitions are lazy: an `Open` breaker stays `Open` past its open
