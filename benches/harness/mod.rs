@@ -17,8 +17,8 @@
 //!
 //! Environment knobs: `HARDEN_BENCH_QUICK=1` (few, short repetitions: a smoke run),
 //! `HARDEN_BENCH_REPS`, `HARDEN_BENCH_REP_MS`, `HARDEN_BENCH_MT_MS` (time per multi-thread rep),
-//! `HARDEN_BENCH_MT_REPS`, `HARDEN_BENCH_FILTER` (only rows whose name contains this text; the
-//! baseline row is always kept).
+//! `HARDEN_BENCH_MT_REPS`, `HARDEN_BENCH_FILTER` (only rows whose name contains this text, or one of
+//! several texts separated by `|`; the baseline row is always kept).
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -317,7 +317,11 @@ impl Config {
     }
 
     fn keep(&self, name: &str, baseline: bool) -> bool {
-        baseline || !matches!(self.filter.as_deref(), Some(f) if !name.contains(f))
+        baseline
+            || match self.filter.as_deref() {
+                None => true,
+                Some(f) => f.split('|').any(|part| name.contains(part)),
+            }
     }
 
     /// A one-line description for the table headers.

@@ -24,6 +24,7 @@ pub(crate) struct Guard<C> {
 }
 
 impl<C> Guard<C> {
+    #[inline]
     pub(crate) fn new(local: Arc<Local<C>>, permit: Permit) -> Self {
         #[cfg(feature = "metrics")]
         let started = local
@@ -41,6 +42,7 @@ impl<C> Guard<C> {
 }
 
 impl<C> Drop for Guard<C> {
+    #[inline]
     fn drop(&mut self) {
         if let Some(permit) = self.permit.take() {
             self.local.core.release(permit);
@@ -72,12 +74,14 @@ pin_project! {
 }
 
 impl<F, C> ResponseFuture<F, C> {
+    #[inline]
     pub(crate) fn called(future: F, guard: Guard<C>) -> Self {
         ResponseFuture {
             kind: Kind::Called { future, guard },
         }
     }
 
+    #[inline]
     pub(crate) fn rejected(error: CircuitOpen) -> Self {
         ResponseFuture {
             kind: Kind::Rejected { error: Some(error) },
@@ -103,6 +107,7 @@ where
 {
     type Output = Result<T, BoxError>;
 
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Called { future, guard } => {

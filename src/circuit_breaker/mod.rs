@@ -346,6 +346,16 @@ impl CircuitBreaker {
         let permit = core
             .try_acquire_with(|| core.clock.now())
             .map_err(CallError::Rejected)?;
+        if permit.kind() != self::core::Kind::Probe {
+            // Closed and pass-through calls hold no slot: nothing to give back if `f` unwinds.
+            let result = f();
+            core.on_result(
+                permit,
+                classifier.classify(result.as_ref()),
+                core.clock.now(),
+            );
+            return result.map_err(CallError::Inner);
+        }
         // Gives a probe slot back if `f` unwinds; defused once the result is recorded.
         struct Unwind<'a> {
             core: &'a Core,

@@ -94,11 +94,13 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S::Future, C>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         // Never fails because the circuit is open: the rejection is the future's result.
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline(always)]
     fn call(&mut self, req: Req) -> Self::Future {
         if self.local.home != thread_token() {
             self.local = Local::here(self.local.core.clone(), self.local.classifier.clone());
