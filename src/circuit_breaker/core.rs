@@ -13,6 +13,7 @@
 //! generation's value; a reader that finds another generation's tag treats the time as "just now".
 
 use std::sync::Arc as StdArc;
+use std::time::Duration;
 
 use super::config::Config;
 use super::error::CircuitOpen;
@@ -132,6 +133,21 @@ impl Permit {
     }
 }
 
+/// A rejected admission: the time until the next probe in nanoseconds, `u64::MAX` for none.
+/// Eight bytes, so `Result<Permit, Rejection>` comes back in registers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rejection(u64);
+
+impl Rejection {
+    pub(crate) fn retry_after(self) -> Option<Duration> {
+        (self.0 != u64::MAX).then(|| Duration::from_nanos(self.0))
+    }
+
+    pub(crate) fn into_error(self) -> CircuitOpen {
+        CircuitOpen::new(self.retry_after())
+    }
+}
+
 /// The shared state of one breaker.
 #[derive(Debug)]
 pub(crate) struct Core {
@@ -224,6 +240,7 @@ impl Core {
     }
 
     /// The `aux` time if it belongs to generation `gen`.
+    #[inline]
     fn aux_for(&self, gen: u32) -> Option<u64> {
         // Acquire: pairs with the Release publishing it; the value is self-describing (tagged).
         let aux = self.aux.load(Ordering::Acquire);
@@ -258,7 +275,7 @@ impl Core {
     pub(crate) fn try_acquire_with(
         &self,
         now: impl FnOnce() -> u64,
-    ) -> Result<Permit, CircuitOpen> {
+    ) -> Result<Permit, Rejection> {
         // Acquire: pairs with the Release of the transition that stored this word.
         let cur = self.word.0.load(Ordering::Acquire);
         if cur & TAG_MASK == 0 {
@@ -274,6 +291,18 @@ impl Core {
             });
         }
         match tag_state(cur) {
+            State::Open => {
+                let now = now();
+                // The common rejection, inline: open, and the open period has not ended yet.
+                if let Some(until) = self.aux_for(gen_of(cur)) {
+                    let until = self.epoch.saturating_add(until.saturating_mul(1_000));
+                    if now < until {
+                        // Whole microseconds, as the slow path (which works in them) reports.
+                        return Err(self.reject(Some((until - now).div_ceil(1_000) * 1_000)));
+                    }
+                }
+                self.acquire_slow(cur, now)
+            }
             // No clock read for a forced-open breaker: nothing about it depends on time.
             State::ForcedOpen => Err(self.reject(None)),
             _ => self.acquire_slow(cur, now()),
@@ -283,11 +312,11 @@ impl Core {
     /// [`try_acquire_with`](Self::try_acquire_with) with a known `now`.
     #[allow(dead_code)]
     pub(crate) fn try_acquire(&self, now: u64) -> Result<Permit, CircuitOpen> {
-        self.try_acquire_with(|| now)
+        self.try_acquire_with(|| now).map_err(Rejection::into_error)
     }
 
     #[cold]
-    fn acquire_slow(&self, mut cur: u64, now: u64) -> Result<Permit, CircuitOpen> {
+    fn acquire_slow(&self, mut cur: u64, now: u64) -> Result<Permit, Rejection> {
         let now_us = self.us(now);
         loop {
             let w = Word::unpack(cur);
@@ -352,13 +381,23 @@ impl Core {
         }
     }
 
-    fn reject(&self, retry_after_nanos: Option<u64>) -> CircuitOpen {
+    #[inline]
+    fn reject(&self, retry_after_nanos: Option<u64>) -> Rejection {
         // Relaxed: a statistic; no other memory depends on it.
         self.rejections.0.fetch_add(1, Ordering::Relaxed);
-        let retry_after = retry_after_nanos.map(std::time::Duration::from_nanos);
+        self.observe.rejected();
+        let rejection = Rejection(retry_after_nanos.unwrap_or(u64::MAX));
+        if tracing::enabled!(tracing::Level::DEBUG) || self.observe.has_listener() {
+            self.rejected(rejection.retry_after());
+        }
+        rejection
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn rejected(&self, retry_after: Option<Duration>) {
         tracing::debug!(breaker = %self.config.name, ?retry_after, "circuit breaker rejected a call");
-        self.observe.rejected(retry_after);
-        CircuitOpen::new(retry_after)
+        self.observe.emit_rejected(retry_after);
     }
 
     /// Give a permit back without a result (the call was cancelled): frees a probe slot.
@@ -368,9 +407,21 @@ impl Core {
         }
     }
 
-    /// Record and judge a finished call.
+    /// Record and judge a finished call, reading the breaker's clock only if something needs it
+    /// (a closed success into a count window needs none).
     #[inline]
+    pub(crate) fn finish(&self, permit: Permit, outcome: Outcome) {
+        self.on_result_with(permit, outcome, || self.clock.now());
+    }
+
+    /// Record and judge a finished call that ended at `now`.
+    #[allow(dead_code)]
     pub(crate) fn on_result(&self, permit: Permit, outcome: Outcome, now: u64) {
+        self.on_result_with(permit, outcome, || now);
+    }
+
+    #[inline]
+    fn on_result_with(&self, permit: Permit, outcome: Outcome, now: impl FnOnce() -> u64) {
         // The common case, kept small enough to inline: a closed call succeeded and no rule needs
         // more than the window record.
         if permit.kind == Kind::Closed && outcome == Outcome::Success && self.plain_success {
@@ -378,11 +429,11 @@ impl Core {
             // Acquire: pairs with the Release of transitions (a reset's window clear happens before).
             let cur = self.word.0.load(Ordering::Acquire);
             if cur & TAG_MASK == 0 && gen_of(cur) == permit.gen {
-                self.window.record(now, false, false);
+                self.window.record_with(now, false, false);
             }
             return;
         }
-        self.on_result_slow(permit, outcome, now);
+        self.on_result_slow(permit, outcome, now());
     }
 
     #[inline(never)]

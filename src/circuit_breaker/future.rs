@@ -7,7 +7,7 @@ use std::task::{ready, Context, Poll};
 
 use pin_project_lite::pin_project;
 
-use super::core::Permit;
+use super::core::{Permit, Rejection};
 use super::error::CircuitOpen;
 use super::service::Local;
 use crate::classify::Classify;
@@ -68,7 +68,7 @@ pin_project! {
             guard: Guard<C>,
         },
         Rejected {
-            error: Option<CircuitOpen>,
+            rejection: Option<Rejection>,
         },
     }
 }
@@ -82,9 +82,11 @@ impl<F, C> ResponseFuture<F, C> {
     }
 
     #[inline]
-    pub(crate) fn rejected(error: CircuitOpen) -> Self {
+    pub(crate) fn rejected(rejection: Rejection) -> Self {
         ResponseFuture {
-            kind: Kind::Rejected { error: Some(error) },
+            kind: Kind::Rejected {
+                rejection: Some(rejection),
+            },
         }
     }
 }
@@ -119,12 +121,15 @@ where
                     if let Some(started) = guard.started {
                         core.observe.duration(started.elapsed());
                     }
-                    core.on_result(permit, outcome, core.clock.now());
+                    core.finish(permit, outcome);
                 }
                 Poll::Ready(result.map_err(Into::into))
             }
-            KindProj::Rejected { error } => {
-                let error = error.take().unwrap_or_else(|| CircuitOpen::new(None));
+            KindProj::Rejected { rejection } => {
+                let error = match rejection.take() {
+                    Some(rejection) => rejection.into_error(),
+                    None => CircuitOpen::new(None), // polled again after completion
+                };
                 Poll::Ready(Err(Box::new(error)))
             }
         }

@@ -345,15 +345,11 @@ impl CircuitBreaker {
         let core = &*self.core;
         let permit = core
             .try_acquire_with(|| core.clock.now())
-            .map_err(CallError::Rejected)?;
+            .map_err(|rejection| CallError::Rejected(rejection.into_error()))?;
         if permit.kind() != self::core::Kind::Probe {
             // Closed and pass-through calls hold no slot: nothing to give back if `f` unwinds.
             let result = f();
-            core.on_result(
-                permit,
-                classifier.classify(result.as_ref()),
-                core.clock.now(),
-            );
+            core.finish(permit, classifier.classify(result.as_ref()));
             return result.map_err(CallError::Inner);
         }
         // Gives a probe slot back if `f` unwinds; defused once the result is recorded.
@@ -374,11 +370,7 @@ impl CircuitBreaker {
         };
         let result = f();
         if let Some(permit) = guard.permit.take() {
-            core.on_result(
-                permit,
-                classifier.classify(result.as_ref()),
-                core.clock.now(),
-            );
+            core.finish(permit, classifier.classify(result.as_ref()));
         }
         result.map_err(CallError::Inner)
     }

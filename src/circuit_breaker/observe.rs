@@ -205,11 +205,22 @@ impl Observe {
         }
     }
 
-    /// A call was rejected.
+    /// A call was rejected: counted here; the event goes out through [`Self::emit_rejected`]
+    /// when [`Self::has_listener`].
     #[inline]
-    pub(crate) fn rejected(&self, retry_after: Option<Duration>) {
+    pub(crate) fn rejected(&self) {
         self.metrics.calls[REJECTED].increment(1);
+    }
+
+    /// Sends the rejection event to the listener.
+    pub(crate) fn emit_rejected(&self, retry_after: Option<Duration>) {
         self.emit(EventKind::Rejected { retry_after });
+    }
+
+    /// True if an event listener is set.
+    #[inline]
+    pub(crate) fn has_listener(&self) -> bool {
+        self.listener.is_some()
     }
 
     /// The failure rate the breaker just judged, 0..1.

@@ -110,7 +110,7 @@ where
             Ok(permit) => {
                 ResponseFuture::called(self.inner.call(req), Guard::new(self.local.clone(), permit))
             }
-            Err(open) => ResponseFuture::rejected(open),
+            Err(rejection) => ResponseFuture::rejected(rejection),
         }
     }
 }

@@ -115,6 +115,15 @@ impl Window {
         }
     }
 
+    /// [`record`](Self::record), reading the clock only for a time-based window.
+    #[inline]
+    pub(crate) fn record_with(&self, now: impl FnOnce() -> u64, failure: bool, slow: bool) {
+        match &self.kind {
+            Kind::Time(w) => w.record(thread_token() & (w.stripes - 1), now(), failure, slow),
+            Kind::Count(w) => w.record(failure, slow),
+        }
+    }
+
     /// Record into a chosen stripe; lets models exercise same-stripe and cross-stripe races.
     #[cfg(test)]
     pub(crate) fn record_in(&self, stripe: usize, now: u64, failure: bool, slow: bool) {
