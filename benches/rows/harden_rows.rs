@@ -28,6 +28,20 @@ pub fn breaker(reset: Duration) -> CircuitBreaker {
         .expect("bench breaker config")
 }
 
+/// The same breaker with a count window of the last VOLUME calls: the configuration equivalent
+/// to recloser's ring and tower-resilience's count window (no clock read on a success).
+pub fn breaker_count(reset: Duration) -> CircuitBreaker {
+    CircuitBreaker::builder()
+        .name("bench")
+        .error_threshold_percentage(THRESHOLD)
+        .volume_threshold(VOLUME)
+        .count_window(VOLUME)
+        .reset_timeout(reset)
+        .half_open_max_calls(1)
+        .build()
+        .expect("bench breaker config")
+}
+
 /// True for harden's rejections (`CircuitOpen`, `BulkheadFull`): the call never reached the operation.
 pub fn is_rejection(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
     e.is::<harden::circuit_breaker::error::CircuitOpen>()
@@ -52,6 +66,13 @@ pub fn closed_rows(g: &mut Group, label: &str, fail_every: u64, expect: Expect) 
         expect,
         tower_body(svc, classify),
     );
+    let svc = breaker_count(RESET).layer().layer(bare(fail_every));
+    g.row(
+        &format!("{label}: harden (count window {VOLUME})"),
+        "tower layer",
+        expect,
+        tower_body(svc, classify),
+    );
 }
 
 /// Outcome of a `CircuitBreaker::call`.
@@ -68,6 +89,13 @@ pub fn sync_closed_rows(g: &mut Group, label: &str, fail_every: u64, expect: Exp
     let b = breaker(RESET);
     g.row(
         &format!("{label}: harden sync call"),
+        "sync `CircuitBreaker::call`",
+        expect,
+        sync_body(move |i| classify_call(&b.call(|| op(i, fail_every)))),
+    );
+    let b = breaker_count(RESET);
+    g.row(
+        &format!("{label}: harden sync call (count window {VOLUME})"),
         "sync `CircuitBreaker::call`",
         expect,
         sync_body(move |i| classify_call(&b.call(|| op(i, fail_every)))),

@@ -272,10 +272,7 @@ impl Core {
     /// Admit or reject a call. `now` is read only when needed: never for a closed breaker without the
     /// slow-call rule.
     #[inline]
-    pub(crate) fn try_acquire_with(
-        &self,
-        now: impl FnOnce() -> u64,
-    ) -> Result<Permit, Rejection> {
+    pub(crate) fn try_acquire_with(&self, now: impl FnOnce() -> u64) -> Result<Permit, Rejection> {
         // Acquire: pairs with the Release of the transition that stored this word.
         let cur = self.word.0.load(Ordering::Acquire);
         if cur & TAG_MASK == 0 {
@@ -497,7 +494,9 @@ impl Core {
             // concurrent judges at least one sees the other's record, so two racing failures
             // that together reach the threshold cannot both miss it.
             fence(Ordering::SeqCst);
-            let c = self.window.counts_with(now, self.config.slow_call.is_some());
+            let c = self
+                .window
+                .counts_with(now, self.config.slow_call.is_some());
             let total = c.successes + c.failures;
             if total >= self.config.volume && total > 0 {
                 let total_f = total as f64;

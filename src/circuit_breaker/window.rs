@@ -28,7 +28,13 @@
 //!
 //! ## Count-based layout
 //!
-//! A ring of `calls` words, each holding the sequence number of the call it records and the
+//! Up to [`PACKED_MAX_CALLS`] calls (recloser's and resilience4j's small rings, the bench's 20):
+//! the whole window is **one word** — a failure bit and a slow bit per position, the next
+//! position, and how many positions are filled. A record is one compare-and-swap, reading it
+//! is two popcounts, and a clear swaps in zero, so every record lands wholly before or after
+//! any other record or clear.
+//!
+//! Larger windows: a ring of `calls` words, each holding the sequence number of the call it records and the
 //! outcome bits; a shared sequence counter hands out positions. A ring cannot be striped without
 //! losing "the last N", so concurrent recorders share that counter's cache line: prefer the
 //! time-based window where throughput across threads matters.
@@ -85,6 +91,7 @@ pub(crate) struct Window {
 #[derive(Debug)]
 enum Kind {
     Time(TimeWindow),
+    Packed(PackedRing),
     Count(CountWindow),
 }
 
@@ -100,9 +107,21 @@ impl Window {
             WindowSpec::Time { window, buckets } => {
                 Kind::Time(TimeWindow::new(window, buckets, stripes))
             }
+            WindowSpec::Count { calls } if calls <= PACKED_MAX_CALLS => {
+                Kind::Packed(PackedRing::new(calls))
+            }
             WindowSpec::Count { calls } => Kind::Count(CountWindow::new(calls)),
         };
         Window { kind }
+    }
+
+    /// A count window on the general ring whatever its size; lets tests and models check the
+    /// ring with few calls.
+    #[cfg(test)]
+    pub(crate) fn count_ring(calls: u32) -> Window {
+        Window {
+            kind: Kind::Count(CountWindow::new(calls)),
+        }
     }
 
     /// Record one finished call at `now` (nanoseconds of the crate clock): a success unless
@@ -111,6 +130,7 @@ impl Window {
     pub(crate) fn record(&self, now: u64, failure: bool, slow: bool) {
         match &self.kind {
             Kind::Time(w) => w.record(thread_token() & (w.stripes - 1), now, failure, slow),
+            Kind::Packed(w) => w.record(failure, slow),
             Kind::Count(w) => w.record(failure, slow),
         }
     }
@@ -120,6 +140,7 @@ impl Window {
     pub(crate) fn record_with(&self, now: impl FnOnce() -> u64, failure: bool, slow: bool) {
         match &self.kind {
             Kind::Time(w) => w.record(thread_token() & (w.stripes - 1), now(), failure, slow),
+            Kind::Packed(w) => w.record(failure, slow),
             Kind::Count(w) => w.record(failure, slow),
         }
     }
@@ -129,6 +150,7 @@ impl Window {
     pub(crate) fn record_in(&self, stripe: usize, now: u64, failure: bool, slow: bool) {
         match &self.kind {
             Kind::Time(w) => w.record(stripe & (w.stripes - 1), now, failure, slow),
+            Kind::Packed(w) => w.record(failure, slow),
             Kind::Count(w) => w.record(failure, slow),
         }
     }
@@ -144,6 +166,7 @@ impl Window {
     pub(crate) fn counts_with(&self, now: u64, slow: bool) -> Counts {
         match &self.kind {
             Kind::Time(w) => w.counts(now, slow),
+            Kind::Packed(w) => w.counts(),
             Kind::Count(w) => w.counts(),
         }
     }
@@ -154,6 +177,7 @@ impl Window {
     pub(crate) fn clear(&self) {
         match &self.kind {
             Kind::Time(w) => w.clear(),
+            Kind::Packed(w) => w.clear(),
             Kind::Count(w) => w.clear(),
         }
     }
@@ -162,6 +186,7 @@ impl Window {
     pub(crate) fn heap_bytes(&self) -> usize {
         match &self.kind {
             Kind::Time(w) => std::mem::size_of_val(&*w.lines),
+            Kind::Packed(_) => 0,
             Kind::Count(w) => std::mem::size_of_val(&*w.slots),
         }
     }
@@ -324,6 +349,82 @@ impl TimeWindow {
                     .fetch_and(!self.count_mask, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// The largest count window kept in one word: 2 × 27 outcome bits + 5 bits of position + 5 of
+/// fill.
+pub(crate) const PACKED_MAX_CALLS: u32 = 27;
+const PACKED_BITS: u32 = PACKED_MAX_CALLS;
+const PACKED_LOW: u64 = (1 << PACKED_BITS) - 1;
+const PACKED_POS_SHIFT: u32 = 2 * PACKED_BITS;
+const PACKED_FILL_SHIFT: u32 = PACKED_POS_SHIFT + 5;
+const PACKED_FIELD: u64 = 0b1_1111;
+
+/// A count window of at most [`PACKED_MAX_CALLS`] calls in one word: failure bits at
+/// `0..27`, slow bits at `27..54`, the next position at `54..59`, filled positions at `59..64`.
+#[derive(Debug)]
+struct PackedRing {
+    word: AtomicU64,
+    calls: u64,
+}
+
+impl PackedRing {
+    fn new(calls: u32) -> PackedRing {
+        PackedRing {
+            word: AtomicU64::new(0),
+            calls: u64::from(calls.clamp(1, PACKED_MAX_CALLS)),
+        }
+    }
+
+    #[inline]
+    fn record(&self, failure: bool, slow: bool) {
+        // Relaxed: the word is the whole window; the CAS orders every change to it.
+        let mut current = self.word.load(Ordering::Relaxed);
+        loop {
+            let pos = (current >> PACKED_POS_SHIFT) & PACKED_FIELD;
+            let fill = current >> PACKED_FILL_SHIFT;
+            let bit = 1u64 << pos;
+            let mut next =
+                current & (PACKED_LOW | PACKED_LOW << PACKED_BITS) & !(bit | bit << PACKED_BITS);
+            if failure {
+                next |= bit;
+            }
+            if slow {
+                next |= bit << PACKED_BITS;
+            }
+            let pos = if pos + 1 == self.calls { 0 } else { pos + 1 };
+            let fill = (fill + 1).min(self.calls);
+            next |= pos << PACKED_POS_SHIFT | fill << PACKED_FILL_SHIFT;
+            // Relaxed: as above.
+            match self.word.compare_exchange_weak(
+                current,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    #[inline]
+    fn counts(&self) -> Counts {
+        // Relaxed: one load reads the whole window at one point of its modification order.
+        let word = self.word.load(Ordering::Relaxed);
+        let failures = u64::from((word & PACKED_LOW).count_ones());
+        Counts {
+            successes: (word >> PACKED_FILL_SHIFT) - failures,
+            failures,
+            slow: u64::from(((word >> PACKED_BITS) & PACKED_LOW).count_ones()),
+        }
+    }
+
+    fn clear(&self) {
+        // Relaxed: a record racing with this store lands wholly before (and is forgotten) or
+        // wholly after it, because its CAS fails on the cleared word and retries.
+        self.word.store(0, Ordering::Relaxed);
     }
 }
 
@@ -515,7 +616,40 @@ mod tests {
 
     #[test]
     fn count_window_keeps_the_last_n() {
-        let w = Window::new(WindowSpec::Count { calls: 3 });
+        for w in [
+            Window::new(WindowSpec::Count { calls: 3 }),
+            Window::count_ring(3),
+        ] {
+            count_window_keeps_the_last_3(w);
+        }
+    }
+
+    #[test]
+    fn small_count_windows_are_one_word_and_larger_ones_a_ring() {
+        let packed = Window::new(WindowSpec::Count {
+            calls: PACKED_MAX_CALLS,
+        });
+        assert!(matches!(packed.kind, Kind::Packed(_)));
+        let ring = Window::new(WindowSpec::Count {
+            calls: PACKED_MAX_CALLS + 1,
+        });
+        assert!(matches!(ring.kind, Kind::Count(_)));
+        // The widest packed window keeps its last call and wraps without spilling into the
+        // position and fill fields.
+        for i in 0..3 * PACKED_MAX_CALLS {
+            packed.record(0, i % 3 == 0, i % 9 == 0);
+        }
+        assert_eq!(
+            packed.counts(0),
+            Counts {
+                successes: 18,
+                failures: 9,
+                slow: 3
+            }
+        );
+    }
+
+    fn count_window_keeps_the_last_3(w: Window) {
         for failure in [true, true, false, false, true] {
             w.record(0, failure, false);
         }
@@ -653,10 +787,16 @@ mod tests {
         /// The count window against a queue of the last N outcomes.
         #[test]
         fn count_window_matches_a_naive_model(
-            calls in 1u32..20,
+            calls in 1u32..40,
+            ring in any::<bool>(),
             ops in proptest::collection::vec(op(), 1..200),
         ) {
-            let w = Window::new(WindowSpec::Count { calls });
+            // Small windows are one packed word unless `ring` asks for the general ring.
+            let w = if ring {
+                Window::count_ring(calls)
+            } else {
+                Window::new(WindowSpec::Count { calls })
+            };
             let mut last: VecDeque<(u64, bool, bool)> = VecDeque::new();
             for op in ops {
                 match op {
@@ -754,11 +894,60 @@ mod loom_tests {
         });
     }
 
-    /// The count window keeps the newest outcome of a slot two recorders race for.
+    /// The packed count window: two recorders and a clear racing; every record lands wholly
+    /// before the clear (forgotten) or after it (counted with its slow mark), none is lost
+    /// otherwise.
+    #[test]
+    fn loom_packed_count_window_records_and_clears_whole() {
+        loom::model(|| {
+            let w = Arc::new(Window::new(WindowSpec::Count { calls: 2 }));
+            let (w2, w3) = (w.clone(), w.clone());
+            let a = loom::thread::spawn(move || w2.record(0, true, true));
+            let b = loom::thread::spawn(move || w3.record(0, false, false));
+            w.clear();
+            a.join().unwrap();
+            b.join().unwrap();
+            let c = w.counts(0);
+            assert!(c.calls() <= 2 && c.failures == c.slow, "{c:?}");
+            // Once all are done, the window keeps exactly the last 2 of what follows.
+            w.record(0, false, false);
+            w.record(0, true, false);
+            assert_eq!(
+                w.counts(0),
+                Counts {
+                    successes: 1,
+                    failures: 1,
+                    slow: 0
+                }
+            );
+        });
+    }
+
+    /// Without a clear, two racing records into a packed window are both kept.
+    #[test]
+    fn loom_packed_count_window_loses_nothing() {
+        loom::model(|| {
+            let w = Arc::new(Window::new(WindowSpec::Count { calls: 3 }));
+            let w2 = w.clone();
+            let t = loom::thread::spawn(move || w2.record(0, true, false));
+            w.record(0, false, true);
+            t.join().unwrap();
+            assert_eq!(
+                w.counts(0),
+                Counts {
+                    successes: 1,
+                    failures: 1,
+                    slow: 1
+                }
+            );
+        });
+    }
+
+    /// The count ring keeps the newest outcome of a slot two recorders race for.
     #[test]
     fn loom_count_window_keeps_exactly_the_last_n() {
         loom::model(|| {
-            let w = Arc::new(Window::new(WindowSpec::Count { calls: 1 }));
+            let w = Arc::new(Window::count_ring(1));
             let w2 = w.clone();
             let t = loom::thread::spawn(move || w2.record(0, true, false));
             w.record(0, false, false);
