@@ -94,6 +94,7 @@ impl<S, Req, C, H> Replay<S, Req, C, H> {
 
     /// The delay before the next attempt, or `None` to return `result` to the caller. Withdraws
     /// from the budget when it says yes.
+    #[inline]
     fn decide<Res>(&mut self, result: &Result<Res, BoxError>) -> Option<Duration>
     where
         C: RetryClassifier<Res>,
@@ -145,46 +146,74 @@ where
 {
     type Output = Result<S::Response, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                StateProj::Calling { future } => {
-                    let result = ready!(future.poll(cx)).map_err(Into::into);
-                    let replay = &mut *this.replay;
-                    match replay.decide(&result) {
-                        None => return Poll::Ready(result),
-                        Some(Duration::ZERO) => this.state.set(State::Checking),
-                        Some(delay) => {
-                            replay.sleep(delay);
-                            this.state.set(State::Waiting);
-                        }
+        // The common case inline: an attempt finished and is not retried.
+        if let StateProj::Calling { future } = this.state.as_mut().project() {
+            let result = ready!(future.poll(cx)).map_err(Into::into);
+            let replay = &mut *this.replay;
+            match replay.decide(&result) {
+                None => return Poll::Ready(result),
+                Some(Duration::ZERO) => this.state.set(State::Checking),
+                Some(delay) => {
+                    replay.sleep(delay);
+                    this.state.set(State::Waiting);
+                }
+            }
+        }
+        drive(this.state, this.replay, cx)
+    }
+}
+
+/// Backoff, readiness and the attempts after the first, until one is not retried.
+#[inline(never)]
+fn drive<S, Req, C, H>(
+    mut state: Pin<&mut State<S::Future>>,
+    replay: &mut Replay<S, Req, C, H>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<S::Response, BoxError>>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: RetryClassifier<S::Response>,
+    H: CopyRequest<Req>,
+{
+    loop {
+        match state.as_mut().project() {
+            StateProj::Calling { future } => {
+                let result = ready!(future.poll(cx)).map_err(Into::into);
+                match replay.decide(&result) {
+                    None => return Poll::Ready(result),
+                    Some(Duration::ZERO) => state.set(State::Checking),
+                    Some(delay) => {
+                        replay.sleep(delay);
+                        state.set(State::Waiting);
                     }
                 }
-                StateProj::Waiting => {
-                    if let Some(sleep) = this.replay.sleep.as_mut() {
-                        ready!(sleep.as_mut().poll(cx));
-                    }
-                    this.state.set(State::Checking);
+            }
+            StateProj::Waiting => {
+                if let Some(sleep) = replay.sleep.as_mut() {
+                    ready!(sleep.as_mut().poll(cx));
                 }
-                StateProj::Checking => {
-                    let replay = &mut *this.replay;
-                    let Some(service) = replay.service.as_mut() else {
-                        unreachable!("`decide` checked that the future can replay")
-                    };
-                    if let Err(e) = ready!(service.poll_ready(cx)) {
-                        return Poll::Ready(Err(e.into()));
-                    }
-                    let Some(request) = replay.request.take() else {
-                        unreachable!("`decide` checked that a copy is there")
-                    };
-                    replay.attempts += 1;
-                    if replay.attempts < replay.max_attempts {
-                        replay.request = replay.copy.copy_request(&request);
-                    }
-                    let future = service.call(request);
-                    this.state.set(State::Calling { future });
+                state.set(State::Checking);
+            }
+            StateProj::Checking => {
+                let Some(service) = replay.service.as_mut() else {
+                    unreachable!("`decide` checked that the future can replay")
+                };
+                if let Err(e) = ready!(service.poll_ready(cx)) {
+                    return Poll::Ready(Err(e.into()));
                 }
+                let Some(request) = replay.request.take() else {
+                    unreachable!("`decide` checked that a copy is there")
+                };
+                replay.attempts += 1;
+                if replay.attempts < replay.max_attempts {
+                    replay.request = replay.copy.copy_request(&request);
+                }
+                let future = service.call(request);
+                state.set(State::Calling { future });
             }
         }
     }
