@@ -406,7 +406,7 @@ impl Core {
 
     /// Record and judge a finished call, reading the breaker's clock only if something needs it
     /// (a closed success into a count window needs none).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn finish(&self, permit: Permit, outcome: Outcome) {
         self.on_result_with(permit, outcome, || self.clock.now());
     }
@@ -417,7 +417,7 @@ impl Core {
         self.on_result_with(permit, outcome, || now);
     }
 
-    #[inline]
+    #[inline(always)]
     fn on_result_with(&self, permit: Permit, outcome: Outcome, now: impl FnOnce() -> u64) {
         // The common case, kept small enough to inline: a closed call succeeded and no rule needs
         // more than the window record.

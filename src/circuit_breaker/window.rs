@@ -28,16 +28,17 @@
 //!
 //! ## Count-based layout
 //!
-//! Up to [`PACKED_MAX_CALLS`] calls (recloser's and resilience4j's small rings, the bench's 20):
-//! the whole window is **one word** — a failure bit and a slow bit per position, the next
-//! position, and how many positions are filled. A record is one compare-and-swap, reading it
-//! is two popcounts, and a clear swaps in zero, so every record lands wholly before or after
-//! any other record or clear.
+//! Up to [`PACKED_MAX_CALLS`] calls (small rings like recloser's, or the bench's 20): the whole
+//! window is **one word** — a failure bit and a slow bit per position, the next position, and
+//! how many positions are filled. A record is one compare-and-swap, reading it is two
+//! popcounts, and a clear stores zero, so every record lands wholly before or after any other
+//! record or clear. Neither layout reads the clock.
 //!
-//! Larger windows: a ring of `calls` words, each holding the sequence number of the call it records and the
-//! outcome bits; a shared sequence counter hands out positions. A ring cannot be striped without
-//! losing "the last N", so concurrent recorders share that counter's cache line: prefer the
-//! time-based window where throughput across threads matters.
+//! Larger windows: a ring of `calls` words, each holding the sequence number of the call it
+//! records and the outcome bits; a shared sequence counter hands out positions.
+//!
+//! Either way, "the last N calls" cannot be striped, so concurrent recorders share one cache
+//! line: prefer the time-based window where throughput across threads matters.
 
 use std::sync::OnceLock;
 use std::time::Duration;
