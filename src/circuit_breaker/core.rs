@@ -496,7 +496,7 @@ impl Core {
             fence(Ordering::SeqCst);
             let c = self
                 .window
-                .counts_with(now, self.config.slow_call.is_some());
+                .judge_counts(now, self.config.slow_call.is_some());
             let total = c.successes + c.failures;
             if total >= self.config.volume && total > 0 {
                 let total_f = total as f64;

@@ -26,6 +26,22 @@
 //! breaker do not fight over one cache line. Readers add the stripes up. Stripes are
 //! `available_parallelism()` rounded up to a power of two, at most [`MAX_STRIPES`].
 //!
+//! ## Judging
+//!
+//! The breaker judges the window after every failure. A full read touches every stripe's every
+//! bucket — under failures from several threads, mostly lines other cores are writing. So the
+//! window keeps the totals of every bucket *but the current one* for the current epoch (the
+//! `Rest`, published under a sequence lock, invalidated by any clear), and a judge reads only
+//! the current bucket's counters of each stripe plus the `Rest`: one line per stripe. The
+//! first judge of each epoch reads everything and publishes the `Rest`.
+//!
+//! Decision (a bounded imprecision, for scalability): a record that lands in an *older* bucket
+//! after the `Rest` for the epoch was published — a thread that read the clock just before the
+//! epoch turned and recorded just after — is not seen by judges until the next epoch starts
+//! (at most one bucket later); `stats()` always reads everything and sees it at once. Records
+//! into the current bucket, which carry the judge's own failure and those of racing judges, are
+//! always read fresh.
+//!
 //! ## Count-based layout
 //!
 //! Up to [`PACKED_MAX_CALLS`] calls (small rings like recloser's, or the bench's 20): the whole
@@ -44,7 +60,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::clock::duration_to_nanos;
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{fence, AtomicU64, Ordering};
 
 /// The most stripes a time-based window uses (4 × 256 bytes for the default 10 buckets).
 pub(crate) const MAX_STRIPES: usize = 4;
@@ -76,6 +92,14 @@ pub(crate) struct Counts {
 }
 
 impl Counts {
+    fn plus(self, other: Counts) -> Counts {
+        Counts {
+            successes: self.successes + other.successes,
+            failures: self.failures + other.failures,
+            slow: self.slow + other.slow,
+        }
+    }
+
     /// Calls counted: successes plus failures (slow calls are among them).
     #[allow(dead_code)]
     pub(crate) fn calls(&self) -> u64 {
@@ -158,15 +182,20 @@ impl Window {
 
     /// Totals over the window as seen at `now`.
     pub(crate) fn counts(&self, now: u64) -> Counts {
-        self.counts_with(now, true)
+        match &self.kind {
+            Kind::Time(w) => w.counts(now, true),
+            Kind::Packed(w) => w.counts(),
+            Kind::Count(w) => w.counts(),
+        }
     }
 
-    /// [`counts`](Self::counts), skipping the slow-call counters unless `slow` (they stay 0
-    /// when the slow-call rule is off).
+    /// [`counts`](Self::counts) for judging: a time window reads its current bucket and the
+    /// published totals of the rest (see the module docs); the slow-call counters are skipped
+    /// unless `slow` (they stay 0 when the slow-call rule is off).
     #[inline]
-    pub(crate) fn counts_with(&self, now: u64, slow: bool) -> Counts {
+    pub(crate) fn judge_counts(&self, now: u64, slow: bool) -> Counts {
         match &self.kind {
-            Kind::Time(w) => w.counts(now, slow),
+            Kind::Time(w) => w.judge_counts(now, slow),
             Kind::Packed(w) => w.counts(),
             Kind::Count(w) => w.counts(),
         }
@@ -217,6 +246,108 @@ struct TimeWindow {
     /// Bits of the count; the epoch sits above them.
     shift: u32,
     count_mask: u64,
+    rest: Rest,
+}
+
+/// Totals of every bucket but the current one, for one epoch, published under a sequence lock.
+#[derive(Debug)]
+#[repr(align(64))]
+struct Rest {
+    /// Even: stable; odd: a judge is publishing.
+    seq: AtomicU64,
+    /// The epoch the totals are for; `u64::MAX` for none yet.
+    epoch: AtomicU64,
+    /// `clears_started` when the totals were read.
+    clears: AtomicU64,
+    successes: AtomicU64,
+    failures: AtomicU64,
+    slow: AtomicU64,
+    /// Clears begun and finished; totals read while they differ are not published.
+    clears_started: AtomicU64,
+    clears_finished: AtomicU64,
+}
+
+impl Rest {
+    fn new() -> Rest {
+        Rest {
+            seq: AtomicU64::new(0),
+            epoch: AtomicU64::new(u64::MAX),
+            clears: AtomicU64::new(0),
+            successes: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            slow: AtomicU64::new(0),
+            clears_started: AtomicU64::new(0),
+            clears_finished: AtomicU64::new(0),
+        }
+    }
+
+    /// The published totals for `epoch`, if there are some and no clear began since.
+    #[inline]
+    fn read(&self, epoch: u64) -> Option<Counts> {
+        // Acquire: pairs with the Release that ended a publication (seqlock reader).
+        let before = self.seq.load(Ordering::Acquire);
+        if before & 1 == 1 {
+            return None;
+        }
+        // Relaxed: validated by the sequence re-read after the Acquire fence below.
+        let published = self.epoch.load(Ordering::Relaxed);
+        let clears = self.clears.load(Ordering::Relaxed);
+        let counts = Counts {
+            successes: self.successes.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            slow: self.slow.load(Ordering::Relaxed),
+        };
+        // Acquire fence: a value read above from a later publication makes the re-read below
+        // see that publication's odd sequence number.
+        fence(Ordering::Acquire);
+        // Relaxed: ordered by the fence above.
+        let after = self.seq.load(Ordering::Relaxed);
+        // Acquire: pairs with the Release ending a clear; Relaxed would also do (a clear that
+        // began but is not seen yet is one this judge runs before).
+        let cleared = self.clears_started.load(Ordering::Acquire);
+        (before == after && published == epoch && clears == cleared).then_some(counts)
+    }
+
+    /// The `clears_started` value to publish totals under, read *before* the totals, or
+    /// `None` while a clear is in progress.
+    #[inline]
+    fn clears_before_read(&self) -> Option<u64> {
+        // Acquire: the zeroing of every finished clear happens before the totals we read next.
+        let finished = self.clears_finished.load(Ordering::Acquire);
+        // Relaxed: compared with `finished`, read first; equal means none began in between.
+        let started = self.clears_started.load(Ordering::Relaxed);
+        (started == finished).then_some(started)
+    }
+
+    /// Publish `counts` as the totals for `epoch`, read under `clears`, unless another judge is
+    /// publishing or already published for a later epoch.
+    fn publish(&self, epoch: u64, clears: u64, counts: Counts) {
+        // Relaxed: a hint; the CAS below decides.
+        let seq = self.seq.load(Ordering::Relaxed);
+        // Relaxed: a hint too; totals for a later epoch are worth more than ours.
+        let published = self.epoch.load(Ordering::Relaxed);
+        if seq & 1 == 1 || (published != u64::MAX && published > epoch) {
+            return;
+        }
+        // Relaxed CAS + Release fence: the seqlock writer's entry; readers that see any of the
+        // stores below see the odd number on their re-read.
+        if self
+            .seq
+            .compare_exchange(seq, seq + 1, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        fence(Ordering::Release);
+        // Relaxed: published by the Release store of the sequence below.
+        self.epoch.store(epoch, Ordering::Relaxed);
+        self.clears.store(clears, Ordering::Relaxed);
+        self.successes.store(counts.successes, Ordering::Relaxed);
+        self.failures.store(counts.failures, Ordering::Relaxed);
+        self.slow.store(counts.slow, Ordering::Relaxed);
+        // Release: ends the publication.
+        self.seq.store(seq + 2, Ordering::Release);
+    }
 }
 
 impl TimeWindow {
@@ -239,6 +370,7 @@ impl TimeWindow {
             bucket_nanos,
             shift,
             count_mask: (1 << shift) - 1,
+            rest: Rest::new(),
         }
     }
 
@@ -306,10 +438,34 @@ impl TimeWindow {
 
     fn counts(&self, now: u64, slow: bool) -> Counts {
         let epoch = now / self.bucket_nanos;
+        let (current, rest) = self.read(epoch, slow, true);
+        current.plus(rest)
+    }
+
+    fn judge_counts(&self, now: u64, slow: bool) -> Counts {
+        let epoch = now / self.bucket_nanos;
+        if let Some(rest) = self.rest.read(epoch) {
+            let (current, _) = self.read(epoch, slow, false);
+            return current.plus(rest);
+        }
+        let clears = self.rest.clears_before_read();
+        // The published totals always carry the slow counters, so any judge can use them.
+        let (current, rest) = self.read(epoch, true, true);
+        if let Some(clears) = clears {
+            self.rest.publish(epoch, clears, rest);
+        }
+        current.plus(rest)
+    }
+
+    /// The counts of the bucket of `epoch`, and (if `others`) of the window's other buckets.
+    fn read(&self, epoch: u64, slow: bool, others: bool) -> (Counts, Counts) {
         let current = epoch % self.buckets;
         let kinds = if slow { KINDS } else { SLOW };
-        let mut totals = [0u64; KINDS];
+        let mut totals = [[0u64; KINDS]; 2];
         for bucket in 0..self.buckets {
+            if !others && bucket != current {
+                continue;
+            }
             // The one epoch this bucket may hold inside the window that ends at `epoch`.
             let back = if bucket <= current {
                 current - bucket
@@ -319,9 +475,10 @@ impl TimeWindow {
             let Some(tag) = epoch.checked_sub(back) else {
                 continue; // before the clock's origin
             };
+            let into = &mut totals[usize::from(back != 0)];
             for stripe in 0..self.stripes {
                 let base = stripe * self.stride + bucket as usize * KINDS;
-                for (kind, total) in totals.iter_mut().enumerate().take(kinds) {
+                for (kind, total) in into.iter_mut().enumerate().take(kinds) {
                     // Relaxed: a statistic; each word is read whole, and a word written after
                     // this read would have been just as valid a result. (The breaker's judge
                     // orders these reads after its own record with a SeqCst fence.)
@@ -332,14 +489,24 @@ impl TimeWindow {
                 }
             }
         }
-        Counts {
-            successes: totals[SUCCESS],
-            failures: totals[FAILURE],
-            slow: totals[SLOW],
-        }
+        let counts = |t: [u64; KINDS]| Counts {
+            successes: t[SUCCESS],
+            failures: t[FAILURE],
+            slow: t[SLOW],
+        };
+        (counts(totals[0]), counts(totals[1]))
     }
 
     fn clear(&self) {
+        // Relaxed: the published totals stop matching at once for judges that see this; those
+        // that do not yet judge as if before the clear.
+        self.rest.clears_started.fetch_add(1, Ordering::Relaxed);
+        self.zero_counters();
+        // Release: judges that see this finished clear read the zeroed counters.
+        self.rest.clears_finished.fetch_add(1, Ordering::Release);
+    }
+
+    fn zero_counters(&self) {
         for stripe in 0..self.stripes {
             let base = stripe * self.stride;
             // Counters only: the epoch cache after them is not a count.
@@ -616,6 +783,30 @@ mod tests {
     }
 
     #[test]
+    fn judges_read_the_current_bucket_fresh_and_the_rest_once_per_epoch() {
+        let w = time_window(1000, 10, 2);
+        w.record_in(0, 50 * MS, true, false);
+        w.record_in(1, 150 * MS, false, false);
+        // First judge of the epoch: reads everything, publishes the rest.
+        assert_eq!(w.judge_counts(150 * MS, false).calls(), 2);
+        // Records into the current bucket are seen by the next judge at once.
+        w.record_in(0, 160 * MS, true, false);
+        w.record_in(1, 170 * MS, true, false);
+        assert_eq!(w.judge_counts(170 * MS, false).failures, 3);
+        // A late record into an older bucket (its clock was read before the epoch turned) is
+        // seen by stats at once and by judges from the next epoch on.
+        w.record_in(0, 90 * MS, true, false);
+        assert_eq!(w.counts(170 * MS).failures, 4);
+        assert_eq!(w.judge_counts(180 * MS, false).failures, 3);
+        assert_eq!(w.judge_counts(250 * MS, false).failures, 4);
+        // A clear makes the published rest stale at once.
+        w.clear();
+        assert_eq!(w.judge_counts(250 * MS, true), Counts::default());
+        w.record_in(1, 260 * MS, true, false);
+        assert_eq!(w.judge_counts(260 * MS, false).failures, 1);
+    }
+
+    #[test]
     fn count_window_keeps_the_last_n() {
         for w in [
             Window::new(WindowSpec::Count { calls: 3 }),
@@ -782,6 +973,10 @@ mod tests {
                 let epoch = now / bucket;
                 let expected = model_counts(&records, |e| e + u64::from(buckets) > epoch);
                 prop_assert_eq!(w.counts(now), expected);
+                // A judge reads the same through the published totals of the other buckets.
+                prop_assert_eq!(w.judge_counts(now, true), expected);
+                let judged = w.judge_counts(now, false);
+                prop_assert_eq!((judged.successes, judged.failures), (expected.successes, expected.failures));
             }
         }
 
@@ -892,6 +1087,61 @@ mod loom_tests {
             assert!(c.failures <= 1 && c.slow <= 1 && c.successes == 0, "{c:?}");
             w.record_in(0, 10 * MS, true, false);
             assert_eq!(w.counts(10 * MS).failures, c.failures + 1);
+        });
+    }
+
+    fn judged_window() -> Window {
+        // 2 buckets of 100 ms, 1 stripe: the smallest window with a current bucket and a rest.
+        let w = Window::with_stripes(
+            WindowSpec::Time {
+                window: Duration::from_millis(200),
+                buckets: 2,
+            },
+            1,
+        );
+        // Epoch 0 holds two failures (one slow) and a success; the judges run in epoch 1.
+        w.record_in(0, 10 * MS, true, false);
+        w.record_in(0, 20 * MS, true, true);
+        w.record_in(0, 30 * MS, false, false);
+        w
+    }
+
+    /// A bounded model: the seqlock's many plain loads make unbounded preemption explode.
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(3);
+        builder.check(f);
+    }
+
+    /// A judge publishing the rest races a clear: once both are done, no judge uses totals
+    /// read before the clear.
+    #[test]
+    fn loom_published_rest_never_outlives_a_clear() {
+        model(|| {
+            let w = Arc::new(judged_window());
+            let w2 = w.clone();
+            let t = loom::thread::spawn(move || {
+                w2.judge_counts(110 * MS, true);
+            });
+            w.clear();
+            t.join().unwrap();
+            assert_eq!(w.judge_counts(120 * MS, true), Counts::default());
+        });
+    }
+
+    /// Two judges publish at once: each reads whole totals (never a mix of two publications
+    /// or a half-written one), and so does a judge afterwards.
+    #[test]
+    fn loom_judges_read_whole_published_totals() {
+        model(|| {
+            let w = Arc::new(judged_window());
+            let expected = w.counts(110 * MS);
+            let w2 = w.clone();
+            let t = loom::thread::spawn(move || w2.judge_counts(110 * MS, true));
+            let mine = w.judge_counts(110 * MS, true);
+            assert_eq!(t.join().unwrap(), expected);
+            assert_eq!(mine, expected);
+            assert_eq!(w.judge_counts(110 * MS, true), expected);
         });
     }
 
