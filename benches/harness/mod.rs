@@ -256,6 +256,9 @@ pub enum Expect {
     AllRejected,
     /// Calls `0..n` of the row: exactly `n / k` inner errors, the rest ok, none rejected.
     InnerErrorEvery(u64),
+    /// Like `InnerErrorEvery`, for rows whose workers each count their own calls from 0: the
+    /// inner errors are `n / k` give or take one per worker (at most 64), none rejected.
+    InnerErrorEveryPerWorker(u64),
 }
 
 impl Expect {
@@ -265,6 +268,9 @@ impl Expect {
             Expect::AllOk => c.ok == n && n > 0,
             Expect::AllRejected => c.rejected == n && n > 0,
             Expect::InnerErrorEvery(k) => c.rejected == 0 && c.inner_err == n / k && n > 0,
+            Expect::InnerErrorEveryPerWorker(k) => {
+                c.rejected == 0 && c.inner_err.abs_diff(n / k) <= 64 && n > 0
+            }
         };
         if !ok {
             eprintln!("\n*** BENCH ROW MISCONFIGURED: `{row}` expected {self:?}, counted {c:?}");

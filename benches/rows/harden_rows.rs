@@ -203,6 +203,20 @@ pub fn mt_workers() -> Vec<(String, MakeWorker)> {
     vec![("harden".to_string(), mt_tower(svc, classify))]
 }
 
+/// Thread workers sharing one breaker while every 10th call fails: (label, maker). Every
+/// failure makes the breaker judge its window, so this shows what judging costs across threads.
+pub fn mt_failure_workers() -> Vec<(String, MakeWorker)> {
+    let time = breaker(RESET).layer().layer(bare(FAIL_EVERY));
+    let count = breaker_count(RESET).layer().layer(bare(FAIL_EVERY));
+    vec![
+        ("harden".to_string(), mt_tower(time, classify)),
+        (
+            format!("harden (count window {VOLUME})"),
+            mt_tower(count, classify),
+        ),
+    ]
+}
+
 /// Task loops sharing one breaker: (label, maker).
 pub fn mt_tasks() -> Vec<(String, MakeTask)> {
     let svc = breaker(RESET).layer().layer(bare(0));

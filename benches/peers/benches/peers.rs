@@ -569,6 +569,34 @@ fn main() {
     mt.run();
     println!("{}", mt.table());
 
+    // Threads sharing one breaker while 10% of calls fail: every failure judges the window.
+    let mut mt = MtGroup::new(
+        "Threads sharing one breaker, 10% failures (each failure judges the window)",
+        &cfg,
+    );
+    let e10 = Expect::InnerErrorEveryPerWorker(FAIL_EVERY);
+    let mut add_failing = |label: &str, note: &str, make: MakeWorker| {
+        let one = format!("10% failures, {label}: 1 thread");
+        mt.threads(&one, note, 1, Some(&one), e10, make.clone());
+        mt.threads(
+            &format!("10% failures, {label}: 2 threads"),
+            note,
+            2,
+            Some(&one),
+            e10,
+            make,
+        );
+    };
+    for (label, make) in harden_rows::mt_failure_workers() {
+        add_failing(&label, "one breaker, own service clone per thread", make);
+    }
+    let r = recloser_new(RESET);
+    let rec: Arc<dyn Fn(u64) -> Outcome + Send + Sync> =
+        Arc::new(move |i| recloser_call(&r, i, FAIL_EVERY));
+    add_failing("recloser", "one `Arc<Recloser>`, sync call", mt_sync(rec));
+    mt.run();
+    println!("{}", mt.table());
+
     // Heap per breaker instance (default window where the crate has one).
     println!("### Heap bytes per breaker instance\n");
     println!("| crate | bytes per instance | config |\n|---|---:|---|");
