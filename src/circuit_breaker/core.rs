@@ -98,6 +98,18 @@ fn gen_of(w: u64) -> u32 {
     (w >> GEN_SHIFT) as u32
 }
 
+#[derive(Debug)]
+struct Hot {
+    word: AtomicU64,
+    aux: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Counters {
+    consecutive: AtomicU32,
+    rejections: AtomicU64,
+}
+
 /// Keeps a hot atomic on a cache line of its own.
 #[derive(Debug, Default)]
 #[repr(align(64))]
@@ -151,10 +163,11 @@ impl Rejection {
 /// The shared state of one breaker.
 #[derive(Debug)]
 pub(crate) struct Core {
-    word: Padded<AtomicU64>,
-    aux: AtomicU64,
-    consecutive: Padded<AtomicU32>,
-    rejections: Padded<AtomicU64>,
+    /// The state word and `aux`, read together on the open path: one line.
+    hot: Padded<Hot>,
+    /// Written in different states (the run of failures while closed, rejections while not),
+    /// so they can share a line.
+    counters: Padded<Counters>,
     window: Window,
     pub(crate) config: Config,
     /// Clock reading at creation; `aux` times are microseconds since then.
@@ -170,10 +183,14 @@ impl Core {
     pub(crate) fn new(config: Config, clock: Clock, epoch: u64) -> Core {
         let (tx, _) = tokio::sync::watch::channel(State::Closed);
         Core {
-            word: Padded(AtomicU64::new(0)),
-            aux: AtomicU64::new(0),
-            consecutive: Padded(AtomicU32::new(0)),
-            rejections: Padded(AtomicU64::new(0)),
+            hot: Padded(Hot {
+                word: AtomicU64::new(0),
+                aux: AtomicU64::new(0),
+            }),
+            counters: Padded(Counters {
+                consecutive: AtomicU32::new(0),
+                rejections: AtomicU64::new(0),
+            }),
             window: Window::new(config.window),
             plain_success: config.slow_call.is_none() && config.consecutive_failures.is_none(),
             observe: Observe::new(&config.name, config.listener.0.clone()),
@@ -190,14 +207,14 @@ impl Core {
 
     pub(crate) fn state(&self) -> State {
         // Acquire: a caller acting on the state sees what the transition published with it.
-        tag_state(self.word.0.load(Ordering::Acquire))
+        tag_state(self.hot.0.word.load(Ordering::Acquire))
     }
 
     /// The current generation (bumped by every transition and manual change).
     #[allow(dead_code)]
     pub(crate) fn generation(&self) -> u32 {
         // Relaxed: diagnostic read for tests; nothing is published through it.
-        gen_of(self.word.0.load(Ordering::Relaxed))
+        gen_of(self.hot.0.word.load(Ordering::Relaxed))
     }
 
     pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<State> {
@@ -225,7 +242,7 @@ impl Core {
             failures: c.failures,
             slow_calls: c.slow,
             // Relaxed: a statistic; no other memory depends on it.
-            rejections: self.rejections.0.load(Ordering::Relaxed),
+            rejections: self.counters.0.rejections.load(Ordering::Relaxed),
             failure_percentage: pct(c.failures),
             slow_call_percentage: self.config.slow_call.and_then(|_| pct(c.slow)),
         }
@@ -243,7 +260,7 @@ impl Core {
     #[inline]
     fn aux_for(&self, gen: u32) -> Option<u64> {
         // Acquire: pairs with the Release publishing it; the value is self-describing (tagged).
-        let aux = self.aux.load(Ordering::Acquire);
+        let aux = self.hot.0.aux.load(Ordering::Acquire);
         ((aux >> AUX_TIME_BITS) as u16 == gen as u16).then_some(aux & AUX_TIME_MASK)
     }
 
@@ -251,7 +268,7 @@ impl Core {
     fn publish_aux(&self, gen: u32, time_us: u64) {
         let new = (u64::from(gen as u16) << AUX_TIME_BITS) | (time_us & AUX_TIME_MASK);
         // Relaxed: the CAS below re-validates whatever we read here.
-        let mut cur = self.aux.load(Ordering::Relaxed);
+        let mut cur = self.hot.0.aux.load(Ordering::Relaxed);
         loop {
             let cur_gen = (cur >> AUX_TIME_BITS) as u16;
             // Older generations (in 16-bit wrapping order) and our own may be replaced.
@@ -259,10 +276,12 @@ impl Core {
                 return;
             }
             // Release: readers that see the tag see a complete value; Relaxed on failure: we retry.
-            match self
-                .aux
-                .compare_exchange_weak(cur, new, Ordering::Release, Ordering::Relaxed)
-            {
+            match self.hot.0.aux.compare_exchange_weak(
+                cur,
+                new,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return,
                 Err(actual) => cur = actual,
             }
@@ -274,7 +293,7 @@ impl Core {
     #[inline]
     pub(crate) fn try_acquire_with(&self, now: impl FnOnce() -> u64) -> Result<Permit, Rejection> {
         // Acquire: pairs with the Release of the transition that stored this word.
-        let cur = self.word.0.load(Ordering::Acquire);
+        let cur = self.hot.0.word.load(Ordering::Acquire);
         if cur & TAG_MASK == 0 {
             let start = if self.config.slow_call.is_some() {
                 now()
@@ -358,7 +377,7 @@ impl Core {
             };
             // AcqRel: Release publishes the transition; Acquire orders our reads after the winner's
             // writes. Relaxed on failure: we loop with the fresh word.
-            match self.word.0.compare_exchange_weak(
+            match self.hot.0.word.compare_exchange_weak(
                 cur,
                 next.pack(),
                 Ordering::AcqRel,
@@ -381,7 +400,7 @@ impl Core {
     #[inline]
     fn reject(&self, retry_after_nanos: Option<u64>) -> Rejection {
         // Relaxed: a statistic; no other memory depends on it.
-        self.rejections.0.fetch_add(1, Ordering::Relaxed);
+        self.counters.0.rejections.fetch_add(1, Ordering::Relaxed);
         self.observe.rejected();
         let rejection = Rejection(retry_after_nanos.unwrap_or(u64::MAX));
         if tracing::enabled!(tracing::Level::DEBUG) || self.observe.has_listener() {
@@ -424,7 +443,7 @@ impl Core {
         if permit.kind == Kind::Closed && outcome == Outcome::Success && self.plain_success {
             self.observe.finished(outcome, false);
             // Acquire: pairs with the Release of transitions (a reset's window clear happens before).
-            let cur = self.word.0.load(Ordering::Acquire);
+            let cur = self.hot.0.word.load(Ordering::Acquire);
             if cur & TAG_MASK == 0 && gen_of(cur) == permit.gen {
                 self.window.record_with(now, false, false);
             }
@@ -457,7 +476,7 @@ impl Core {
     #[inline]
     fn closed_done(&self, gen: u32, outcome: Outcome, slow: bool, now: u64) {
         // Acquire: pairs with the Release of transitions (a reset's window clear happens before).
-        let cur = self.word.0.load(Ordering::Acquire);
+        let cur = self.hot.0.word.load(Ordering::Acquire);
         if cur & TAG_MASK != 0 || gen_of(cur) != gen || outcome == Outcome::Ignored {
             return;
         }
@@ -476,14 +495,15 @@ impl Core {
             if failure {
                 // Relaxed: a heuristic run length; the trip itself is decided by the CAS below.
                 trip = self
-                    .consecutive
+                    .counters
                     .0
+                    .consecutive
                     .fetch_add(1, Ordering::Relaxed)
                     .saturating_add(1)
                     >= n;
-            } else if self.consecutive.0.load(Ordering::Relaxed) != 0 {
+            } else if self.counters.0.consecutive.load(Ordering::Relaxed) != 0 {
                 // Relaxed: as above; load first so successes do not write a shared line.
-                self.consecutive.0.store(0, Ordering::Relaxed);
+                self.counters.0.consecutive.store(0, Ordering::Relaxed);
             }
         }
         if !failure && !slow {
@@ -511,8 +531,9 @@ impl Core {
             // AcqRel: Release publishes the transition. One attempt: a closed word only changes with
             // its generation, so failure means someone else already moved the breaker on.
             if self
-                .word
+                .hot
                 .0
+                .word
                 .compare_exchange(cur, next.pack(), Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
@@ -527,7 +548,7 @@ impl Core {
     /// `Some(true)` = failed, `Some(false)` = succeeded.
     fn probe_done(&self, gen: u32, failed: Option<bool>, now: u64) {
         // Acquire: pairs with the Release of transitions.
-        let mut cur = self.word.0.load(Ordering::Acquire);
+        let mut cur = self.hot.0.word.load(Ordering::Acquire);
         loop {
             let w = Word::unpack(cur);
             if w.state != State::HalfOpen || w.gen != gen {
@@ -546,7 +567,7 @@ impl Core {
                     // Cleared before closing so the new closed generation starts empty.
                     self.window.clear();
                     // Relaxed: the transition's Release below publishes it.
-                    self.consecutive.0.store(0, Ordering::Relaxed);
+                    self.counters.0.consecutive.store(0, Ordering::Relaxed);
                     Word {
                         reopens: 0,
                         ..w.next(State::Closed)
@@ -559,7 +580,7 @@ impl Core {
                 },
             };
             // AcqRel: Release publishes the transition. Acquire on failure: we re-judge the fresh word.
-            match self.word.0.compare_exchange_weak(
+            match self.hot.0.word.compare_exchange_weak(
                 cur,
                 next.pack(),
                 Ordering::AcqRel,
@@ -593,7 +614,7 @@ impl Core {
             self.clear_counts();
         }
         // Relaxed: the CAS re-validates.
-        let mut cur = self.word.0.load(Ordering::Relaxed);
+        let mut cur = self.hot.0.word.load(Ordering::Relaxed);
         loop {
             let w = Word::unpack(cur);
             let next = Word {
@@ -601,7 +622,7 @@ impl Core {
                 ..w.next(state)
             };
             // AcqRel: Release publishes the change; Relaxed on failure: we loop.
-            match self.word.0.compare_exchange_weak(
+            match self.hot.0.word.compare_exchange_weak(
                 cur,
                 next.pack(),
                 Ordering::AcqRel,
@@ -626,7 +647,7 @@ impl Core {
     fn clear_counts(&self) {
         self.window.clear();
         // Relaxed: published by the Release of the CAS that follows (or preceded) it.
-        self.consecutive.0.store(0, Ordering::Relaxed);
+        self.counters.0.consecutive.store(0, Ordering::Relaxed);
     }
 
     fn transitioned(&self, from: State, to: State) {

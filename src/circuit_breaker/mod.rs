@@ -79,7 +79,10 @@
 //! - **Window.** Time-based by default: `buckets` buckets of `window / buckets`, the oldest aging
 //!   out as time passes; or count-based ([`count_window`](Builder::count_window)): the last N
 //!   outcomes. Half-open probes are not recorded in it. It is cleared when the breaker closes
-//!   (after probes succeed, or on [`reset`](CircuitBreaker::reset)).
+//!   (after probes succeed, or on [`reset`](CircuitBreaker::reset)). A time window's judge reads
+//!   the current bucket fresh and the other buckets from totals refreshed once per bucket, so a
+//!   result recorded late into an older bucket (its call read the clock just before the bucket
+//!   turned) counts toward trips from the next bucket on; `stats()` sees it at once.
 //! - **Lazy transitions.** There are no timers or background tasks: the first call after the open
 //!   period moves Open → HalfOpen and becomes the probe. [`CircuitBreaker::state`] reports the
 //!   stored state, so an idle breaker reports `Open` past its open period until a call arrives.
