@@ -59,20 +59,14 @@ pub fn classify(r: &Result<u64, BoxError>) -> Outcome {
 
 /// Breaker rows while closed (`fail_every` 0: all succeed; 10: every 10th fails).
 pub fn closed_rows(g: &mut Group, label: &str, fail_every: u64, expect: Expect) {
-    let svc = breaker(RESET).layer().layer(bare(fail_every));
-    g.row(
-        &format!("{label}: harden"),
-        "tower layer",
-        expect,
-        tower_body(svc, classify),
-    );
-    let svc = breaker_count(RESET).layer().layer(bare(fail_every));
-    g.row(
-        &format!("{label}: harden (count window {VOLUME})"),
-        "tower layer",
-        expect,
-        tower_body(svc, classify),
-    );
+    for (window, b) in windows() {
+        g.row(
+            &format!("{label}: harden{window}"),
+            "tower layer",
+            expect,
+            tower_body(b.layer().layer(bare(fail_every)), classify),
+        );
+    }
 }
 
 /// Outcome of a `CircuitBreaker::call`.
@@ -86,20 +80,22 @@ pub fn classify_call(r: &Result<u64, harden::circuit_breaker::CallError<OpError>
 
 /// The same breaker without tower: `CircuitBreaker::call`, next to the peers' synchronous calls.
 pub fn sync_closed_rows(g: &mut Group, label: &str, fail_every: u64, expect: Expect) {
-    let b = breaker(RESET);
-    g.row(
-        &format!("{label}: harden sync call"),
-        "sync `CircuitBreaker::call`",
-        expect,
-        sync_body(move |i| classify_call(&b.call(|| op(i, fail_every)))),
-    );
-    let b = breaker_count(RESET);
-    g.row(
-        &format!("{label}: harden sync call (count window {VOLUME})"),
-        "sync `CircuitBreaker::call`",
-        expect,
-        sync_body(move |i| classify_call(&b.call(|| op(i, fail_every)))),
-    );
+    for (window, b) in windows() {
+        g.row(
+            &format!("{label}: harden sync call{window}"),
+            "sync `CircuitBreaker::call`",
+            expect,
+            sync_body(move |i| classify_call(&b.call(|| op(i, fail_every)))),
+        );
+    }
+}
+
+/// The bench breaker with its default time window and with a count window: (label suffix, breaker).
+fn windows() -> [(String, CircuitBreaker); 2] {
+    [
+        (String::new(), breaker(RESET)),
+        (format!(" (count window {VOLUME})"), breaker_count(RESET)),
+    ]
 }
 
 /// `CircuitBreaker::call` while open.
@@ -206,15 +202,13 @@ pub fn mt_workers() -> Vec<(String, MakeWorker)> {
 /// Thread workers sharing one breaker while every 10th call fails: (label, maker). Every
 /// failure makes the breaker judge its window, so this shows what judging costs across threads.
 pub fn mt_failure_workers() -> Vec<(String, MakeWorker)> {
-    let time = breaker(RESET).layer().layer(bare(FAIL_EVERY));
-    let count = breaker_count(RESET).layer().layer(bare(FAIL_EVERY));
-    vec![
-        ("harden".to_string(), mt_tower(time, classify)),
-        (
-            format!("harden (count window {VOLUME})"),
-            mt_tower(count, classify),
-        ),
-    ]
+    windows()
+        .into_iter()
+        .map(|(window, b)| {
+            let svc = b.layer().layer(bare(FAIL_EVERY));
+            (format!("harden{window}"), mt_tower(svc, classify))
+        })
+        .collect()
 }
 
 /// Task loops sharing one breaker: (label, maker).

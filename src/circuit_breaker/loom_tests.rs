@@ -20,12 +20,7 @@ fn core(b: Builder) -> Arc<Core> {
     Arc::new(Core::new(b.validate().expect("valid"), Clock::new(), 0))
 }
 
-/// Bounded preemptions keep every model well under a minute in `--release`.
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(3);
-    builder.check(f);
-}
+use crate::sync::loom_model as model;
 
 #[test]
 fn loom_concurrent_failures_trip_closed_to_open_exactly_once() {

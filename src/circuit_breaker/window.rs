@@ -1106,12 +1106,7 @@ mod loom_tests {
         w
     }
 
-    /// A bounded model: the seqlock's many plain loads make unbounded preemption explode.
-    fn model(f: impl Fn() + Sync + Send + 'static) {
-        let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = Some(3);
-        builder.check(f);
-    }
+    use crate::sync::loom_model as model;
 
     /// A judge publishing the rest races a clear: once both are done, no judge uses totals
     /// read before the clear.
