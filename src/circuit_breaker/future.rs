@@ -18,6 +18,8 @@ use crate::BoxError;
 pub(crate) struct Guard<C> {
     local: Arc<Local<C>>,
     permit: Option<Permit>,
+    /// For the slow-call rule; 0 when it is off.
+    start: u64,
     /// For the latency histogram: the precise clock is read only when metrics are compiled in.
     #[cfg(feature = "metrics")]
     started: Option<crate::clock::Instant>,
@@ -33,6 +35,7 @@ impl<C> Guard<C> {
             .record_latency
             .then(crate::clock::Clock::precise);
         Guard {
+            start: local.core.call_start(),
             local,
             permit: Some(permit),
             #[cfg(feature = "metrics")]
@@ -121,7 +124,7 @@ where
                     if let Some(started) = guard.started {
                         core.observe.duration(started.elapsed());
                     }
-                    core.finish(permit, outcome);
+                    core.finish(permit, guard.start, outcome);
                 }
                 Poll::Ready(result.map_err(Into::into))
             }

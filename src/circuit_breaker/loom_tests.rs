@@ -34,7 +34,7 @@ fn loom_concurrent_failures_trip_closed_to_open_exactly_once() {
             .map(|_| {
                 let core = core.clone();
                 let permit = core.try_acquire(0).expect("closed admits");
-                thread::spawn(move || core.on_result(permit, Outcome::Failure, MS))
+                thread::spawn(move || core.on_result(permit, 0, Outcome::Failure, MS))
             })
             .collect();
         for t in threads {
@@ -56,7 +56,7 @@ fn loom_half_open_never_admits_more_than_max_calls() {
                 .half_open_max_calls(1),
         );
         let p = core.try_acquire(0).unwrap();
-        core.on_result(p, Outcome::Failure, 0);
+        core.on_result(p, 0, Outcome::Failure, 0);
         assert_eq!(core.state(), State::Open);
         let admitted = Arc::new(AtomicUsize::new(0));
         let probe = |core: Arc<Core>, admitted: Arc<AtomicUsize>, finish: bool| {
@@ -67,7 +67,7 @@ fn loom_half_open_never_admits_more_than_max_calls() {
                     assert!(holders <= 1, "{holders} probes admitted at once");
                     admitted.fetch_sub(1, Ordering::SeqCst);
                     if finish {
-                        core.on_result(permit, Outcome::Ignored, 2 * MS);
+                        core.on_result(permit, 0, Outcome::Ignored, 2 * MS);
                     } else {
                         core.release(permit); // what dropping the future does
                     }
@@ -92,7 +92,7 @@ fn loom_reset_racing_record_leaves_a_consistent_state() {
         let permit = core.try_acquire(0).unwrap();
         let recorder = {
             let core = core.clone();
-            thread::spawn(move || core.on_result(permit, Outcome::Failure, MS))
+            thread::spawn(move || core.on_result(permit, 0, Outcome::Failure, MS))
         };
         core.set_manual(State::Closed);
         recorder.join().unwrap();

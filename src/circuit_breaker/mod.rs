@@ -349,10 +349,11 @@ impl CircuitBreaker {
         let permit = core
             .try_acquire_with(|| core.clock.now())
             .map_err(|rejection| CallError::Rejected(rejection.into_error()))?;
+        let start = core.call_start();
         if permit.kind() != self::core::Kind::Probe {
             // Closed and pass-through calls hold no slot: nothing to give back if `f` unwinds.
             let result = f();
-            core.finish(permit, classifier.classify(result.as_ref()));
+            core.finish(permit, start, classifier.classify(result.as_ref()));
             return result.map_err(CallError::Inner);
         }
         // Gives a probe slot back if `f` unwinds; defused once the result is recorded.
@@ -373,7 +374,7 @@ impl CircuitBreaker {
         };
         let result = f();
         if let Some(permit) = guard.permit.take() {
-            core.finish(permit, classifier.classify(result.as_ref()));
+            core.finish(permit, start, classifier.classify(result.as_ref()));
         }
         result.map_err(CallError::Inner)
     }

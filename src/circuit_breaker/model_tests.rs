@@ -347,7 +347,7 @@ fn run(cfg: Config, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Call(outcome, ms) => {
                 if let Some((p, m)) = acquire(&core, &mut model, now)? {
                     now += ms * MS;
-                    core.on_result(p, outcome, now);
+                    core.on_result(p, m.start, outcome, now);
                     model.finish(m, outcome, now);
                 }
             }
@@ -358,7 +358,7 @@ fn run(cfg: Config, ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Finish(i, outcome) if !held.is_empty() => {
                 let (p, m) = held.remove(i % held.len());
-                core.on_result(p, outcome, now);
+                core.on_result(p, m.start, outcome, now);
                 model.finish(m, outcome, now);
             }
             Op::Drop(i) if !held.is_empty() => {

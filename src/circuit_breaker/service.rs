@@ -108,7 +108,9 @@ where
         let core = &self.local.core;
         match core.try_acquire_with(|| core.clock.now()) {
             Ok(permit) => {
-                ResponseFuture::called(self.inner.call(req), Guard::new(self.local.clone(), permit))
+                // The guard first: it reads the start time before the inner `call` does any work.
+                let guard = Guard::new(self.local.clone(), permit);
+                ResponseFuture::called(self.inner.call(req), guard)
             }
             Err(rejection) => ResponseFuture::rejected(rejection),
         }
