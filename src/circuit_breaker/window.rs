@@ -153,11 +153,7 @@ impl Window {
     /// `failure`, and also a slow call if `slow`.
     #[inline]
     pub(crate) fn record(&self, now: u64, failure: bool, slow: bool) {
-        match &self.kind {
-            Kind::Time(w) => w.record(thread_token() & (w.stripes - 1), now, failure, slow),
-            Kind::Packed(w) => w.record(failure, slow),
-            Kind::Count(w) => w.record(failure, slow),
-        }
+        self.record_with(|| now, failure, slow);
     }
 
     /// [`record`](Self::record), reading the clock only for a time-based window.
