@@ -114,6 +114,10 @@
 //! |---|---|
 //! | `test-util` | the crate's clock follows `tokio::time::pause()` / `advance()`; enable it in `[dev-dependencies]` |
 //! | `metrics` | state and counters exported through the [`metrics`](https://docs.rs/metrics) facade; the crate never installs a recorder |
+//! | `http` | `harden::http`: HTTP status classification, `Retry-After`, idempotency, errors as HTTP answers |
+//! | `reqwest` | `harden::reqwest`: a `reqwest::Client` behind the stack (implies `http`) |
+//! | `axum` | `harden::health` and `harden::shutdown`: probes and graceful shutdown for axum servers (implies `http`) |
+//! | `chaos` | `harden::chaos`: fault injection for tests and demos |
 //!
 //! ## Time
 //!
@@ -124,19 +128,29 @@
 //!
 //! ## MSRV
 //!
-//! Rust 1.75.
+//! Rust 1.85 (reqwest 0.13's).
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod builder;
 pub mod bulkhead;
+#[cfg(feature = "chaos")]
+pub mod chaos;
 pub mod circuit_breaker;
 pub mod classify;
 pub(crate) mod clock;
 mod error;
 pub mod fallback;
+#[cfg(feature = "axum")]
+pub mod health;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod metrics;
+#[cfg(feature = "reqwest")]
+pub mod reqwest;
 pub mod retry;
+#[cfg(feature = "axum")]
+pub mod shutdown;
 pub mod stack;
 pub(crate) mod sync;
 pub mod timeout;

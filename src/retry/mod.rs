@@ -99,6 +99,7 @@ use crate::BoxError;
 
 mod backoff;
 mod budget;
+pub mod error;
 pub mod future;
 mod layer;
 mod policy;

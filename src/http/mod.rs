@@ -1,0 +1,1 @@
+//! HTTP meaning for harden (feature `http`).

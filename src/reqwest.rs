@@ -1,0 +1,1 @@
+//! A `reqwest::Client` behind the stack (feature `reqwest`).

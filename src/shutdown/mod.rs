@@ -1,0 +1,1 @@
+//! Graceful shutdown for axum servers (feature `axum`).
