@@ -220,6 +220,24 @@ impl Core {
         gen_of(self.hot.0.word.load(Ordering::Relaxed))
     }
 
+    /// While Open: the time until the next probe is admitted (zero once the open period is
+    /// over). `None` in every other state.
+    pub(crate) fn next_probe_in(&self, now: u64) -> Option<Duration> {
+        // Acquire: pairs with the Release of the transition, as in `state`.
+        let cur = self.hot.0.word.load(Ordering::Acquire);
+        if tag_state(cur) != State::Open {
+            return None;
+        }
+        Some(match self.aux_for(gen_of(cur)) {
+            Some(until_us) => {
+                let until = self.epoch.saturating_add(until_us.saturating_mul(1_000));
+                Duration::from_nanos(until.saturating_sub(now))
+            }
+            // The opener has not published the deadline yet: it opened just now.
+            None => Duration::from_nanos(self.config.reset_timeout),
+        })
+    }
+
     pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<State> {
         self.tx.subscribe()
     }

@@ -282,6 +282,13 @@ impl CircuitBreaker {
         self.core.state()
     }
 
+    /// While [`Open`](State::Open): how long until the breaker admits its next probe —
+    /// [`Duration::ZERO`](std::time::Duration::ZERO) once the open period is over and the next call will probe (health
+    /// checks report such a breaker as ready to probe, not down). `None` in every other state.
+    pub fn next_probe_in(&self) -> Option<std::time::Duration> {
+        self.core.next_probe_in(self.core.clock.now())
+    }
+
     /// Counts over the current window, rejections, and the failure percentage.
     pub fn stats(&self) -> Stats {
         self.core.stats(self.core.clock.now())
