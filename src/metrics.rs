@@ -23,6 +23,8 @@
 //! | `harden_bulkhead_in_flight` | gauge | `bulkhead` |
 //! | `harden_bulkhead_rejected_total` | counter | `bulkhead` |
 //! | `harden_fallbacks_total` | counter | `fallback` |
+//! | `harden_chaos_injected_total` | counter | `chaos`, `fault` = error, hang, status, latency |
+//! | `harden_chaos_active` | gauge: 1 while the chaos is enabled with a rate above 0 | `chaos` |
 //!
 //! Register handles after installing the recorder: a layer binds its handles to the recorder
 //! installed when it wraps a service (a breaker and a retry policy, when they are built).
@@ -56,6 +58,12 @@ pub mod names {
     /// Counter of errors turned into responses by a fallback.
     pub const FALLBACKS: &str = "harden_fallbacks_total";
 
+    // ---- chaos (feature "chaos") ----
+    /// Counter of faults injected by a chaos layer, by `fault`.
+    pub const CHAOS_INJECTED: &str = "harden_chaos_injected_total";
+    /// Gauge: 1 while a chaos is enabled with a rate above 0, else 0.
+    pub const CHAOS_ACTIVE: &str = "harden_chaos_active";
+
     /// Every series name above.
     pub const ALL: &[&str] = &[
         CIRCUIT_BREAKER_STATE,
@@ -70,6 +78,8 @@ pub mod names {
         BULKHEAD_IN_FLIGHT,
         BULKHEAD_REJECTED,
         FALLBACKS,
+        CHAOS_INJECTED,
+        CHAOS_ACTIVE,
     ];
 }
 
@@ -83,6 +93,10 @@ pub mod labels {
     /// not retryable (`done`), another attempt follows (`retried`), or it was retryable but
     /// attempts or budget ran out (`gave_up`).
     pub const RETRY_OUTCOMES: [&str; 3] = ["done", "retried", "gave_up"];
+
+    // ---- chaos (feature "chaos") ----
+    /// Values of the chaos' `fault` label.
+    pub const CHAOS_FAULTS: [&str; 4] = ["error", "hang", "status", "latency"];
 }
 
 /// Give every series its help text and unit in the installed recorder.
@@ -146,6 +160,17 @@ pub fn describe() {
             names::FALLBACKS,
             Unit::Count,
             "Errors turned into responses by a fallback"
+        );
+
+        // ---- chaos (feature "chaos") ----
+        describe_counter!(
+            names::CHAOS_INJECTED,
+            Unit::Count,
+            "Faults injected by a chaos layer by fault"
+        );
+        describe_gauge!(
+            names::CHAOS_ACTIVE,
+            "1 while a chaos layer is enabled with a fault rate above 0"
         );
     }
 }
@@ -302,6 +327,7 @@ mod tests {
             names::TIMEOUTS,
             names::BULKHEAD_REJECTED,
             names::FALLBACKS,
+            names::CHAOS_INJECTED,
         ];
         for counter in counters {
             assert!(counter.ends_with("_total"), "{counter}");
