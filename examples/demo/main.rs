@@ -7,8 +7,9 @@
 //!
 //! An upstream HTTP server (axum, on an ephemeral port of 127.0.0.1) gets its faults from
 //! [`harden::chaos`]: healthy, then failing (most requests answered 503), then slow (answers
-//! later than the caller's attempt timeout, a few never), then healthy again, on a fixed seed so
-//! every run tells the same story. A caller sends it 50 requests a second through
+//! later than the caller's attempt timeout, a few never), then healthy again. The faults are
+//! drawn from a fixed seed, so every run draws them alike; the story varies only as much as the
+//! machine's timing moves which calls are the breaker's probes. A caller sends it 50 requests a second through
 //! `reqwest::Client` wrapped in harden's standard stack — fallback, total timeout, retry with a
 //! budget, circuit breaker, attempt timeout (see [`resilient_client`]) — and prints a line per
 //! phase, per breaker transition and per second: what the upstream produced, what the caller
@@ -365,10 +366,9 @@ async fn client_scene(style: &Style) -> Result<svg::Timeline, BoxError> {
         style.bold("harden demo, scene 1: a client that stays up while its upstream fails")
     );
     println!(
-        "An upstream on {addr} gets its faults from harden::chaos (seed\n\
-         {SEED:#x}). A caller sends it 50 requests/s through fallback, retry (3\n\
-         attempts, budget), a circuit breaker and timeouts (100 ms per attempt, 1 s\n\
-         in all).\n\n\
+        "An upstream on {addr} gets its faults from harden::chaos (seed {SEED}).\n\
+         A caller sends it 50 requests/s through fallback, retry (3 attempts, budget),\n\
+         a circuit breaker and timeouts (100 ms per attempt, 1 s in all).\n\n\
          upstream made: 200s served, 503s injected, answers delayed; caller saw: calls\n\
          finished, fresh answers, 5xx after retries, fallbacks (open: the breaker\n\
          answered at once), retries sent.\n"
@@ -514,10 +514,11 @@ async fn client_scene(style: &Style) -> Result<svg::Timeline, BoxError> {
 }
 
 fn print_transition(style: &Style, at: Duration, from: State, to: State, breaker: &CircuitBreaker) {
-    let why = match (to, breaker.stats().failure_percentage) {
-        (State::Open, Some(rate)) => format!(" (failure rate {rate:.0}% in the window)"),
-        (State::Open, None) => " (the probe failed)".to_string(),
-        (State::HalfOpen, _) => " (reset timeout over: one probe may pass)".to_string(),
+    let why = match (from, to, breaker.stats().failure_percentage) {
+        (State::HalfOpen, State::Open, _) => " (the probe failed)".to_string(),
+        (_, State::Open, Some(rate)) => format!(" (failure rate {rate:.0}% in the window)"),
+        (_, State::HalfOpen, _) => " (reset timeout over: one probe may pass)".to_string(),
+        (State::HalfOpen, State::Closed, _) => " (the probe succeeded)".to_string(),
         _ => String::new(),
     };
     println!(
