@@ -101,6 +101,7 @@ impl Default for Latency {
 /// [`Faults::new`] (and `Default`) injects nothing: every rate 0, [`Latency::default`] (no
 /// delay), status [`DEFAULT_STATUS`] = 503.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[must_use = "faults do nothing until given to a `Chaos`"]
 pub struct Faults {
     pub(crate) error_rate: f64,
     pub(crate) hang_rate: f64,
