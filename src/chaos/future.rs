@@ -6,6 +6,7 @@ use crate::BoxError;
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -18,8 +19,6 @@ pin_project! {
     pub struct ResponseFuture<F, R> {
         #[pin]
         kind: Kind<F>,
-        // Boxed so a pass-through call's future stays the size of the inner one plus a word;
-        // only delayed calls allocate, and they are about to sleep anyway.
         delay: Delay,
         respond: R,
     }
@@ -35,12 +34,68 @@ pin_project! {
     }
 }
 
-enum Delay {
+/// The delay still to serve, if any.
+///
+/// The timer starts at the first poll (a `Sleep` needs the runtime's timer, which `call` may
+/// run without) and is boxed, so only delayed calls allocate (they are about to sleep anyway).
+/// `ManuallyDrop` with a `Drop` of its own keeps dropping a pass-through future to one inline
+/// compare: the compiler's drop glue for a `Sleep` is a call it does not inline.
+struct Delay(ManuallyDrop<DelayState>);
+
+enum DelayState {
     None,
-    /// The timer starts at the first poll (a `Sleep` needs the runtime's timer, which `call`
-    /// may run without).
     Start(Duration),
     Sleeping(Pin<Box<Sleep>>),
+}
+
+impl Delay {
+    #[inline]
+    const fn none() -> Self {
+        Delay(ManuallyDrop::new(DelayState::None))
+    }
+
+    #[inline]
+    fn is_pending(&self) -> bool {
+        !matches!(*self.0, DelayState::None)
+    }
+
+    /// Serves the delay; out of line, so pass-through calls carry none of it.
+    #[inline(never)]
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            match &mut *self.0 {
+                DelayState::None => return Poll::Ready(()),
+                DelayState::Start(delay) => {
+                    *self.0 = DelayState::Sleeping(Box::pin(tokio::time::sleep(*delay)));
+                }
+                DelayState::Sleeping(sleep) => {
+                    ready!(sleep.as_mut().poll(cx));
+                    self.release();
+                }
+            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn release(&mut self) {
+        drop(std::mem::replace(&mut *self.0, DelayState::None));
+    }
+}
+
+impl Drop for Delay {
+    #[inline]
+    fn drop(&mut self) {
+        // What is left in the `ManuallyDrop` afterwards is `None`, which owns nothing.
+        if let DelayState::Sleeping(_) = *self.0 {
+            self.release();
+        }
+    }
+}
+
+#[cold]
+fn injected(chaos: &Arc<str>, status: Option<u16>) -> BoxError {
+    InjectedError::new(Arc::clone(chaos), status).into()
 }
 
 /// What [`ChaosService::call`](super::ChaosService) decided for one call.
@@ -52,6 +107,16 @@ pub(crate) enum Outcome<F> {
 }
 
 impl<F, R> ResponseFuture<F, R> {
+    /// The pass-through future: the inner one, no delay.
+    #[inline]
+    pub(crate) fn pass(future: F, respond: R) -> Self {
+        ResponseFuture {
+            kind: Kind::Inner { future },
+            delay: Delay::none(),
+            respond,
+        }
+    }
+
     pub(crate) fn new(outcome: Outcome<F>, delay: Option<Duration>, respond: R) -> Self {
         let kind = match outcome {
             Outcome::Inner(future) => Kind::Inner { future },
@@ -61,7 +126,10 @@ impl<F, R> ResponseFuture<F, R> {
         };
         ResponseFuture {
             kind,
-            delay: delay.map_or(Delay::None, Delay::Start),
+            delay: Delay(ManuallyDrop::new(match delay {
+                Some(delay) => DelayState::Start(delay),
+                None => DelayState::None,
+            })),
             respond,
         }
     }
@@ -75,7 +143,7 @@ impl<F, R> fmt::Debug for ResponseFuture<F, R> {
             Kind::Status { .. } => "status",
             Kind::Hang => "hang",
         };
-        let delayed = !matches!(self.delay, Delay::None);
+        let delayed = self.delay.is_pending();
         f.debug_struct("ResponseFuture")
             .field("kind", &kind)
             .field("delayed", &delayed)
@@ -94,27 +162,16 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        loop {
-            match this.delay {
-                Delay::None => break,
-                Delay::Start(delay) => {
-                    *this.delay = Delay::Sleeping(Box::pin(tokio::time::sleep(*delay)));
-                }
-                Delay::Sleeping(sleep) => {
-                    ready!(sleep.as_mut().poll(cx));
-                    *this.delay = Delay::None;
-                }
-            }
+        if this.delay.is_pending() {
+            ready!(this.delay.poll(cx));
         }
         match this.kind.project() {
             KindProj::Inner { future } => future.poll(cx).map_err(Into::into),
-            KindProj::Fail { chaos } => {
-                Poll::Ready(Err(InjectedError::new(Arc::clone(chaos), None).into()))
-            }
+            KindProj::Fail { chaos } => Poll::Ready(Err(injected(chaos, None))),
             KindProj::Status { chaos, status } => {
                 Poll::Ready(match this.respond.status_response(*status) {
                     Some(response) => Ok(response),
-                    None => Err(InjectedError::new(Arc::clone(chaos), Some(*status)).into()),
+                    None => Err(injected(chaos, Some(*status))),
                 })
             }
             // Never ready and never woken: the caller's timeout (or drop) ends it.
