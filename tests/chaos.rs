@@ -615,3 +615,57 @@ mod metrics_series {
         );
     }
 }
+
+#[cfg(all(feature = "axum", feature = "reqwest"))]
+mod over_http {
+    use super::*;
+    use axum::error_handling::HandleErrorLayer;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use axum::Router;
+
+    /// An axum server on 127.0.0.1 whose route sits behind `chaos`, as the demo's upstream.
+    async fn serve(chaos: &Chaos) -> String {
+        let app = Router::new().route("/", get(|| async { "fresh" })).layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|err: BoxError| async move {
+                    (StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
+                }))
+                .layer(chaos.http_layer()),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/")
+    }
+
+    #[tokio::test]
+    async fn a_real_server_answers_with_injected_statuses_and_errors() {
+        let chaos = Chaos::builder()
+            .name("edge")
+            .status(StatusCode::SERVICE_UNAVAILABLE, 1.0)
+            .build()
+            .unwrap();
+        let url = serve(&chaos).await;
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let get = || async { client.get(&url).send().await.unwrap() };
+
+        assert_eq!(get().await.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+        // An injected error becomes whatever the server's error handler makes of it.
+        chaos.set(Faults::new().with_error_rate(1.0)).unwrap();
+        let response = get().await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.text().await.unwrap(),
+            "failure injected by chaos `edge`"
+        );
+
+        chaos.disable();
+        let response = get().await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.text().await.unwrap(), "fresh");
+        let stats = chaos.stats();
+        assert_eq!((stats.calls, stats.statuses, stats.errors), (2, 1, 1));
+    }
+}
