@@ -11,14 +11,14 @@
 //!
 //! The stack, outermost first, every layer named `upstream` in metrics: fallback (answers
 //! rejections with a degraded response) → retry (budgeted) → circuit breaker → bulkhead →
-//! attempt timeout → upstream. The upstream
-//! is healthy (answers at once) or in an outage (fails after a few milliseconds, and every
-//! fourth call hangs until the attempt timeout cuts it off); `POST /admin/upstream/{mode}` flips
-//! it. The port comes from `--port N` or `PORT` (default 0: any free port); the service binds
+//! attempt timeout → chaos → upstream. The upstream answers at once; its faults come from
+//! [`harden::chaos`]: none while healthy, and in an outage three calls in four fail after 5 ms
+//! and one in four hangs until the attempt timeout cuts it off (drawn from a fixed seed, so every
+//! run sees the same sequence); `POST /admin/upstream/{mode}` switches the chaos at run time. The port comes from `--port N` or `PORT` (default 0: any free port); the service binds
 //! 127.0.0.1 only and prints `listening on http://127.0.0.1:<port>` once it accepts connections.
 //! `.ci/prometheus-test` drives it and checks what a real Prometheus scraped.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +27,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 use harden::bulkhead::{error::BulkheadFull, BulkheadLayer};
+use harden::chaos::{Chaos, Faults, Latency};
 use harden::circuit_breaker::{error::CircuitOpen, CircuitBreaker};
 use harden::fallback::FallbackLayer;
 use harden::metrics::names;
@@ -43,26 +44,34 @@ const DURATION_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// The in-process upstream: healthy or in an outage.
-#[derive(Debug, Default)]
+/// The in-process upstream: always answers; an outage is injected in front of it.
+#[derive(Debug)]
 struct Upstream {
-    outage: AtomicBool,
+    chaos: Chaos,
     calls: AtomicU64,
 }
 
 impl Upstream {
+    /// Built after the recorder is installed: the chaos registers its series when built.
+    fn new() -> Result<Self, BoxError> {
+        Ok(Upstream {
+            chaos: Chaos::builder().name("upstream").seed(1).build()?,
+            calls: AtomicU64::new(0),
+        })
+    }
+
+    /// The faults of an outage: 3 calls in 4 fail after 5 ms, 1 in 4 hangs.
+    fn outage() -> Faults {
+        Faults::new()
+            .with_error_rate(0.75)
+            .with_hang_rate(0.25)
+            .with_latency(Latency::fixed(Duration::from_millis(5)), 1.0)
+    }
+
     async fn call(&self) -> Result<String, BoxError> {
-        // Relaxed: the flag and the counter order nothing else; a call racing a flip may see either.
+        // Relaxed: a counter for the answer's text; it orders nothing.
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
-        if !self.outage.load(Ordering::Relaxed) {
-            return Ok(format!("upstream answer #{n}"));
-        }
-        if n % 4 == 0 {
-            // Hangs: only the attempt timeout ends it.
-            tokio::time::sleep(Duration::from_secs(30)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        Err("upstream outage".into())
+        Ok(format!("upstream answer #{n}"))
     }
 }
 
@@ -98,6 +107,7 @@ fn stack(upstream: Arc<Upstream>, breaker: &CircuitBreaker) -> Result<Stack, Box
         .layer(breaker.layer())
         .layer(BulkheadLayer::new(16).name("upstream"))
         .layer(TimeoutLayer::new(Duration::from_millis(250)).name("upstream"))
+        .layer(upstream.chaos.layer())
         .service(service_fn(move |()| {
             let upstream = upstream.clone();
             async move { upstream.call().await }
@@ -113,9 +123,9 @@ async fn call(State(app): State<App>) -> (StatusCode, String) {
 }
 
 async fn set_upstream(State(app): State<App>, Path(mode): Path<String>) -> (StatusCode, String) {
-    let outage = match mode.as_str() {
-        "healthy" => false,
-        "outage" => true,
+    let faults = match mode.as_str() {
+        "healthy" => Faults::new(),
+        "outage" => Upstream::outage(),
         _ => {
             return (
                 StatusCode::BAD_REQUEST,
@@ -123,9 +133,10 @@ async fn set_upstream(State(app): State<App>, Path(mode): Path<String>) -> (Stat
             )
         }
     };
-    // Relaxed: see Upstream::call.
-    app.upstream.outage.store(outage, Ordering::Relaxed);
-    (StatusCode::OK, format!("upstream {mode}\n"))
+    match app.upstream.chaos.set(faults) {
+        Ok(()) => (StatusCode::OK, format!("upstream {mode}\n")),
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")),
+    }
 }
 
 async fn breaker_state(State(app): State<App>) -> String {
@@ -176,7 +187,7 @@ async fn main() -> Result<(), BoxError> {
         .reset_timeout(Duration::from_secs(3))
         .half_open_max_calls(1)
         .build()?;
-    let upstream = Arc::new(Upstream::default());
+    let upstream = Arc::new(Upstream::new()?);
     let app = App {
         stack: stack(upstream.clone(), &breaker)?,
         upstream,
