@@ -138,11 +138,11 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub use layer::{ResponseFuture, ShutdownLayer, ShutdownService};
 pub use state::Phase;
+pub use tokio_util::sync::CancellationToken;
+pub use tokio_util::task::TaskTracker;
 
 use crate::{BoxError, ConfigError};
 use state::{Hook, Shared};
