@@ -338,6 +338,11 @@ impl ShutdownHandle {
         *self.shared.phase.borrow()
     }
 
+    /// Requests in flight now (from the router's call to the end of the response body).
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight()
+    }
+
     /// A receiver of every phase change.
     pub fn subscribe(&self) -> watch::Receiver<Phase> {
         self.shared.phase.subscribe()

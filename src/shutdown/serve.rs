@@ -167,12 +167,16 @@ async fn connection(
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
     let mut conn = pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => return,
-        _ = shared.token.cancelled() => {},
+    // A connection accepted while refusing is served as is: its request gets the 503 with
+    // `Connection: close` (closing it before it was read would reset the client instead).
+    if !shared.is_refusing() {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = shared.token.cancelled() => {},
+        }
+        // Step 2: idle keep-alive connections close now, busy ones after their response.
+        conn.as_mut().graceful_shutdown();
     }
-    // Step 2: idle keep-alive connections close now, busy ones after their response.
-    conn.as_mut().graceful_shutdown();
     let _ = conn.await;
 }
 
