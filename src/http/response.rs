@@ -382,6 +382,10 @@ mod tests {
         let err = BudgetExhausted::new(Box::new(Elapsed::new()));
         let response: Response<String> = error_response(&err);
         assert_eq!(response.status(), 503);
+        let err = RetryAfterTooLong::new(Duration::from_millis(7500), Duration::from_secs(1));
+        let response: Response<String> = error_response(&err);
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()[RETRY_AFTER], "8");
         let response: Response<String> = error_response(&*BoxError::from("secret detail"));
         assert_eq!(response.status(), 500);
         assert_eq!(
