@@ -109,7 +109,6 @@ where
                 kind: Kind::Inner {
                     future: self.inner.call(req),
                     guard: Some(guard),
-                    shared: Arc::clone(&self.shared),
                 },
             },
             None => ResponseFuture {
@@ -132,7 +131,7 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<F> {
-        Inner { #[pin] future: F, guard: Option<InFlightGuard>, shared: Arc<Shared> },
+        Inner { #[pin] future: F, guard: Option<InFlightGuard> },
         Refused { shared: Option<Arc<Shared>> },
     }
 }
@@ -151,21 +150,17 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Inner {
-                future,
-                guard,
-                shared,
-            } => {
+            KindProj::Inner { future, guard } => {
                 let mut response = match future.poll(cx) {
                     Poll::Ready(Ok(response)) => response,
                     other => return other,
                 };
-                if shared.is_refusing() {
-                    close_connection(&mut response);
-                }
                 let Some(guard) = guard.take() else {
                     return Poll::Ready(Ok(response));
                 };
+                if guard.shared().is_refusing() {
+                    close_connection(&mut response);
+                }
                 Poll::Ready(Ok(response.map(|inner| {
                     Body::new(TrackedBody {
                         inner,

@@ -132,12 +132,16 @@ impl Shared {
 
     fn leave(&self) {
         // SeqCst: same total order as `enter` and `in_flight`.
-        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+        // Only the drain (after `start_refusing`) waits for zero, so no lock per request before.
+        // SeqCst on both sides (Dekker with `start_refusing` + `idle`): either `idle` sees this
+        // decrement, or this sees the flag and wakes it.
+        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 && self.is_refusing() {
             self.idle.notify_waiters();
         }
     }
 
-    /// Resolves once no request is in flight (it may rise again afterwards).
+    /// Resolves once no request is in flight (it may rise again afterwards). Only called after
+    /// `start_refusing` (see `leave`).
     pub(crate) async fn idle(&self) {
         loop {
             let mut notified = pin!(self.idle.notified());
@@ -157,6 +161,10 @@ pub(crate) struct InFlightGuard {
 }
 
 impl InFlightGuard {
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
     pub(crate) fn finish(self) {
         // Relaxed: a statistic read after the connections are gone.
         self.shared.completed.fetch_add(1, Ordering::Relaxed);
