@@ -1,6 +1,6 @@
-//! End to end on loopback: bare axum next to axum with harden's server layers (error response
-//! + graceful shutdown's accept loop and in-flight count + a breaker and a bulkhead on the
-//! route), measured in the same run at 1 and 64 concurrent keep-alive connections:
+//! End to end on loopback: bare axum next to axum with harden's server layers (the error
+//! response layer, graceful shutdown's accept loop and in-flight count, a breaker and a bulkhead
+//! on the route), measured in the same run at 1 and 64 concurrent keep-alive connections:
 //! requests per second, p50 and p99 latency. `cargo bench --bench http_server`.
 //!
 //! A second bare axum server ("again") is measured like the others: its ratio to the first is

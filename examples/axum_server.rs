@@ -56,9 +56,7 @@ fn parse_args() -> Result<Args, String> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value"))?;
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let ms = || {
             value
                 .parse::<u64>()
@@ -80,10 +78,11 @@ fn parse_args() -> Result<Args, String> {
 }
 
 async fn slow(RawQuery(query): RawQuery) -> impl IntoResponse {
-    let ms = query.as_deref().unwrap_or("").split('&').find_map(|pair| {
-        pair.strip_prefix("ms=")
-            .and_then(|v| v.parse::<u64>().ok())
-    });
+    let ms = query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("ms=").and_then(|v| v.parse::<u64>().ok()));
     match ms {
         Some(ms) => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -149,7 +148,10 @@ async fn main() -> Result<(), BoxError> {
             }
         }));
 
-    let health = Health::builder().breaker(&breaker).shutdown(&handle).build()?;
+    let health = Health::builder()
+        .breaker(&breaker)
+        .shutdown(&handle)
+        .build()?;
     let token = handle.token();
     let app = Router::new()
         .route("/api/hello", get(|| async { "hello" }))

@@ -24,7 +24,14 @@ fn example_binary() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_drains_and_exits_0_on_sigterm() {
     let mut child = Command::new(example_binary())
-        .args(["--addr", "127.0.0.1:0", "--drain-delay-ms", "700", "--deadline-ms", "20000"])
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--drain-delay-ms",
+            "700",
+            "--deadline-ms",
+            "20000",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -40,7 +47,10 @@ async fn the_example_drains_and_exits_0_on_sigterm() {
     let client = reqwest::Client::new();
     let get = |path: &str| client.get(format!("{base}{path}")).send();
 
-    assert_eq!(get("/api/hello").await.unwrap().text().await.unwrap(), "hello");
+    assert_eq!(
+        get("/api/hello").await.unwrap().text().await.unwrap(),
+        "hello"
+    );
     assert_eq!(get("/health/live").await.unwrap().status(), 200);
     assert_eq!(get("/health/ready").await.unwrap().status(), 200);
     let flaky: Vec<u16> = futures::future::join_all((0..3).map(|_| get("/api/flaky")))
@@ -48,7 +58,10 @@ async fn the_example_drains_and_exits_0_on_sigterm() {
         .into_iter()
         .map(|r| r.unwrap().status().as_u16())
         .collect();
-    assert!(flaky.iter().all(|s| [200, 500, 503].contains(s)), "{flaky:?}");
+    assert!(
+        flaky.iter().all(|s| [200, 500, 503].contains(s)),
+        "{flaky:?}"
+    );
 
     let slow = tokio::spawn(get("/api/slow?ms=2000"));
     let mut events = get("/api/events").await.unwrap();

@@ -130,13 +130,19 @@ async fn a_full_bulkhead_is_503_and_a_timeout_is_504() {
             break answer;
         }
     };
-    assert_eq!(shed.body, r#"{"statusCode":503,"message":"bulkhead is full"}"#);
+    assert_eq!(
+        shed.body,
+        r#"{"statusCode":503,"message":"bulkhead is full"}"#
+    );
     assert_eq!(shed.retry_after, None);
     assert_eq!(first.await.unwrap().status, 200);
 
     let late = get_answer(addr, "/slow").await;
     assert_eq!(late.status, 504);
-    assert_eq!(late.body, r#"{"statusCode":504,"message":"request timed out"}"#);
+    assert_eq!(
+        late.body,
+        r#"{"statusCode":504,"message":"request timed out"}"#
+    );
 }
 
 #[tokio::test]
@@ -167,7 +173,9 @@ async fn a_poll_ready_error_becomes_a_response() {
         type Error = BoxError;
         type Future = std::future::Ready<Result<Self::Response, BoxError>>;
         fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-            Poll::Ready(Err(Box::new(harden::bulkhead::error::BulkheadFull::default())))
+            Poll::Ready(Err(Box::new(
+                harden::bulkhead::error::BulkheadFull::default(),
+            )))
         }
         fn call(&mut self, _: axum::extract::Request) -> Self::Future {
             unreachable!("not ready")

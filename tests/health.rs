@@ -58,7 +58,10 @@ async fn all_up_is_200_ok() {
     );
     assert_eq!(
         get(addr, "/health/live").await,
-        (200, r#"{"status":"ok","info":{},"error":{},"details":{}}"#.to_owned())
+        (
+            200,
+            r#"{"status":"ok","info":{},"error":{},"details":{}}"#.to_owned()
+        )
     );
 }
 
@@ -66,7 +69,9 @@ async fn all_up_is_200_ok() {
 async fn a_failing_check_is_503_with_its_message() {
     let health = Health::builder()
         .check("db", || async { Ok(()) })
-        .check("cache", || async { Err::<(), BoxError>("connection refused".into()) })
+        .check("cache", || async {
+            Err::<(), BoxError>("connection refused".into())
+        })
         .build()
         .unwrap();
     let addr = serve(&health).await;
@@ -110,7 +115,10 @@ async fn a_hung_check_is_down_at_its_timeout_and_does_not_hang_the_probe() {
 #[tokio::test]
 async fn a_critical_open_breaker_is_503_with_retry_after() {
     let breaker = tripped("payments", Duration::from_secs(30));
-    let health = Health::builder().critical_breaker(&breaker).build().unwrap();
+    let health = Health::builder()
+        .critical_breaker(&breaker)
+        .build()
+        .unwrap();
     let addr = serve(&health).await;
     assert_eq!(
         get(addr, "/health/ready").await,
@@ -145,7 +153,10 @@ async fn an_informational_open_breaker_is_reported_in_details_only() {
 async fn an_open_breaker_past_its_reset_timeout_is_ready_to_probe() {
     let breaker = tripped("payments", Duration::from_millis(50));
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let health = Health::builder().critical_breaker(&breaker).build().unwrap();
+    let health = Health::builder()
+        .critical_breaker(&breaker)
+        .build()
+        .unwrap();
     let addr = serve(&health).await;
     assert_eq!(
         get(addr, "/health/ready").await,
@@ -214,7 +225,10 @@ async fn custom_paths_are_served() {
 fn configuration_is_validated() {
     let field = |b: harden::health::Builder| b.build().unwrap_err().field();
     assert_eq!(field(Health::builder().live_path("health")), "live_path");
-    assert_eq!(field(Health::builder().ready_path("/health/live")), "ready_path");
+    assert_eq!(
+        field(Health::builder().ready_path("/health/live")),
+        "ready_path"
+    );
     assert_eq!(field(Health::builder().rss_limit(0)), "rss_limit");
     assert_eq!(
         field(Health::builder().check_with_timeout("db", Duration::ZERO, || async { Ok(()) })),
@@ -222,7 +236,11 @@ fn configuration_is_validated() {
     );
     let breaker = CircuitBreaker::builder().name("db").build().unwrap();
     assert_eq!(
-        field(Health::builder().check("db", || async { Ok(()) }).breaker(&breaker)),
+        field(
+            Health::builder()
+                .check("db", || async { Ok(()) })
+                .breaker(&breaker)
+        ),
         "check"
     );
 }

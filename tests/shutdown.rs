@@ -34,7 +34,10 @@ async fn readiness_is_503_during_shutdown_while_requests_are_still_served() {
             .unwrap(),
     )
     .await;
-    assert_eq!(raw_get(server.addr, "/health/ready").await.unwrap().status, 200);
+    assert_eq!(
+        raw_get(server.addr, "/health/ready").await.unwrap().status,
+        200
+    );
     server.handle.trigger();
     let ready = raw_get(server.addr, "/health/ready").await.unwrap();
     assert_eq!(ready.status, 503);
@@ -46,7 +49,10 @@ async fn readiness_is_503_during_shutdown_while_requests_are_still_served() {
     assert_eq!(server.handle.phase(), Phase::Draining);
     let hello = raw_get(server.addr, "/api/hello").await.unwrap();
     assert_eq!((hello.status, hello.body.as_str()), (200, "hello"));
-    assert_eq!(raw_get(server.addr, "/health/live").await.unwrap().status, 200);
+    assert_eq!(
+        raw_get(server.addr, "/health/live").await.unwrap().status,
+        200
+    );
     let report = server.report(LIMIT).await;
     assert_eq!(report.aborted, 0);
     assert!(!report.deadline_reached);
@@ -149,7 +155,10 @@ async fn idle_keep_alive_sse_and_half_sent_headers_do_not_hold_shutdown() {
     assert!(!report.deadline_reached, "{report}");
     assert_eq!(report.aborted, 0, "{report}");
     assert_eq!(report.in_flight_at_trigger, 2);
-    assert_eq!(report.completed, 2, "the SSE stream ended itself and the slow request completed");
+    assert_eq!(
+        report.completed, 2,
+        "the SSE stream ended itself and the slow request completed"
+    );
 
     // Every stuck connection was closed by the server (EOF or reset, never left open).
     for stream in [&mut idle, &mut half] {
@@ -177,11 +186,18 @@ async fn with_nothing_in_flight_shutdown_ends_right_after_the_drain_delay() {
     )
     .await;
     let mut idle = TcpStream::connect(server.addr).await.unwrap();
-    assert_eq!(raw_get_on(&mut idle, "/api/hello").await.unwrap().status, 200);
+    assert_eq!(
+        raw_get_on(&mut idle, "/api/hello").await.unwrap().status,
+        200
+    );
     server.handle.trigger();
     let report = server.report(LIMIT).await;
     assert_eq!(
-        (report.in_flight_at_trigger, report.completed, report.aborted),
+        (
+            report.in_flight_at_trigger,
+            report.completed,
+            report.aborted
+        ),
         (0, 0, 0)
     );
     assert!(!report.deadline_reached);
@@ -278,7 +294,10 @@ async fn tracked_tasks_are_awaited_and_the_token_is_cancelled_when_refusing() {
     let server = start(shutdown).await;
     server.handle.trigger();
     let report = server.report(LIMIT).await;
-    assert!(*done.lock().unwrap(), "the tracked task finished before serve returned");
+    assert!(
+        *done.lock().unwrap(),
+        "the tracked task finished before serve returned"
+    );
     assert_eq!(report.tasks_left, 0);
 }
 

@@ -257,7 +257,10 @@ impl Builder {
     ///
     /// [`ConfigError`] as listed in the [module docs](self#errors).
     pub fn build(self) -> Result<Health, ConfigError> {
-        for (field, path) in [("live_path", &self.live_path), ("ready_path", &self.ready_path)] {
+        for (field, path) in [
+            ("live_path", &self.live_path),
+            ("ready_path", &self.ready_path),
+        ] {
             if !path.starts_with('/') {
                 return Err(ConfigError::new(
                     field,
@@ -364,10 +367,9 @@ impl Health {
             let down = match task.await {
                 Ok(Ok(Ok(()))) => None,
                 Ok(Ok(Err(err))) => Some(err.to_string()),
-                Ok(Err(_elapsed)) => Some(format!(
-                    "timed out after {} ms",
-                    check.timeout.as_millis()
-                )),
+                Ok(Err(_elapsed)) => {
+                    Some(format!("timed out after {} ms", check.timeout.as_millis()))
+                }
                 Err(join) if join.is_panic() => Some("check panicked".to_owned()),
                 Err(_) => Some("check was cancelled".to_owned()),
             };
@@ -401,10 +403,7 @@ struct Indicator {
 
 impl Indicator {
     fn json(&self) -> String {
-        let mut out = format!(
-            r#"{{"status":"{}""#,
-            if self.up { "up" } else { "down" }
-        );
+        let mut out = format!(r#"{{"status":"{}""#, if self.up { "up" } else { "down" });
         for (key, value) in &self.fields {
             out.push_str(&format!(r#","{key}":{value}"#));
         }
@@ -419,10 +418,7 @@ fn breaker_indicator(breaker: &CircuitBreaker, critical: bool) -> Indicator {
     let up = match state {
         State::Open => match breaker.next_probe_in() {
             Some(wait) if !wait.is_zero() => {
-                fields.push((
-                    "retryAfter",
-                    crate::http::ceil_secs(wait).to_string(),
-                ));
+                fields.push(("retryAfter", crate::http::ceil_secs(wait).to_string()));
                 false
             }
             // The open period is over: the next call probes.

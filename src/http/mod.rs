@@ -9,5 +9,5 @@
 
 mod response;
 
-pub use response::{error_response, ErrorResponse, ErrorResponseFuture, ErrorResponseLayer};
 pub(crate) use response::{ceil_secs, json_response};
+pub use response::{error_response, ErrorResponse, ErrorResponseFuture, ErrorResponseLayer};

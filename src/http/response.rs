@@ -1,92 +1,4 @@
-//! Errors → HTTP responses: [`ErrorResponseLayer`].
-//!
-//! The layer wraps a service whose error is anything `Into<BoxError>` and whose response is an
-//! `http::Response<B>`, and makes it infallible: every error becomes a response with a JSON
-//! body, so an axum route guarded by harden's layers needs no `HandleErrorLayer` (axum requires
-//! `Error = Infallible`). The error is matched by walking its [`source`](std::error::Error::source)
-//! chain from the outside in; the first harden error found decides:
-//!
-//! | error (anywhere in the chain) | status | `Retry-After` |
-//! |---|---|---|
-//! | `CircuitOpen` | 503 | time to the next probe, rounded up to whole seconds (none when forced open) |
-//! | `BulkheadFull` | 503 | — |
-//! | `Elapsed` | 504 | — |
-//! | `BudgetExhausted` | 503 | — |
-//! | `RetryAfterTooLong` | 503 | the upstream's delay, rounded up |
-//! | anything else | 500 | — |
-//!
-//! The body is `{"statusCode":503,"message":"circuit breaker is open","retryAfter":5}`
-//! (`retryAfter` only when `Retry-After` is sent), `Content-Type: application/json`. The message
-//! of an unknown error is *not* sent to the client (it may hold internal details): the body says
-//! `internal server error` and the error is logged with `tracing` at `error` level.
-//!
-//! Generic over the body: any `B: From<String>` works — axum's `Body`, http-body-util's `Full`
-//! and `String` itself — so the layer serves axum and plain hyper alike and needs only the
-//! `http` feature. An error from the inner service's `poll_ready` (harden's own layers never
-//! fail there) is kept and answered by the next `call`, so the layer's own `poll_ready` never
-//! fails either.
-//!
-//! # Example
-//!
-//! Default use: a route behind a breaker and a bulkhead, mounted directly.
-//!
-//! ```
-//! use axum::{body::Body, http::{Request, StatusCode}, routing::get, Router};
-//! use harden::bulkhead::BulkheadLayer;
-//! use harden::circuit_breaker::CircuitBreaker;
-//! use harden::http::ErrorResponseLayer;
-//! use tower::{ServiceBuilder, ServiceExt};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), harden::BoxError> {
-//! let breaker = CircuitBreaker::builder().name("reports").build()?;
-//! let app = Router::new().route(
-//!     "/report",
-//!     get(|| async { "report" }).layer(
-//!         ServiceBuilder::new()
-//!             .layer(ErrorResponseLayer::new())
-//!             .layer(breaker.layer())
-//!             .layer(BulkheadLayer::new(100)),
-//!     ),
-//! );
-//! breaker.force_open();
-//! let response = app.oneshot(Request::get("/report").body(Body::empty())?).await?;
-//! assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! Customised: the same answer built by hand from an error, e.g. inside a handler that calls a
-//! breaker directly, with a plain `String` body.
-//!
-//! ```
-//! use harden::http::error_response;
-//! use harden::timeout::TimeoutLayer;
-//! use harden::BoxError;
-//! use std::time::Duration;
-//! use tower::{service_fn, Layer, ServiceExt};
-//!
-//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
-//! # async fn main() -> Result<(), BoxError> {
-//! let slow = TimeoutLayer::new(Duration::from_millis(10)).layer(service_fn(|()| async {
-//!     tokio::time::sleep(Duration::from_secs(1)).await;
-//!     Ok::<_, BoxError>(())
-//! }));
-//! let err = slow.oneshot(()).await.unwrap_err();
-//! let response: http::Response<String> = error_response(&*err);
-//! assert_eq!(response.status(), 504);
-//! assert_eq!(response.body(), r#"{"statusCode":504,"message":"request timed out"}"#);
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! # Errors
-//!
-//! None: the service's error type is `Infallible`.
-//!
-//! Unlike axum's `HandleErrorLayer`, no handler has to be written and the layer works on any
-//! `tower::Service` returning `http::Response`, not only inside a `Router`; unlike
-//! tower-http's `CatchPanicLayer` it converts errors, not panics.
+//! Errors → HTTP responses: [`ErrorResponseLayer`] (its docs hold the mapping and examples).
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
@@ -108,7 +20,95 @@ use crate::retry::error::{BudgetExhausted, RetryAfterTooLong};
 use crate::timeout::error::Elapsed;
 use crate::BoxError;
 
-/// Turns the wrapped service's errors into HTTP responses; see the [module docs](self).
+/// Turns the wrapped service's errors into HTTP responses.
+///
+/// The layer wraps a service whose error is anything `Into<BoxError>` and whose response is an
+/// `http::Response<B>`, and makes it infallible: every error becomes a response with a JSON
+/// body, so an axum route guarded by harden's layers needs no `HandleErrorLayer` (axum requires
+/// `Error = Infallible`). The error is matched by walking its [`source`](std::error::Error::source)
+/// chain from the outside in; the first harden error found decides:
+///
+/// | error (anywhere in the chain) | status | `Retry-After` |
+/// |---|---|---|
+/// | `CircuitOpen` | 503 | time to the next probe, rounded up to whole seconds (none when forced open) |
+/// | `BulkheadFull` | 503 | — |
+/// | `Elapsed` | 504 | — |
+/// | `BudgetExhausted` | 503 | — |
+/// | `RetryAfterTooLong` | 503 | the upstream's delay, rounded up |
+/// | anything else | 500 | — |
+///
+/// The body is `{"statusCode":503,"message":"circuit breaker is open","retryAfter":5}`
+/// (`retryAfter` only when `Retry-After` is sent), `Content-Type: application/json`. The message
+/// of an unknown error is *not* sent to the client (it may hold internal details): the body says
+/// `internal server error` and the error is logged with `tracing` at `error` level.
+///
+/// Generic over the body: any `B: From<String>` works — axum's `Body`, http-body-util's `Full`
+/// and `String` itself — so the layer serves axum and plain hyper alike and needs only the
+/// `http` feature. An error from the inner service's `poll_ready` (harden's own layers never
+/// fail there) is kept and answered by the next `call`, so the layer's own `poll_ready` never
+/// fails either.
+///
+/// # Example
+///
+/// Default use: a route behind a breaker and a bulkhead, mounted directly.
+///
+/// ```
+/// use axum::{body::Body, http::{Request, StatusCode}, routing::get, Router};
+/// use harden::bulkhead::BulkheadLayer;
+/// use harden::circuit_breaker::CircuitBreaker;
+/// use harden::http::ErrorResponseLayer;
+/// use tower::{ServiceBuilder, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), harden::BoxError> {
+/// let breaker = CircuitBreaker::builder().name("reports").build()?;
+/// let app = Router::new().route(
+///     "/report",
+///     get(|| async { "report" }).layer(
+///         ServiceBuilder::new()
+///             .layer(ErrorResponseLayer::new())
+///             .layer(breaker.layer())
+///             .layer(BulkheadLayer::new(100)),
+///     ),
+/// );
+/// breaker.force_open();
+/// let response = app.oneshot(Request::get("/report").body(Body::empty())?).await?;
+/// assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Customised: the same answer built by hand from an error, e.g. inside a handler that calls a
+/// breaker directly, with a plain `String` body.
+///
+/// ```
+/// use harden::http::error_response;
+/// use harden::timeout::TimeoutLayer;
+/// use harden::BoxError;
+/// use std::time::Duration;
+/// use tower::{service_fn, Layer, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), BoxError> {
+/// let slow = TimeoutLayer::new(Duration::from_millis(10)).layer(service_fn(|()| async {
+///     tokio::time::sleep(Duration::from_secs(1)).await;
+///     Ok::<_, BoxError>(())
+/// }));
+/// let err = slow.oneshot(()).await.unwrap_err();
+/// let response: http::Response<String> = error_response(&*err);
+/// assert_eq!(response.status(), 504);
+/// assert_eq!(response.body(), r#"{"statusCode":504,"message":"request timed out"}"#);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// None: the service's error type is `Infallible`.
+///
+/// Unlike axum's `HandleErrorLayer`, no handler has to be written and the layer works on any
+/// `tower::Service` returning `http::Response`, not only inside a `Router`; unlike
+/// tower-http's `CatchPanicLayer` it converts errors, not panics.
 #[derive(Debug, Clone, Copy, Default)]
 #[must_use = "a layer does nothing until it wraps a service"]
 pub struct ErrorResponseLayer {
@@ -202,9 +202,7 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         match self.ready_error.take() {
             Some(err) => ErrorResponseFuture {
-                kind: Kind::Failed {
-                    error: Some(err),
-                },
+                kind: Kind::Failed { error: Some(err) },
             },
             None => ErrorResponseFuture {
                 kind: Kind::Inner {
@@ -233,7 +231,8 @@ pin_project! {
 
 impl<F> fmt::Debug for ErrorResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ErrorResponseFuture").finish_non_exhaustive()
+        f.debug_struct("ErrorResponseFuture")
+            .finish_non_exhaustive()
     }
 }
 
@@ -260,7 +259,7 @@ where
     }
 }
 
-/// The HTTP answer for `err` as described in the [module docs](self): status, `Retry-After`,
+/// The HTTP answer for `err` as described in [`ErrorResponseLayer`]: status, `Retry-After`,
 /// `Content-Type: application/json` and the JSON body.
 pub fn error_response<B: From<String>>(err: &(dyn StdError + 'static)) -> Response<B> {
     let (status, message, retry_after) = classify(err);
@@ -370,7 +369,9 @@ mod tests {
                 Some(&*self.0)
             }
         }
-        let err = Wrapper(Box::new(CircuitOpen::new(Some(Duration::from_millis(4200)))));
+        let err = Wrapper(Box::new(CircuitOpen::new(Some(Duration::from_millis(
+            4200,
+        )))));
         let response: Response<String> = error_response(&err);
         assert_eq!(response.status(), 503);
         assert_eq!(response.headers()[RETRY_AFTER], "5");

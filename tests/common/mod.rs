@@ -129,7 +129,10 @@ pub async fn raw_get_on(stream: &mut TcpStream, path: &str) -> std::io::Result<R
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
             return parse(&buf).ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before a response")
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "closed before a response",
+                )
             });
         }
         buf.extend_from_slice(&chunk[..n]);
