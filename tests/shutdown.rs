@@ -314,3 +314,28 @@ fn configuration_is_validated() {
         .unwrap_err();
     assert_eq!(err.field(), "retry_after");
 }
+
+#[tokio::test(start_paused = true)]
+async fn on_paused_time_the_sequence_follows_its_durations_exactly() {
+    // No connection: the runtime is idle at every step, so paused time jumps from one timer to
+    // the next and the whole sequence (10 min drain delay, a hook cut at 1 min) takes no real time.
+    let shutdown = builder()
+        .drain_delay(Duration::from_secs(600))
+        .deadline(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let handle = shutdown.handle();
+    handle.on_shutdown("hangs", Duration::from_secs(60), || async {
+        std::future::pending::<()>().await;
+        Ok(())
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = tokio::spawn(shutdown.serve(listener, axum::Router::new()));
+    let started = tokio::time::Instant::now();
+    handle.trigger();
+    let report = server.await.unwrap().unwrap();
+    assert_eq!(started.elapsed(), Duration::from_secs(660));
+    assert_eq!(report.hooks[0].outcome, HookOutcome::TimedOut);
+    assert_eq!(report.hooks[0].elapsed, Duration::from_secs(60));
+    assert!(!report.deadline_reached);
+}
