@@ -5,7 +5,8 @@
 //!
 //! A second bare axum server ("again") is measured like the others: its ratio to the first is
 //! the run's noise floor, which a difference between bare and harden must exceed to mean
-//! anything.
+//! anything. Two more rows split harden's cost: the route layers alone under `axum::serve`, and
+//! `Shutdown::serve` alone with the plain route.
 //!
 //! Method: each server runs on its own multi-thread tokio runtime (2 workers, threads named
 //! after it); the load generator is a minimal HTTP/1.1 keep-alive client on a current-thread
@@ -57,11 +58,10 @@ async fn start_bare() -> SocketAddr {
     addr
 }
 
-async fn start_harden() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+/// The route guarded by harden's layers (error response, breaker, bulkhead).
+fn guarded_app() -> Router {
     let breaker = CircuitBreaker::builder().name("bench").build().unwrap();
-    let app = Router::new().route(
+    Router::new().route(
         "/hello",
         get(hello).layer(
             ServiceBuilder::new()
@@ -69,10 +69,35 @@ async fn start_harden() -> SocketAddr {
                 .layer(breaker.layer())
                 .layer(BulkheadLayer::new(10_000)),
         ),
-    );
+    )
+}
+
+/// `axum::serve` with the guarded route: the route layers' share of the cost.
+async fn start_route_layers_only() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let listener = listener.tap_io(|s| {
+        let _ = s.set_nodelay(true);
+    });
+    tokio::spawn(async move { axum::serve(listener, guarded_app()).await });
+    addr
+}
+
+/// `Shutdown::serve` with the plain route: the accept loop's and in-flight count's share.
+async fn start_serve_only() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
     let shutdown = Shutdown::builder().signals(false).build().unwrap();
-    std::mem::forget(shutdown.handle()); // never triggered: the bench serves until exit
-    tokio::spawn(shutdown.serve(listener, app));
+    tokio::spawn(shutdown.serve(listener, Router::new().route("/hello", get(hello))));
+    addr
+}
+
+async fn start_harden() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Never triggered (no signals, the handle dropped): serves until the bench exits.
+    let shutdown = Shutdown::builder().signals(false).build().unwrap();
+    tokio::spawn(shutdown.serve(listener, guarded_app()));
     addr
 }
 
@@ -192,6 +217,10 @@ fn main() {
     let bare = bare_rt.block_on(start_bare());
     let again = again_rt.block_on(start_bare());
     let hardened = harden_rt.block_on(start_harden());
+    let route_rt = server_runtime("srv-route");
+    let route_only = route_rt.block_on(start_route_layers_only());
+    let serve_rt = server_runtime("srv-serve");
+    let serve_only = serve_rt.block_on(start_serve_only());
     let client_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -203,6 +232,8 @@ fn main() {
             ("bare axum", bare, "srv-bare"),
             ("bare axum again (A/A: the noise floor)", again, "srv-again"),
             ("axum + harden server layers", hardened, "srv-harden"),
+            ("  share: route layers only (axum::serve)", route_only, "srv-route"),
+            ("  share: Shutdown::serve only (plain route)", serve_only, "srv-serve"),
         ] {
             rows.push(Row {
                 label,
@@ -236,7 +267,7 @@ fn main() {
         "| server | connections | requests/s (median) | ratio to bare | p50 µs | p99 µs | server CPU µs/request | bare / this CPU |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for pair in rows.chunks_mut(3) {
+    for pair in rows.chunks_mut(5) {
         let base = median(&mut pair[0].rps.clone());
         let cpu_per = |row: &Row| row.cpu_ns as f64 / 1000.0 / row.latencies.len().max(1) as f64;
         let base_cpu = cpu_per(&pair[0]);
@@ -260,6 +291,8 @@ fn main() {
     drop(client_rt);
     bare_rt.shutdown_timeout(Duration::from_millis(100));
     again_rt.shutdown_timeout(Duration::from_millis(100));
+    route_rt.shutdown_timeout(Duration::from_millis(100));
+    serve_rt.shutdown_timeout(Duration::from_millis(100));
     harden_rt.shutdown_timeout(Duration::from_millis(100));
 }
 
