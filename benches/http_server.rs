@@ -17,7 +17,8 @@
 //! (`/proc/self/task/*/schedstat`, ns) over the requests served: unlike wall-clock throughput it
 //! barely moves when other processes compete for the cores, so its ratio is the steadier
 //! estimate of the layers' cost (for a CPU-bound server, throughput ∝ 1 / CPU per request).
-//! Knobs: `HARDEN_BENCH_QUICK=1` (smoke run), `HARDEN_BENCH_REPS`, `HARDEN_BENCH_REP_MS`.
+//! Knobs: `HARDEN_BENCH_QUICK=1` (smoke run), `HARDEN_BENCH_REPS`, `HARDEN_BENCH_REP_MS`,
+//! `HARDEN_BENCH_FILTER=text` (only rows whose label contains `text`; bare axum always runs).
 
 #[path = "harness/mod.rs"]
 mod harness;
@@ -226,6 +227,8 @@ fn main() {
         .build()
         .unwrap();
 
+    // `HARDEN_BENCH_FILTER=text`: only rows whose label contains `text` (bare axum always runs).
+    let filter = std::env::var("HARDEN_BENCH_FILTER").ok();
     let mut rows = Vec::new();
     for connections in [1, 64] {
         for (label, addr, threads) in [
@@ -235,6 +238,9 @@ fn main() {
             ("  share: route layers only (axum::serve)", route_only, "srv-route"),
             ("  share: Shutdown::serve only (plain route)", serve_only, "srv-serve"),
         ] {
+            if label != "bare axum" && filter.as_deref().is_some_and(|f| !label.contains(f)) {
+                continue;
+            }
             rows.push(Row {
                 label,
                 addr,
@@ -267,7 +273,8 @@ fn main() {
         "| server | connections | requests/s (median) | ratio to bare | p50 µs | p99 µs | server CPU µs/request | bare / this CPU |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for pair in rows.chunks_mut(5) {
+    let per_group = rows.len() / 2;
+    for pair in rows.chunks_mut(per_group) {
         let base = median(&mut pair[0].rps.clone());
         let cpu_per = |row: &Row| row.cpu_ns as f64 / 1000.0 / row.latencies.len().max(1) as f64;
         let base_cpu = cpu_per(&pair[0]);
