@@ -235,8 +235,16 @@ fn main() {
             ("bare axum", bare, "srv-bare"),
             ("bare axum again (A/A: the noise floor)", again, "srv-again"),
             ("axum + harden server layers", hardened, "srv-harden"),
-            ("  share: route layers only (axum::serve)", route_only, "srv-route"),
-            ("  share: Shutdown::serve only (plain route)", serve_only, "srv-serve"),
+            (
+                "  share: route layers only (axum::serve)",
+                route_only,
+                "srv-route",
+            ),
+            (
+                "  share: Shutdown::serve only (plain route)",
+                serve_only,
+                "srv-serve",
+            ),
         ] {
             if label != "bare axum" && filter.as_deref().is_some_and(|f| !label.contains(f)) {
                 continue;

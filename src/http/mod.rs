@@ -9,5 +9,6 @@
 
 mod response;
 
+#[cfg(feature = "axum")]
 pub(crate) use response::{ceil_secs, json_response};
 pub use response::{error_response, ErrorResponse, ErrorResponseFuture, ErrorResponseLayer};
