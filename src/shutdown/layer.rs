@@ -23,12 +23,11 @@ use crate::http::json_response;
 /// `{"statusCode":503,"message":"server is shutting down","retryAfter":5}` (the exempt paths,
 /// liveness by default, are still served, with `Connection: close`).
 ///
-/// [`Shutdown::serve`](super::Shutdown::serve) applies it itself; use it directly (from
-/// [`ShutdownHandle::layer`](super::ShutdownHandle::layer)) only around a server you run
-/// yourself, e.g. `axum::serve`.
+/// Private: only [`Shutdown::serve`](super::Shutdown::serve) moves the sequence to refusing, so
+/// the layer means nothing around another server.
 #[derive(Clone)]
 #[must_use = "a layer does nothing until it wraps a service"]
-pub struct ShutdownLayer {
+pub(crate) struct ShutdownLayer {
     shared: Arc<Shared>,
 }
 
@@ -59,7 +58,7 @@ impl<S> Layer<S> for ShutdownLayer {
 
 /// The service made by [`ShutdownLayer`].
 #[derive(Clone)]
-pub struct ShutdownService<S> {
+pub(crate) struct ShutdownService<S> {
     inner: S,
     shared: Arc<Shared>,
 }
@@ -69,23 +68,6 @@ impl<S: fmt::Debug> fmt::Debug for ShutdownService<S> {
         f.debug_struct("ShutdownService")
             .field("inner", &self.inner)
             .finish_non_exhaustive()
-    }
-}
-
-impl<S> ShutdownService<S> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the service.
-    pub fn into_inner(self) -> S {
-        self.inner
     }
 }
 
@@ -122,7 +104,7 @@ where
 
 pin_project! {
     /// The response future of [`ShutdownService`].
-    pub struct ResponseFuture<F> {
+    pub(crate) struct ResponseFuture<F> {
         #[pin]
         kind: Kind<F>,
     }

@@ -139,7 +139,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use layer::{ResponseFuture, ShutdownLayer, ShutdownService};
 pub use state::Phase;
 pub use tokio_util::sync::CancellationToken;
 pub use tokio_util::task::TaskTracker;
@@ -377,11 +376,6 @@ impl ShutdownHandle {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(hook);
-    }
-
-    /// The layer that counts requests and refuses them once refusing; `serve` applies it itself.
-    pub fn layer(&self) -> ShutdownLayer {
-        ShutdownLayer::new(Arc::clone(&self.shared))
     }
 }
 
