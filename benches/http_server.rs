@@ -84,11 +84,16 @@ async fn start_route_layers_only() -> SocketAddr {
     addr
 }
 
-/// `Shutdown::serve` with the plain route: the accept loop's and in-flight count's share.
-async fn start_serve_only() -> SocketAddr {
+/// `Shutdown::serve` with the plain route: the accept loop's and in-flight count's share (with
+/// or without hyper's per-request header-read timer).
+async fn start_serve_only(header_timer: bool) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let shutdown = Shutdown::builder().signals(false).build().unwrap();
+    let mut shutdown = Shutdown::builder().signals(false);
+    if !header_timer {
+        shutdown = shutdown.header_read_timeout(None);
+    }
+    let shutdown = shutdown.build().unwrap();
     tokio::spawn(shutdown.serve(listener, Router::new().route("/hello", get(hello))));
     addr
 }
@@ -221,7 +226,9 @@ fn main() {
     let route_rt = server_runtime("srv-route");
     let route_only = route_rt.block_on(start_route_layers_only());
     let serve_rt = server_runtime("srv-serve");
-    let serve_only = serve_rt.block_on(start_serve_only());
+    let serve_only = serve_rt.block_on(start_serve_only(true));
+    let untimed_rt = server_runtime("srv-untimed");
+    let untimed = untimed_rt.block_on(start_serve_only(false));
     let client_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -244,6 +251,11 @@ fn main() {
                 "  share: Shutdown::serve only (plain route)",
                 serve_only,
                 "srv-serve",
+            ),
+            (
+                "  share: Shutdown::serve only, no header-read timer",
+                untimed,
+                "srv-untimed",
             ),
         ] {
             if label != "bare axum" && filter.as_deref().is_some_and(|f| !label.contains(f)) {
@@ -308,6 +320,7 @@ fn main() {
     again_rt.shutdown_timeout(Duration::from_millis(100));
     route_rt.shutdown_timeout(Duration::from_millis(100));
     serve_rt.shutdown_timeout(Duration::from_millis(100));
+    untimed_rt.shutdown_timeout(Duration::from_millis(100));
     harden_rt.shutdown_timeout(Duration::from_millis(100));
 }
 

@@ -313,6 +313,15 @@ fn configuration_is_validated() {
         .build()
         .unwrap_err();
     assert_eq!(err.field(), "retry_after");
+    let err = Shutdown::builder()
+        .header_read_timeout(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "header_read_timeout");
+    assert!(Shutdown::builder()
+        .header_read_timeout(None)
+        .build()
+        .is_ok());
 }
 
 #[tokio::test(start_paused = true)]

@@ -116,8 +116,8 @@
 //!
 //! # Errors
 //!
-//! [`Builder::build`] fails with [`ConfigError`] for a zero `deadline`, or a `retry_after`
-//! over a day. [`Shutdown::serve`] fails with an `io::Error` only when the signal handler cannot
+//! [`Builder::build`] fails with [`ConfigError`] for a zero `deadline` or `header_read_timeout`,
+//! or a `retry_after` over a day. [`Shutdown::serve`] fails with an `io::Error` only when the signal handler cannot
 //! be installed; accept errors are logged and serving goes on.
 //!
 //! Unlike `axum::serve(..).with_graceful_shutdown(..)`, which stops accepting at once, waits
@@ -166,7 +166,7 @@ struct Config {
     drain_delay: Duration,
     deadline: Duration,
     retry_after: Duration,
-    header_read_timeout: Duration,
+    header_read_timeout: Option<Duration>,
     exempt_paths: Vec<String>,
     signals: bool,
 }
@@ -193,7 +193,7 @@ impl Builder {
                 drain_delay: DEFAULT_DRAIN_DELAY,
                 deadline: DEFAULT_DEADLINE,
                 retry_after: DEFAULT_RETRY_AFTER,
-                header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+                header_read_timeout: Some(DEFAULT_HEADER_READ_TIMEOUT),
                 exempt_paths: vec![DEFAULT_EXEMPT_PATH.to_owned()],
                 signals: true,
             },
@@ -222,9 +222,11 @@ impl Builder {
         self
     }
 
-    /// How long a client may take to send a request's headers (hyper's `header_read_timeout`).
-    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
-        self.config.header_read_timeout = timeout;
+    /// How long a client may take to send a request's headers (hyper's `header_read_timeout`,
+    /// which arms a timer per request); `None` turns it off, as `axum::serve` has it. Either way
+    /// such a client never holds shutdown.
+    pub fn header_read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.config.header_read_timeout = timeout.into();
         self
     }
 
@@ -250,9 +252,16 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] for a zero `deadline` or a `retry_after` over a day.
+    /// [`ConfigError`] for a zero `deadline` or `header_read_timeout`, or a `retry_after` over a
+    /// day.
     pub fn build(self) -> Result<Shutdown, ConfigError> {
         let c = &self.config;
+        if c.header_read_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(ConfigError::new(
+                "header_read_timeout",
+                "0 is outside (0, ∞); use `None` to turn it off",
+            ));
+        }
         if c.deadline.is_zero() {
             return Err(ConfigError::new("deadline", "0 is outside (0, ∞)"));
         }

@@ -36,10 +36,12 @@ pub(super) async fn serve(
     }
     let service = ShutdownLayer::new(Arc::clone(&shared)).layer(router);
     let mut builder = ConnBuilder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(shutdown.config.header_read_timeout);
+    if let Some(timeout) = shutdown.config.header_read_timeout {
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(timeout);
+    }
     let builder = Arc::new(builder);
 
     let mut connections = JoinSet::new();
