@@ -11,8 +11,8 @@
 //! Method: each server runs on its own multi-thread tokio runtime (2 workers, threads named
 //! after it); the load generator is a minimal HTTP/1.1 keep-alive client on a current-thread
 //! runtime (raw sockets, so client cost is small and identical for both). Repetitions are
-//! interleaved (bare c=1, harden c=1, bare c=64, harden c=64, then again), so a noisy moment
-//! hits every row; requests/s is the median over repetitions, latencies are over every request
+//! interleaved (every row once per repetition, each repetition starting one row further), so a
+//! noisy moment hits every row; requests/s is the median over repetitions, latencies are over every request
 //! of a row. Server CPU per request is the on-CPU time of the server's worker threads
 //! (`/proc/self/task/*/schedstat`, ns) over the requests served: unlike wall-clock throughput it
 //! barely moves when other processes compete for the cores, so its ratio is the steadier
@@ -277,8 +277,11 @@ fn main() {
         let until = Instant::now() + rep.min(Duration::from_millis(200));
         client_rt.block_on(run(row.addr, row.connections, until));
     }
-    for _ in 0..reps {
-        for row in &mut rows {
+    // Each repetition starts one row further, so every row takes every position in the order.
+    let n = rows.len();
+    for r in 0..reps {
+        for k in 0..n {
+            let row = &mut rows[(r + k) % n];
             let cpu_before = cpu_ns(row.threads);
             let started = Instant::now();
             let latencies = client_rt.block_on(run(row.addr, row.connections, started + rep));

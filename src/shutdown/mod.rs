@@ -60,8 +60,9 @@
 //! | [`signals`](Builder::signals) | `true`: SIGTERM and SIGINT (Ctrl-C) trigger |
 //! | hook timeout | [`DEFAULT_HOOK_TIMEOUT`] = 5 s ([`ShutdownHandle::on_shutdown`]) |
 //!
-//! With the defaults, Kubernetes' default `terminationGracePeriodSeconds: 30` covers the drain
-//! delay, the deadline and one hook: 5 + 20 + 5.
+//! With the defaults, the drain delay, the deadline and one hook exactly fill Kubernetes' default
+//! `terminationGracePeriodSeconds: 30` (5 + 20 + 5): raise it for more hooks or a margin
+//! (`examples/k8s/deployment.yaml` shows the sum).
 //!
 //! # Example
 //!
