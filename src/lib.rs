@@ -20,6 +20,9 @@
 //! | [`stack`] | [`Resilience`]: all of the above in the recommended order |
 //! | [`classify`] | what counts as success, failure or ignored |
 //! | [`metrics`] | series names, label values, `describe()` |
+//! | [`http`] | errors as HTTP answers: [`ErrorResponseLayer`](http::ErrorResponseLayer) (feature `http`) |
+//! | [`health`] | terminus-shaped `/health/live` and `/health/ready` (feature `axum`) |
+//! | [`shutdown`] | graceful shutdown: drain delay, 503 while refusing, deadline, hooks, report (feature `axum`) |
 //!
 //! ## A client: `reqwest` behind the stack
 //!
@@ -68,42 +71,53 @@
 //!
 //! ## A server: an axum route guarded by a breaker and a bulkhead
 //!
+//! [`http::ErrorResponseLayer`] turns harden's errors into HTTP answers (503 + `Retry-After`,
+//! 504, JSON body), so the stack mounts on a route directly, without `HandleErrorLayer`;
+//! [`health`] adds the probes and [`shutdown`] serves the router with a graceful shutdown.
+//!
 //! ```
 //! use std::time::Duration;
-//! use axum::{error_handling::HandleErrorLayer, http::StatusCode, routing::get, Router};
+//! use axum::{http::StatusCode, routing::get, Router};
 //! use harden::bulkhead::BulkheadLayer;
-//! use harden::circuit_breaker::{error::CircuitOpen, CircuitBreaker};
-//! use harden::timeout::{error::Elapsed, TimeoutLayer};
+//! use harden::circuit_breaker::CircuitBreaker;
+//! use harden::health::Health;
+//! use harden::http::ErrorResponseLayer;
+//! use harden::shutdown::Shutdown;
+//! use harden::timeout::TimeoutLayer;
 //! use harden::BoxError;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), BoxError> {
 //! let breaker = CircuitBreaker::builder().name("reports").build()?;
-//! let app = Router::new().route(
-//!     "/report",
-//!     get(|| async { "report" }).layer(
-//!         ServiceBuilder::new()
-//!             // axum needs infallible services: turn harden's errors into responses.
-//!             .layer(HandleErrorLayer::new(|err: BoxError| async move {
-//!                 if err.is::<CircuitOpen>() {
-//!                     StatusCode::SERVICE_UNAVAILABLE
-//!                 } else if err.is::<Elapsed>() {
-//!                     StatusCode::GATEWAY_TIMEOUT
-//!                 } else {
-//!                     StatusCode::INTERNAL_SERVER_ERROR
-//!                 }
-//!             }))
-//!             .layer(breaker.layer())
-//!             .layer(BulkheadLayer::new(100))
-//!             .layer(TimeoutLayer::new(Duration::from_secs(2))),
-//!     ),
-//! );
+//! let shutdown = Shutdown::builder().build()?; // SIGTERM: readiness 503, drain, hooks
+//! let health = Health::builder()
+//!     .breaker(&breaker)
+//!     .shutdown(&shutdown.handle())
+//!     .build()?;
+//! let app = Router::new()
+//!     .route(
+//!         "/report",
+//!         get(|| async { "report" }).layer(
+//!             ServiceBuilder::new()
+//!                 .layer(ErrorResponseLayer::new())
+//!                 .layer(breaker.layer())
+//!                 .layer(BulkheadLayer::new(100))
+//!                 .layer(TimeoutLayer::new(Duration::from_secs(2))),
+//!         ),
+//!     )
+//!     .merge(health.router());
 //!
-//! // Served with `axum::serve(listener, app)`; here one request, in process.
+//! // Served with `shutdown.serve(listener, app).await?`; here one request, in process.
+//! let request = axum::http::Request::get("/report").body(axum::body::Body::empty())?;
+//! let response = app.clone().oneshot(request).await?;
+//! assert_eq!(response.status(), StatusCode::OK);
+//!
+//! breaker.force_open();
 //! let request = axum::http::Request::get("/report").body(axum::body::Body::empty())?;
 //! let response = app.oneshot(request).await?;
-//! assert_eq!(response.status(), StatusCode::OK);
+//! assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+//! # drop(shutdown);
 //! # Ok(())
 //! # }
 //! ```
