@@ -17,7 +17,6 @@ pub struct BudgetExhausted {
 }
 
 impl BudgetExhausted {
-    #[allow(dead_code)] // constructed by the retry future (issue 11)
     pub(crate) fn new(last: BoxError) -> Self {
         BudgetExhausted { last }
     }
@@ -52,7 +51,6 @@ pub struct RetryAfterTooLong {
 }
 
 impl RetryAfterTooLong {
-    #[allow(dead_code)] // constructed by the retry future (issue 11)
     pub(crate) fn new(retry_after: Duration, remaining: Duration) -> Self {
         RetryAfterTooLong {
             retry_after,
