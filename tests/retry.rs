@@ -354,7 +354,10 @@ async fn empty_budget_wraps_the_last_error_returns_a_response_and_is_counted() {
     // the upstream's error.
     let exhausted = err.downcast::<BudgetExhausted>().unwrap();
     assert_eq!(exhausted.to_string(), "retry budget exhausted");
-    assert_eq!(std::error::Error::source(&*exhausted).unwrap().to_string(), "original");
+    assert_eq!(
+        std::error::Error::source(&*exhausted).unwrap().to_string(),
+        "original"
+    );
     assert_eq!(exhausted.into_inner().to_string(), "original");
     assert_eq!(inner.calls(), 1);
     assert_eq!(budget.exhausted(), 1);
@@ -527,7 +530,9 @@ async fn resilience_gives_its_total_timeout_to_the_retry() {
         .unwrap();
     let err = layer.layer(inner.clone()).oneshot(0u32).await.unwrap_err();
     assert_eq!(
-        err.downcast_ref::<RetryAfterTooLong>().unwrap().retry_after(),
+        err.downcast_ref::<RetryAfterTooLong>()
+            .unwrap()
+            .retry_after(),
         Duration::from_secs(3)
     );
     assert_eq!(inner.calls(), 1);
