@@ -372,7 +372,7 @@ enum Either<A, B> {
 }
 
 impl<A, B> Maybe<A, B> {
-    fn wrap<L: Layer<B, Service = A>>(layer: Option<&L>, service: B) -> Self {
+    pub(crate) fn wrap<L: Layer<B, Service = A>>(layer: Option<&L>, service: B) -> Self {
         let either = match layer {
             Some(layer) => Either::On(layer.layer(service)),
             None => Either::Off(service),

@@ -152,7 +152,8 @@ pub struct RetryPolicy<C = DefaultRetryClassifier, H = CloneRequest> {
     pub(crate) budget: Option<RetryBudget>,
     pub(crate) classifier: C,
     pub(crate) copy: H,
-    name: Cow<'static, str>,
+    // An `Arc`, so that cloning a policy (a service stack per request) never copies a string.
+    name: std::sync::Arc<str>,
     pub(crate) metrics: metrics::Handles<RetryMetrics>,
 }
 
@@ -470,7 +471,7 @@ impl<C, H> RetryPolicyBuilder<C, H> {
             classifier: self.classifier,
             copy: self.copy,
             metrics: RetryMetrics::register(&self.name),
-            name: self.name,
+            name: self.name.into(),
         })
     }
 }
