@@ -132,8 +132,10 @@ impl<S, Req, C, H> Replay<S, Req, C, H> {
                     let remaining = self.deadline.saturating_sub(self.clock.now());
                     if crate::clock::duration_to_nanos(delay) > remaining {
                         self.metrics.gave_up.increment(1);
+                        // The error carries what the server asked for, not the capped
+                        // delay: that is what a caller (or an HTTP answer) should wait.
                         return Next::TooLong(RetryAfterTooLong::new(
-                            delay,
+                            d.max(delay),
                             Duration::from_nanos(remaining),
                         ));
                     }

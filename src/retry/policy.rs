@@ -327,7 +327,8 @@ impl<C, H> RetryPolicyBuilder<C, H> {
     /// The deadline of the whole call, counted from the retry's `call`: a server-requested
     /// delay ([`RetryDecision::RetryAfter`], after the `max_delay` cap) longer than what is left
     /// of it fails the call at once with
-    /// [`RetryAfterTooLong`](super::error::RetryAfterTooLong), carrying the server's delay,
+    /// [`RetryAfterTooLong`](super::error::RetryAfterTooLong), carrying the server's delay
+    /// (before the cap),
     /// instead of sleeping into the deadline. The retry does not enforce the deadline itself
     /// (a total timeout layer does); [`Resilience`](crate::Resilience) sets this to its
     /// `total_timeout` when the policy has none. Accepted (0, ∞).
