@@ -321,3 +321,72 @@ impl Future for KeyedFuture {
         }
     }
 }
+
+#[cfg(all(test, feature = "test-util"))]
+mod tests {
+    use super::*;
+    use crate::timeout::TimeoutLayer;
+
+    fn keys(max: usize, labels: usize, idle: Duration) -> Keys {
+        let attempt = Maybe::wrap(None::<&TimeoutLayer>, reqwest::Client::new());
+        Keys::new(HttpPreset::new(), attempt, max, labels, idle).unwrap()
+    }
+
+    fn url(i: u32) -> reqwest::Url {
+        format!("http://host-{i}.test:8080/x").parse().unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_entry_per_authority_whatever_the_path_or_default_port() {
+        let k = keys(10, 10, Duration::from_secs(60));
+        let a: reqwest::Url = "http://a.test/one".parse().unwrap();
+        let a2: reqwest::Url = "http://a.test:80/two?q".parse().unwrap();
+        let a_tls: reqwest::Url = "https://a.test/".parse().unwrap();
+        let _ = (k.service(&a), k.service(&a2), k.service(&a_tls));
+        assert_eq!(k.len(), 2);
+        assert_eq!(k.breaker(&a).unwrap().name(), "http/http://a.test:80");
+        assert_eq!(k.breaker(&a_tls).unwrap().name(), "http/https://a.test:443");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_entries_are_swept_and_a_full_map_drops_its_least_recently_used() {
+        let k = keys(3, 10, Duration::from_secs(60));
+        for i in 0..3 {
+            let _ = k.service(&url(i));
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        // Full, nothing idle: host-0, the least recently used, makes room.
+        let _ = k.service(&url(1));
+        let _ = k.service(&url(3));
+        assert_eq!(k.len(), 3);
+        assert!(k.breaker(&url(0)).is_none());
+        assert!(k.breaker(&url(1)).is_some());
+        // Everything idle past the timeout is swept by the next insert.
+        tokio::time::advance(Duration::from_secs(61)).await;
+        let _ = k.service(&url(9));
+        assert_eq!(k.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn labels_are_bounded_and_kept_by_returning_authorities() {
+        let k = keys(2, 1, Duration::from_secs(60));
+        let _ = k.service(&url(0));
+        let _ = k.service(&url(1));
+        assert_eq!(
+            k.breaker(&url(0)).unwrap().name(),
+            "http/http://host-0.test:8080"
+        );
+        assert_eq!(k.breaker(&url(1)).unwrap().name(), "http/other");
+        // host-0 is evicted, then comes back under its own label.
+        let _ = k.service(&url(1));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let _ = k.service(&url(1));
+        let _ = k.service(&url(2));
+        assert!(k.breaker(&url(0)).is_none());
+        let _ = k.service(&url(0));
+        assert_eq!(
+            k.breaker(&url(0)).unwrap().name(),
+            "http/http://host-0.test:8080"
+        );
+    }
+}
