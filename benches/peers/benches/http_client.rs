@@ -3,8 +3,10 @@
 //! all against one local axum server, at 1 and 64 concurrent callers.
 //!
 //! `cargo bench -p harden-peers --bench http_client` (`HARDEN_BENCH_QUICK=1`: a smoke run).
-//! `HARDEN_BENCH_HTTP_MS` sets the time per row and repetition (default 600 ms, 5 repetitions:
-//! 3 s per row and concurrency).
+//! `HARDEN_BENCH_HTTP_MS` sets the time per row and repetition (default 200 ms, 15 repetitions:
+//! 3 s per row and concurrency; many short interleaved repetitions, so that a burst of load
+//! from elsewhere on the machine lands in a few repetitions of every row, and the median
+//! repetition is read).
 //!
 //! The server runs on its own thread (one current-thread runtime), the callers on the main
 //! thread (another), so on a 2-core machine each side has a core. Rows are interleaved per
@@ -119,6 +121,13 @@ fn rows() -> Vec<Arc<Row>> {
             .expect("reqwest client")
     };
     let preset = HttpPreset::new().build().expect("preset").layer(bare());
+    // The same without its two timeouts: what the timers cost (a wheel entry each per request).
+    let untimed = HttpPreset::new()
+        .total_timeout(None)
+        .attempt_timeout(None)
+        .build()
+        .expect("preset")
+        .layer(bare());
     let middleware = reqwest_middleware::ClientBuilder::new(bare())
         .with(RetryTransientMiddleware::new_with_policy(
             ExponentialBackoff::builder().build_with_max_retries(3),
@@ -132,6 +141,10 @@ fn rows() -> Vec<Arc<Row>> {
         Arc::new(Row {
             name: "harden preset (tower path)",
             client: Client::Preset(preset),
+        }),
+        Arc::new(Row {
+            name: "harden preset, no timeouts",
+            client: Client::Preset(untimed),
         }),
         Arc::new(Row {
             name: "harden::reqwest::Client",
@@ -157,8 +170,8 @@ fn main() {
     let ms: u64 = std::env::var("HARDEN_BENCH_HTTP_MS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(if quick { 150 } else { 600 });
-    let reps = if quick { 1 } else { 5 };
+        .unwrap_or(if quick { 150 } else { 200 });
+    let reps = if quick { 1 } else { 15 };
     let time = Duration::from_millis(ms);
 
     let url: reqwest::Url = server().parse().expect("url");
