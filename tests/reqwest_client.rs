@@ -531,3 +531,20 @@ async fn bad_configuration_is_an_error() {
     let e = client(preset(1)).get("not a url").send().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Request);
 }
+
+#[tokio::test]
+async fn the_client_and_its_futures_can_move_between_threads() {
+    fn send_sync<T: Send + Sync + 'static>(_: &T) {}
+    fn send<T: Send + 'static>(t: T) -> T {
+        t
+    }
+    let up = upstream(always(StatusCode::OK)).await;
+    let c = client(preset(1));
+    send_sync(&c);
+    let task = tokio::spawn(send(c.get(up.url("/")).send()));
+    assert_eq!(task.await.unwrap().unwrap().status(), 200);
+    let e = c.get("http://127.0.0.1:1/").send().await.unwrap_err();
+    send_sync(&e);
+    let boxed: harden::BoxError = Box::new(e);
+    assert!(boxed.to_string().contains("127.0.0.1:1"), "{boxed}");
+}
