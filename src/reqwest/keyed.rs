@@ -1,8 +1,9 @@
 //! Breakers and bulkheads keyed per authority (scheme, host, port), in a bounded map.
 //!
-//! The map is read-mostly: a request looks its authority up under a shared `RwLock` read
-//! (no allocation: the key is hashed from the URL's parts and compared field by field) and
-//! clones that authority's service (a few reference counts). A new authority takes the write
+//! The map is read-mostly: a request looks its authority up once, before its first attempt,
+//! under a shared `RwLock` read (no allocation: the key is hashed from the URL's parts and
+//! compared field by field) and clones that authority's service (a few reference counts); the
+//! retry then replays on that service, since every attempt goes to the same authority. A new authority takes the write
 //! lock once. Lock-free is not needed here: the read lock is held for a lookup only, never
 //! across an await, and a `DashMap`-style sharded map would buy little for the handful of
 //! upstreams a client talks to while adding a dependency. Bounds: at most `max_keys` entries;
@@ -13,23 +14,17 @@
 //! bulkhead name, the rest share `{name}/other`.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
-
-use pin_project_lite::pin_project;
-use tower_service::Service;
 
 use crate::bulkhead::Bulkhead;
 use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerService};
 use crate::clock::Clock;
 use crate::http::{HttpClassifier, HttpPreset};
 use crate::stack::{AttemptTimeout, IgnoreBulkheadFull, Maybe};
-use crate::{BoxError, ConfigError};
+use crate::ConfigError;
 
 /// Default bound on the authorities a client keeps a breaker for: 1024.
 pub const DEFAULT_MAX_AUTHORITIES: usize = 1024;
@@ -45,6 +40,8 @@ pub(crate) type PerKey = CircuitBreakerService<BulkheadPart, IgnoreBulkheadFull<
 
 /// One authority's breaker and service.
 struct Entry {
+    /// `scheme://host:port`, for error messages.
+    authority: Arc<str>,
     scheme: Box<str>,
     host: Box<str>,
     port: u16,
@@ -140,8 +137,8 @@ impl Keys {
             .cloned()
     }
 
-    /// This authority's service, created on first use.
-    pub(crate) fn service(&self, url: &reqwest::Url) -> PerKey {
+    /// This authority's service, created on first use, and the authority.
+    pub(crate) fn service(&self, url: &reqwest::Url) -> (PerKey, Arc<str>) {
         let now = self.now_secs();
         let entry = match self.find(url) {
             Some(entry) => entry,
@@ -152,7 +149,7 @@ impl Keys {
         if entry.last_used.load(Ordering::Relaxed) != now {
             entry.last_used.store(now, Ordering::Relaxed);
         }
-        entry.service.clone()
+        (entry.service.clone(), entry.authority.clone())
     }
 
     /// This authority's breaker, if the map holds it.
@@ -189,13 +186,22 @@ impl Keys {
         } else {
             format!("{name}/other")
         };
-        let entry = Arc::new(self.make_entry(scheme, host, port, &label, now));
+        let authority: Arc<str> = authority.into();
+        let entry = Arc::new(self.make_entry(scheme, host, port, &label, authority, now));
         map.entries.entry(hash).or_default().push(entry.clone());
         map.len += 1;
         entry
     }
 
-    fn make_entry(&self, scheme: &str, host: &str, port: u16, label: &str, now: u64) -> Entry {
+    fn make_entry(
+        &self,
+        scheme: &str,
+        host: &str,
+        port: u16,
+        label: &str,
+        authority: Arc<str>,
+        now: u64,
+    ) -> Entry {
         use tower_layer::Layer;
         // NOTE: `HttpPreset::validate` ran in `ClientBuilder::build`, so these cannot fail.
         let breaker = self
@@ -215,6 +221,7 @@ impl Keys {
             .with_classifier(IgnoreBulkheadFull(self.preset.breaker_classifier))
             .layer(service);
         Entry {
+            authority,
             scheme: scheme.into(),
             host: host.into(),
             port,
@@ -252,71 +259,6 @@ impl Keys {
                     }
                 }
                 map.len -= 1;
-            }
-        }
-    }
-}
-
-/// The keyed part of the client's stack: routes each request to its authority's breaker and
-/// bulkhead.
-#[derive(Clone)]
-pub(crate) struct PerAuthority {
-    pub(crate) keys: Arc<Keys>,
-}
-
-impl Service<reqwest::Request> for PerAuthority {
-    type Response = reqwest::Response;
-    type Error = BoxError;
-    type Future = KeyedFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        // Readiness is per authority: each request drives its own service's `poll_ready`.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: reqwest::Request) -> KeyedFuture {
-        let service = self.keys.service(request.url());
-        KeyedFuture {
-            state: KeyedState::Ready {
-                service,
-                request: Some(request),
-            },
-        }
-    }
-}
-
-pin_project! {
-    /// Drives one authority's service to readiness, then calls it.
-    pub(crate) struct KeyedFuture {
-        #[pin]
-        state: KeyedState,
-    }
-}
-
-pin_project! {
-    #[project = KeyedProj]
-    enum KeyedState {
-        Ready { service: PerKey, request: Option<reqwest::Request> },
-        Calling { #[pin] future: <PerKey as Service<reqwest::Request>>::Future },
-    }
-}
-
-impl Future for KeyedFuture {
-    type Output = Result<reqwest::Response, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.project().state;
-        loop {
-            match state.as_mut().project() {
-                KeyedProj::Ready { service, request } => {
-                    ready!(service.poll_ready(cx))?;
-                    let Some(request) = request.take() else {
-                        unreachable!("the request is taken once, on the way to Calling")
-                    };
-                    let future = service.call(request);
-                    state.set(KeyedState::Calling { future });
-                }
-                KeyedProj::Calling { future } => return future.poll(cx),
             }
         }
     }

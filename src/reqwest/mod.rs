@@ -100,9 +100,9 @@ use tower_service::Service;
 
 use crate::circuit_breaker::CircuitBreaker;
 use crate::http::{HttpPreset, HttpReplay, HttpRetryClassifier, IDEMPOTENCY_KEY};
-use crate::retry::{Retry, RetryBudget};
+use crate::retry::{Retry, RetryBudget, RetryPolicy};
 use crate::stack::{Maybe, ATTEMPT_TIMEOUT_NAME, TOTAL_TIMEOUT_NAME};
-use crate::timeout::{Timeout, TimeoutLayer};
+use crate::timeout::TimeoutLayer;
 use crate::{BoxError, ConfigError};
 
 mod error;
@@ -111,7 +111,7 @@ mod keyed;
 pub use error::{Error, ErrorKind};
 pub use keyed::{DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_AUTHORITIES, DEFAULT_MAX_LABELED_AUTHORITIES};
 
-use keyed::{Keys, PerAuthority};
+use keyed::{Keys, PerKey};
 
 /// The HTTP preset, to apply as a `tower::Layer` around a `reqwest::Client`:
 /// `harden::reqwest::preset().build()?.layer(reqwest::Client::new())`. The same as
@@ -143,12 +143,13 @@ pub fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder().retry(reqwest::retry::never())
 }
 
-type Retried = Retry<PerAuthority, HttpRetryClassifier, HttpReplay>;
-type Stack = Maybe<Timeout<Retried>, Retried>;
+type Retried = Retry<PerKey, HttpRetryClassifier, HttpReplay>;
 
 struct Inner {
     http: reqwest::Client,
-    stack: Stack,
+    /// The retry and the total timeout, composed per request above the authority's service.
+    policy: RetryPolicy<HttpRetryClassifier, HttpReplay>,
+    total: Option<TimeoutLayer>,
     keys: Arc<Keys>,
     total_timeout: Option<Duration>,
     attempt_timeout: Option<Duration>,
@@ -239,36 +240,31 @@ impl Client {
     ///
     /// [`Error`], naming the layer that stopped the request.
     pub async fn execute(&self, request: reqwest::Request) -> Result<reqwest::Response, Error> {
-        let url = request.url().clone();
+        // Every attempt of a request goes to one authority: look it up once.
+        let (service, authority) = self.inner.keys.service(request.url());
         let start = self
             .inner
             .total_timeout
             .map(|_| tokio::time::Instant::now());
-        let mut stack = self.inner.stack.clone();
-        // Every part is ready at once (reqwest's client always is; readiness per authority is
-        // driven inside), so no waiting happens here.
+        let retried: Retried = Retry::new(service, self.inner.policy.clone());
+        let mut stack = Maybe::wrap(self.inner.total.as_ref(), retried);
+        // The breaker is ready at once (open or not), and so are the bulkhead and reqwest.
         let result = match std::future::poll_fn(|cx| stack.poll_ready(cx)).await {
             Ok(()) => stack.call(request).await,
             Err(e) => Err(e),
         };
-        result.map_err(|e| self.error(e, &url, start))
+        result.map_err(|e| self.error(e, &authority, start))
     }
 
     #[cold]
-    fn error(&self, e: BoxError, url: &reqwest::Url, start: Option<tokio::time::Instant>) -> Error {
+    fn error(&self, e: BoxError, authority: &str, start: Option<tokio::time::Instant>) -> Error {
         let total_elapsed = match (start, self.inner.total_timeout) {
             (Some(start), Some(total)) => start.elapsed() >= total,
             _ => false,
         };
-        let authority = format!(
-            "{}://{}:{}",
-            url.scheme(),
-            url.host_str().unwrap_or(""),
-            url.port_or_known_default().unwrap_or(0)
-        );
         Error::new(
             e,
-            authority,
+            authority.to_owned(),
             total_elapsed,
             (self.inner.total_timeout, self.inner.attempt_timeout),
         )
@@ -382,7 +378,6 @@ impl ClientBuilder {
     /// [`ConfigError`] naming the offending setting (the preset's included), or `reqwest` when
     /// reqwest cannot build its client (e.g. its TLS backend fails to initialise).
     pub fn build(self) -> Result<Client, ConfigError> {
-        use tower_layer::Layer;
         let preset = self.preset;
         preset.validate()?;
         let reqwest_error = |e: reqwest::Error| ConfigError::new("reqwest", e.to_string());
@@ -408,13 +403,12 @@ impl ClientBuilder {
             self.max_labels,
             self.idle_timeout,
         )?);
-        let retried = policy.layer().layer(PerAuthority { keys: keys.clone() });
-        let total_layer = total_timeout.map(|d| TimeoutLayer::new(d).name(TOTAL_TIMEOUT_NAME));
-        let stack = Maybe::wrap(total_layer.as_ref(), retried);
+        let total = total_timeout.map(|d| TimeoutLayer::new(d).name(TOTAL_TIMEOUT_NAME));
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
-                stack,
+                policy,
+                total,
                 keys,
                 total_timeout,
                 attempt_timeout,
