@@ -20,54 +20,45 @@
 //! | [`stack`] | [`Resilience`]: all of the above in the recommended order |
 //! | [`classify`] | what counts as success, failure or ignored |
 //! | [`metrics`] | series names, label values, `describe()` |
-//! | [`http`] | errors as HTTP answers: [`ErrorResponseLayer`](http::ErrorResponseLayer) (feature `http`) |
+//! | [`http`] | HTTP classification, `Retry-After`, idempotency, the HTTP preset, and errors as HTTP answers ([`ErrorResponseLayer`](http::ErrorResponseLayer)) (feature `http`) |
+//! | [`reqwest`] | the one-line resilient `reqwest` client, per-host breakers (feature `reqwest`) |
 //! | [`health`] | terminus-shaped `/health/live` and `/health/ready` (feature `axum`) |
 //! | [`shutdown`] | graceful shutdown: drain delay, 503 while refusing, deadline, hooks, report (feature `axum`) |
 //!
 //! ## A client: `reqwest` behind the stack
 //!
+//! One line makes a `reqwest::Client` resilient: HTTP-aware retries (idempotent methods only,
+//! `Retry-After` honoured, a retry budget), total and attempt timeouts, and a circuit breaker and
+//! bulkhead per host, on documented defaults ([`http::HttpPreset`]). Requests keep reqwest's
+//! builder feel; errors say which layer stopped them ([`reqwest::Error`]).
+//!
 //! ```no_run
-//! use std::time::Duration;
-//! use harden::circuit_breaker::CircuitBreaker;
-//! use harden::retry::RetryPolicy;
-//! use harden::{BoxError, Resilience};
-//! use tower::{service_fn, Layer, ServiceExt};
+//! use harden::reqwest::{Client, ErrorKind};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), BoxError> {
-//! let http = reqwest::Client::new();
-//! let breaker = CircuitBreaker::builder().name("payments").build()?;
-//! let client = Resilience::new()
-//!     .total_timeout(Duration::from_secs(5))
-//!     .retry(
-//!         RetryPolicy::builder()
-//!             .max_attempts(3)
-//!             // `reqwest::Request` is not `Clone` (a body may be a stream): copy what can be
-//!             // copied; a request that cannot is sent once.
-//!             .copy_request_with(|request: &reqwest::Request| request.try_clone())
-//!             .build()?,
-//!     )
-//!     .circuit_breaker(breaker.layer())
-//!     .attempt_timeout(Duration::from_secs(1))
-//!     .build()?
-//!     .layer(service_fn(move |request: reqwest::Request| {
-//!         let http = http.clone();
-//!         async move {
-//!             // 5xx answers are failures too, for the breaker and the retry.
-//!             let response = http.execute(request).await?;
-//!             Ok::<_, BoxError>(response.error_for_status()?)
-//!         }
-//!     }));
+//! # async fn main() -> Result<(), harden::BoxError> {
+//! let client = Client::new(reqwest::Client::new());
 //!
-//! let request = reqwest::Request::new(
-//!     reqwest::Method::GET,
-//!     "http://payments.internal/health".parse()?,
-//! );
-//! let response = client.oneshot(request).await?;
-//! println!("{} (breaker {})", response.status(), breaker.state());
+//! let order = serde_json::json!({ "sku": "A-1", "quantity": 2 });
+//! match client
+//!     .post("http://orders.internal/orders")
+//!     .idempotency_key("order-7f3a") // POSTs are retried only with a key
+//!     .json(&order)
+//!     .send()
+//!     .await
+//! {
+//!     Ok(response) => println!("{}", response.status()),
+//!     Err(e) if e.kind() == ErrorKind::CircuitOpen => println!("{e}"), // no network round trip
+//!     Err(e) => println!("{e}"),
+//! }
+//! let orders = "http://orders.internal/".parse()?;
+//! println!("breaker: {:?}", client.breaker(&orders).map(|b| b.state()));
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! The same stack is a `tower::Layer` around the `reqwest::Client` itself, which is a
+//! `tower::Service<reqwest::Request>`: `harden::reqwest::preset().build()?.layer(client)`.
 //!
 //! ## A server: an axum route guarded by a breaker and a bulkhead
 //!
@@ -142,7 +133,8 @@
 //!
 //! ## MSRV
 //!
-//! Rust 1.85 (reqwest 0.13's).
+//! Rust 1.85: reqwest 0.13's `rust-version`, the highest among the dependencies (axum 0.8
+//! needs 1.80, hyper 1.63, http 1.57).
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 

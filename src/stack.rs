@@ -212,11 +212,19 @@ impl<F, R, B> Resilience<F, R, B> {
 
     /// Checks that the parts fit together and returns the layer.
     ///
+    /// The retry learns the total timeout here: unless its policy has a
+    /// [`total_timeout`](crate::retry::RetryPolicyBuilder::total_timeout) of its own, a
+    /// server-requested delay longer than what is left of this stack's total timeout fails the
+    /// call at once with [`RetryAfterTooLong`](crate::retry::error::RetryAfterTooLong).
+    ///
     /// # Errors
     ///
     /// [`ConfigError`] for an attempt timeout longer than the total timeout, or a breaker window
     /// shorter than twice the attempt timeout.
-    pub fn build(self) -> Result<ResilienceLayer<F, R, B>, ConfigError> {
+    pub fn build(self) -> Result<ResilienceLayer<F, R, B>, ConfigError>
+    where
+        R: retry_part::RetryPart,
+    {
         if let (Some(attempt), Some(total)) = (self.attempt_timeout, self.total_timeout) {
             if attempt > total {
                 return Err(ConfigError::new(
@@ -244,13 +252,35 @@ impl<F, R, B> Resilience<F, R, B> {
             total_timeout: self
                 .total_timeout
                 .map(|d| TimeoutLayer::new(d).name(TOTAL_TIMEOUT_NAME)),
-            retry: self.retry,
+            retry: self.retry.with_total_timeout(self.total_timeout),
             breaker: self.breaker,
             bulkhead: self.bulkhead,
             attempt_timeout: self
                 .attempt_timeout
                 .map(|d| TimeoutLayer::new(d).name(ATTEMPT_TIMEOUT_NAME)),
         })
+    }
+}
+
+mod retry_part {
+    use std::time::Duration;
+
+    /// The retry slot of [`Resilience`](super::Resilience): no retry, or a
+    /// [`RetryLayer`](crate::retry::RetryLayer) that learns the stack's total timeout.
+    pub trait RetryPart {
+        fn with_total_timeout(self, total_timeout: Option<Duration>) -> Self;
+    }
+
+    impl RetryPart for tower_layer::Identity {
+        fn with_total_timeout(self, _: Option<Duration>) -> Self {
+            self
+        }
+    }
+
+    impl<C, H> RetryPart for crate::retry::RetryLayer<C, H> {
+        fn with_total_timeout(self, total_timeout: Option<Duration>) -> Self {
+            self.map_policy(|p| p.with_default_total_timeout(total_timeout))
+        }
     }
 }
 
@@ -342,7 +372,7 @@ enum Either<A, B> {
 }
 
 impl<A, B> Maybe<A, B> {
-    fn wrap<L: Layer<B, Service = A>>(layer: Option<&L>, service: B) -> Self {
+    pub(crate) fn wrap<L: Layer<B, Service = A>>(layer: Option<&L>, service: B) -> Self {
         let either = match layer {
             Some(layer) => Either::On(layer.layer(service)),
             None => Either::Off(service),

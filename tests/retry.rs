@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::poll;
+use harden::retry::error::{BudgetExhausted, RetryAfterTooLong};
 use harden::retry::{Backoff, Jitter, RetryBudget, RetryDecision, RetryLayer, RetryPolicy};
 use harden::BoxError;
 use tokio::time::Instant;
@@ -331,7 +332,7 @@ async fn server_requested_delay_is_honoured_and_capped() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn empty_budget_returns_the_original_outcome_and_is_counted() {
+async fn empty_budget_wraps_the_last_error_returns_a_response_and_is_counted() {
     let budget = RetryBudget::builder()
         .min_retries_per_sec(0)
         .retry_ratio(0.0)
@@ -349,7 +350,15 @@ async fn empty_budget_returns_the_original_outcome_and_is_counted() {
         .oneshot(0u32)
         .await
         .unwrap_err();
-    assert_eq!(err.to_string(), "original");
+    // The caller can tell that the budget, not the attempts, ended the call, and still reach
+    // the upstream's error.
+    let exhausted = err.downcast::<BudgetExhausted>().unwrap();
+    assert_eq!(exhausted.to_string(), "retry budget exhausted");
+    assert_eq!(
+        std::error::Error::source(&*exhausted).unwrap().to_string(),
+        "original"
+    );
+    assert_eq!(exhausted.into_inner().to_string(), "original");
     assert_eq!(inner.calls(), 1);
     assert_eq!(budget.exhausted(), 1);
     // Every layer made from the policy shares the budget.
@@ -405,7 +414,13 @@ async fn budget_caps_amplification_under_a_total_outage() {
         let before = inner.calls();
         let calls = (0..PER_TICK).map(|i| layer.layer(inner.clone()).oneshot(i));
         for r in futures::future::join_all(calls).await {
-            assert_eq!(r.unwrap_err().to_string(), "down");
+            // Attempts ran out ("down"), or the budget refused a retry (wrapping "down").
+            let err = r.unwrap_err();
+            let last = match err.downcast::<BudgetExhausted>() {
+                Ok(exhausted) => exhausted.into_inner(),
+                Err(err) => err,
+            };
+            assert_eq!(last.to_string(), "down");
         }
         let sec = (tick / 10) as usize;
         per_sec_requests[sec] += u64::from(PER_TICK);
@@ -450,4 +465,80 @@ async fn huge_delays_do_not_panic() {
     tokio::time::advance(Duration::from_secs(86_400 * 365)).await;
     assert!(poll!(fut.as_mut()).is_pending());
     assert_eq!(inner.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_delay_beyond_the_total_timeout_fails_at_once_with_that_delay() {
+    let policy = |total: Option<Duration>| {
+        let b = RetryPolicy::builder()
+            .max_attempts(3)
+            .no_budget()
+            .retry_on(|r: Result<&u16, &BoxError>| match r {
+                Ok(503) => RetryDecision::RetryAfter(Duration::from_secs(60)),
+                Ok(429) => RetryDecision::RetryAfter(Duration::from_secs(2)),
+                _ => RetryDecision::DoNotRetry,
+            })
+            .max_delay(Duration::from_secs(300));
+        match total {
+            Some(t) => b.total_timeout(t).build().unwrap(),
+            None => b.build().unwrap(),
+        }
+    };
+    // 60 s asked, 10 s allowed: one attempt, then the error, without sleeping.
+    let inner = Scripted::new(vec![Ok(503), Ok(200)]);
+    let start = Instant::now();
+    let err = RetryLayer::new(policy(Some(Duration::from_secs(10))))
+        .layer(inner.clone())
+        .oneshot(0u32)
+        .await
+        .unwrap_err();
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert_eq!(inner.calls(), 1);
+    let too_long = err.downcast_ref::<RetryAfterTooLong>().unwrap();
+    assert_eq!(too_long.retry_after(), Duration::from_secs(60));
+    assert_eq!(too_long.remaining(), Duration::from_secs(10));
+
+    // 2 s asked, 10 s allowed: retried after 2 s.
+    let inner = Scripted::new(vec![Ok(429), Ok(200)]);
+    let svc = RetryLayer::new(policy(Some(Duration::from_secs(10)))).layer(inner.clone());
+    assert_eq!(svc.oneshot(0u32).await.unwrap(), 200);
+    assert_eq!(inner.gaps(), [Duration::from_secs(2)]);
+
+    // Without a deadline the (capped) delay is slept.
+    let inner = Scripted::new(vec![Ok(503), Ok(200)]);
+    let svc = RetryLayer::new(policy(None)).layer(inner.clone());
+    assert_eq!(svc.oneshot(0u32).await.unwrap(), 200);
+    assert_eq!(inner.gaps(), [Duration::from_secs(60)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn resilience_gives_its_total_timeout_to_the_retry() {
+    let policy = RetryPolicy::builder()
+        .no_budget()
+        .retry_on(|r: Result<&u16, &BoxError>| match r {
+            Ok(503) => RetryDecision::RetryAfter(Duration::from_secs(3)),
+            _ => RetryDecision::DoNotRetry,
+        })
+        .build()
+        .unwrap();
+    assert_eq!(policy.total_timeout(), None);
+    let inner = Scripted::new(vec![Ok(503), Ok(200)]);
+    let layer = harden::Resilience::new()
+        .total_timeout(Duration::from_secs(2))
+        .retry(policy.clone())
+        .build()
+        .unwrap();
+    let err = layer.layer(inner.clone()).oneshot(0u32).await.unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<RetryAfterTooLong>()
+            .unwrap()
+            .retry_after(),
+        Duration::from_secs(3)
+    );
+    assert_eq!(inner.calls(), 1);
+    let err = RetryPolicy::builder()
+        .total_timeout(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "total_timeout");
 }

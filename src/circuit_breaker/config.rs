@@ -217,6 +217,16 @@ impl Builder {
         Ok(CircuitBreaker::from_config(self.validate()?))
     }
 
+    /// Validates a copy of the settings; the time window's length, `None` for a count window.
+    #[cfg(feature = "http")]
+    pub(crate) fn checked_window(&self) -> Result<Option<Duration>, ConfigError> {
+        self.clone().validate()?;
+        Ok(match self.window {
+            WindowSetting::Time(window, _) => Some(window),
+            WindowSetting::Count(_) => None,
+        })
+    }
+
     pub(crate) fn validate(self) -> Result<Config, ConfigError> {
         let pct = |field: &'static str, v: f64| {
             if v.is_nan() || v <= 0.0 || v > 100.0 {

@@ -17,7 +17,6 @@ pub struct BudgetExhausted {
 }
 
 impl BudgetExhausted {
-    #[allow(dead_code)] // constructed by the retry future (issue 11)
     pub(crate) fn new(last: BoxError) -> Self {
         BudgetExhausted { last }
     }
@@ -43,8 +42,10 @@ impl std::error::Error for BudgetExhausted {
 /// The server asked for a delay (an HTTP `Retry-After`) longer than what is left of the total
 /// timeout: the call fails at once instead of sleeping into its deadline.
 ///
-/// [`retry_after`](Self::retry_after) is the server's delay (after the `max_delay` cap), so an
-/// HTTP answer can pass it on.
+/// It is judged on the delay the retry would sleep (after the `max_delay` cap);
+/// [`retry_after`](Self::retry_after) is the delay the server asked for, as the classifier
+/// reported it (an HTTP classifier caps `Retry-After` at 300 s by default), so an HTTP answer
+/// can pass it on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryAfterTooLong {
     retry_after: Duration,
@@ -52,7 +53,6 @@ pub struct RetryAfterTooLong {
 }
 
 impl RetryAfterTooLong {
-    #[allow(dead_code)] // constructed by the retry future (issue 11)
     pub(crate) fn new(retry_after: Duration, remaining: Duration) -> Self {
         RetryAfterTooLong {
             retry_after,

@@ -12,6 +12,7 @@ use tower_service::Service;
 
 use super::backoff::{random_u64, Backoff};
 use super::budget::BudgetHandle;
+use super::error::{BudgetExhausted, RetryAfterTooLong};
 use super::policy::{CopyRequest, RetryClassifier, RetryDecision, RetryMetrics};
 use crate::classify::is_rejection;
 use crate::metrics;
@@ -60,6 +61,9 @@ pub(crate) struct Replay<S, Req, C, H> {
     /// Attempts started so far.
     pub(crate) attempts: u32,
     pub(crate) previous_delay: Duration,
+    /// When the total timeout ends, on `clock`; `u64::MAX` when no deadline is known.
+    pub(crate) deadline: u64,
+    pub(crate) clock: crate::clock::Clock,
     /// The backoff timer, allocated by the first retry that waits and reset by later ones: a
     /// `Sleep` is over 100 bytes, which a call that is never retried should not carry or move.
     pub(crate) sleep: Option<Pin<Box<Sleep>>>,
@@ -92,48 +96,86 @@ impl<S, Req, C, H> Replay<S, Req, C, H> {
         }
     }
 
-    /// The delay before the next attempt, or `None` to return `result` to the caller. Withdraws
-    /// from the budget when it says yes.
+    /// What follows an attempt: the delay before the next one, or the end of the call.
+    /// Withdraws from the budget when it says yes.
     #[inline]
-    fn decide<Res>(&mut self, result: &Result<Res, BoxError>) -> Option<Duration>
+    fn decide<Res>(&mut self, result: &Result<Res, BoxError>) -> Next
     where
         C: RetryClassifier<Res>,
     {
         if let Err(e) = result {
             // NOTE: rejections are never retried, whatever the classifier says (DESIGN).
-            if is_rejection(&**e) {
+            if is_rejection(&**e) || e.is::<BudgetExhausted>() || e.is::<RetryAfterTooLong>() {
                 self.metrics.done.increment(1);
-                return None;
+                return Next::Return;
             }
         }
         let requested = match self.classifier.classify(result.as_ref()) {
             RetryDecision::DoNotRetry => {
                 self.metrics.done.increment(1);
-                return None;
+                return Next::Return;
             }
             RetryDecision::Retry => None,
             RetryDecision::RetryAfter(d) => Some(d),
         };
         if self.attempts >= self.max_attempts || self.request.is_none() {
             self.metrics.gave_up.increment(1);
-            return None;
+            return Next::Return;
         }
         let delay = match requested {
             None => self
                 .backoff
                 .jittered(self.attempts, self.previous_delay, random_u64()),
-            Some(d) => self.backoff.requested(d),
+            Some(d) => {
+                let delay = self.backoff.requested(d);
+                if self.deadline != u64::MAX {
+                    let remaining = self.deadline.saturating_sub(self.clock.now());
+                    if crate::clock::duration_to_nanos(delay) > remaining {
+                        self.metrics.gave_up.increment(1);
+                        // The error carries what the server asked for, not the capped
+                        // delay: that is what a caller (or an HTTP answer) should wait.
+                        return Next::TooLong(RetryAfterTooLong::new(
+                            d.max(delay),
+                            Duration::from_nanos(remaining),
+                        ));
+                    }
+                }
+                delay
+            }
         };
         if let Some(budget) = &self.budget {
             if !budget.try_withdraw() {
                 self.metrics.gave_up.increment(1);
                 self.metrics.budget_exhausted.increment(1);
-                return None;
+                return Next::BudgetExhausted;
             }
         }
         self.metrics.retried.increment(1);
         self.previous_delay = delay;
-        Some(delay)
+        Next::Retry(delay)
+    }
+}
+
+/// What [`Replay::decide`] says after an attempt.
+enum Next {
+    /// Return the attempt's outcome.
+    Return,
+    /// Retry after this delay.
+    Retry(Duration),
+    /// A retry was due but the budget refused it: an error is wrapped in [`BudgetExhausted`],
+    /// a response returned as it is.
+    BudgetExhausted,
+    /// The server asked for longer than what is left of the total timeout.
+    TooLong(RetryAfterTooLong),
+}
+
+/// The caller's outcome when no retry follows.
+#[cold]
+fn finish<Res>(next: Next, result: Result<Res, BoxError>) -> Result<Res, BoxError> {
+    match (next, result) {
+        (Next::BudgetExhausted, Err(e)) => Err(Box::new(BudgetExhausted::new(e))),
+        (Next::TooLong(too_long), _) => Err(Box::new(too_long)),
+        (_, result) => result,
     }
 }
 
@@ -154,12 +196,13 @@ where
             let result = ready!(future.poll(cx)).map_err(Into::into);
             let replay = &mut *this.replay;
             match replay.decide(&result) {
-                None => return Poll::Ready(result),
-                Some(Duration::ZERO) => this.state.set(State::Checking),
-                Some(delay) => {
+                Next::Return => return Poll::Ready(result),
+                Next::Retry(Duration::ZERO) => this.state.set(State::Checking),
+                Next::Retry(delay) => {
                     replay.sleep(delay);
                     this.state.set(State::Waiting);
                 }
+                next => return Poll::Ready(finish(next, result)),
             }
         }
         drive(this.state, this.replay, cx)
@@ -184,12 +227,13 @@ where
             StateProj::Calling { future } => {
                 let result = ready!(future.poll(cx)).map_err(Into::into);
                 match replay.decide(&result) {
-                    None => return Poll::Ready(result),
-                    Some(Duration::ZERO) => state.set(State::Checking),
-                    Some(delay) => {
+                    Next::Return => return Poll::Ready(result),
+                    Next::Retry(Duration::ZERO) => state.set(State::Checking),
+                    Next::Retry(delay) => {
                         replay.sleep(delay);
                         state.set(State::Waiting);
                     }
+                    next => return Poll::Ready(finish(next, result)),
                 }
             }
             StateProj::Waiting => {

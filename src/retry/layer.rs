@@ -29,6 +29,12 @@ impl<C, H> RetryLayer<C, H> {
     pub fn policy(&self) -> &RetryPolicy<C, H> {
         &self.policy
     }
+
+    pub(crate) fn map_policy(self, f: impl FnOnce(RetryPolicy<C, H>) -> RetryPolicy<C, H>) -> Self {
+        RetryLayer {
+            policy: f(self.policy),
+        }
+    }
 }
 
 impl<S, C: Clone, H: Clone> Layer<S> for RetryLayer<C, H> {

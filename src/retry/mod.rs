@@ -73,13 +73,25 @@
 //!
 //! # Errors
 //!
-//! The service's error is [`BoxError`]: the inner service's error, boxed.
-//! Retry adds no error of its own: when attempts run out, the classifier says no, or the budget
-//! is empty, the caller gets the last attempt's own outcome (error *or* response), and an empty
-//! budget is counted in [`RetryBudget::exhausted`]. An error from the inner service's
-//! `poll_ready` before a retry is returned as is. Harden's rejections
+//! The service's error is [`BoxError`]: the inner service's error, boxed, or one of the two
+//! errors of the retry itself ([`error`]):
+//! - [`BudgetExhausted`](error::BudgetExhausted): a retry was due but the budget had no token;
+//!   it wraps the last attempt's error (`source()`, `into_inner()`). A *response* the budget
+//!   kept from being retried is returned as it is. Either way the refusal is counted in
+//!   [`RetryBudget::exhausted`].
+//! - [`RetryAfterTooLong`](error::RetryAfterTooLong): the classifier asked for a server delay
+//!   ([`RetryDecision::RetryAfter`], after the `max_delay` cap) longer than what is left of the
+//!   total timeout, which the retry learns from
+//!   [`RetryPolicyBuilder::total_timeout`] or from [`Resilience`](crate::Resilience)'s
+//!   `total_timeout`. The call fails at once, carrying the server's delay, instead of sleeping
+//!   into its deadline. Without a known total timeout the delay is slept.
+//!
+//! When attempts run out or the classifier says no, the caller gets the last attempt's own
+//! outcome (error *or* response). An error from the inner service's `poll_ready` before a retry
+//! is returned as is. Harden's rejections
 //! ([`CircuitOpen`](crate::circuit_breaker::error::CircuitOpen),
-//! [`BulkheadFull`](crate::bulkhead::error::BulkheadFull)) are never retried, whatever the
+//! [`BulkheadFull`](crate::bulkhead::error::BulkheadFull)) and the retry's own errors (from a
+//! retry nested below) are never retried, whatever the
 //! classifier says. Bad configuration is a [`ConfigError`](crate::ConfigError) from `build()`.
 //!
 //! # Compared with `tower::retry`
@@ -176,6 +188,14 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let policy = &self.policy;
         let budget = policy.budget.as_ref().map(RetryBudget::deposit_and_handle);
+        // One coarse clock read, only when server delays are judged against a deadline.
+        let deadline = match policy.total_timeout {
+            Some(total) => policy
+                .clock
+                .now()
+                .saturating_add(crate::clock::duration_to_nanos(total)),
+            None => u64::MAX,
+        };
         let copy = if policy.max_attempts > 1 {
             policy.copy.copy_request(&request)
         } else {
@@ -194,6 +214,8 @@ where
             max_attempts: policy.max_attempts,
             attempts: 1,
             previous_delay: std::time::Duration::ZERO,
+            deadline,
+            clock: policy.clock,
             sleep: None,
             metrics: policy.metrics.clone(),
         };

@@ -141,13 +141,19 @@ enum BudgetChoice {
 /// | classifier | [`DefaultRetryClassifier`]: every error except harden's rejections |
 /// | request copy | [`CloneRequest`] |
 /// | `name` | [`DEFAULT_NAME`] = `"retry"` |
+/// | `total_timeout` (deadline for server-requested delays) | none; set by [`Resilience`](crate::Resilience) to its total timeout |
 pub struct RetryPolicy<C = DefaultRetryClassifier, H = CloneRequest> {
     pub(crate) max_attempts: u32,
+    /// The deadline a server-requested delay is judged against, from the call's start; `None`:
+    /// no deadline known.
+    pub(crate) total_timeout: Option<Duration>,
+    pub(crate) clock: crate::clock::Clock,
     pub(crate) backoff: Backoff,
     pub(crate) budget: Option<RetryBudget>,
     pub(crate) classifier: C,
     pub(crate) copy: H,
-    name: Cow<'static, str>,
+    // An `Arc`, so that cloning a policy (a service stack per request) never copies a string.
+    name: std::sync::Arc<str>,
     pub(crate) metrics: metrics::Handles<RetryMetrics>,
 }
 
@@ -190,6 +196,8 @@ impl<C: Clone, H: Clone> Clone for RetryPolicy<C, H> {
     fn clone(&self) -> Self {
         RetryPolicy {
             max_attempts: self.max_attempts,
+            total_timeout: self.total_timeout,
+            clock: self.clock,
             backoff: self.backoff,
             budget: self.budget.clone(),
             classifier: self.classifier.clone(),
@@ -205,6 +213,7 @@ impl<C, H> fmt::Debug for RetryPolicy<C, H> {
         f.debug_struct("RetryPolicy")
             .field("name", &self.name)
             .field("max_attempts", &self.max_attempts)
+            .field("total_timeout", &self.total_timeout)
             .field("backoff", &self.backoff)
             .field("budget", &self.budget)
             .finish_non_exhaustive()
@@ -229,6 +238,7 @@ impl RetryPolicy {
     pub fn builder() -> RetryPolicyBuilder {
         RetryPolicyBuilder {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            total_timeout: None,
             backoff: Backoff::new(),
             budget: BudgetChoice::Default,
             classifier: DefaultRetryClassifier,
@@ -265,12 +275,28 @@ impl<C, H> RetryPolicy<C, H> {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// The total timeout server-requested delays are judged against, if known.
+    pub fn total_timeout(&self) -> Option<Duration> {
+        self.total_timeout
+    }
+
+    /// This policy, judging server-requested delays against `total_timeout` unless it already
+    /// has one (what [`Resilience::build`](crate::stack::Resilience::build) does with its own
+    /// total timeout).
+    pub(crate) fn with_default_total_timeout(mut self, total_timeout: Option<Duration>) -> Self {
+        if self.total_timeout.is_none() {
+            self.total_timeout = total_timeout;
+        }
+        self
+    }
 }
 
 /// Builder of a [`RetryPolicy`]; see its `# Defaults`.
 #[must_use]
 pub struct RetryPolicyBuilder<C = DefaultRetryClassifier, H = CloneRequest> {
     max_attempts: u32,
+    total_timeout: Option<Duration>,
     backoff: Backoff,
     budget: BudgetChoice,
     classifier: C,
@@ -283,6 +309,7 @@ impl<C, H> fmt::Debug for RetryPolicyBuilder<C, H> {
         f.debug_struct("RetryPolicyBuilder")
             .field("name", &self.name)
             .field("max_attempts", &self.max_attempts)
+            .field("total_timeout", &self.total_timeout)
             .field("backoff", &self.backoff)
             .field("budget", &self.budget)
             .finish_non_exhaustive()
@@ -294,6 +321,19 @@ impl<C, H> RetryPolicyBuilder<C, H> {
     /// [1, [`MAX_ATTEMPTS_LIMIT`]].
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = n;
+        self
+    }
+
+    /// The deadline of the whole call, counted from the retry's `call`: a server-requested
+    /// delay ([`RetryDecision::RetryAfter`], after the `max_delay` cap) longer than what is left
+    /// of it fails the call at once with
+    /// [`RetryAfterTooLong`](super::error::RetryAfterTooLong), carrying the server's delay
+    /// (before the cap),
+    /// instead of sleeping into the deadline. The retry does not enforce the deadline itself
+    /// (a total timeout layer does); [`Resilience`](crate::Resilience) sets this to its
+    /// `total_timeout` when the policy has none. Accepted (0, ∞).
+    pub fn total_timeout(mut self, total_timeout: Duration) -> Self {
+        self.total_timeout = Some(total_timeout);
         self
     }
 
@@ -359,6 +399,7 @@ impl<C, H> RetryPolicyBuilder<C, H> {
     pub fn classifier<C2>(self, classifier: C2) -> RetryPolicyBuilder<C2, H> {
         RetryPolicyBuilder {
             max_attempts: self.max_attempts,
+            total_timeout: self.total_timeout,
             backoff: self.backoff,
             budget: self.budget,
             classifier,
@@ -383,12 +424,19 @@ impl<C, H> RetryPolicyBuilder<C, H> {
     /// # Ok::<(), harden::ConfigError>(())
     /// ```
     pub fn copy_request_with<F>(self, f: F) -> RetryPolicyBuilder<C, CopyWith<F>> {
+        self.copy_request(CopyWith { f })
+    }
+
+    /// Copy requests for retries with a [`CopyRequest`] hook, such as
+    /// `harden::http::HttpReplay` (idempotent methods only, bodies that can be replayed).
+    pub fn copy_request<H2>(self, copy: H2) -> RetryPolicyBuilder<C, H2> {
         RetryPolicyBuilder {
             max_attempts: self.max_attempts,
+            total_timeout: self.total_timeout,
             backoff: self.backoff,
             budget: self.budget,
             classifier: self.classifier,
-            copy: CopyWith { f },
+            copy,
             name: self.name,
         }
     }
@@ -397,8 +445,12 @@ impl<C, H> RetryPolicyBuilder<C, H> {
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] naming `max_attempts` or `backoff.multiplier` when outside the accepted range.
+    /// [`ConfigError`] naming `max_attempts`, `total_timeout` or `backoff.multiplier` when
+    /// outside the accepted range.
     pub fn build(self) -> Result<RetryPolicy<C, H>, ConfigError> {
+        if self.total_timeout == Some(Duration::ZERO) {
+            return Err(ConfigError::new("total_timeout", "0 is outside (0, ∞)"));
+        }
         if !(1..=MAX_ATTEMPTS_LIMIT).contains(&self.max_attempts) {
             return Err(ConfigError::new(
                 "max_attempts",
@@ -413,12 +465,14 @@ impl<C, H> RetryPolicyBuilder<C, H> {
         };
         Ok(RetryPolicy {
             max_attempts: self.max_attempts,
+            total_timeout: self.total_timeout,
+            clock: crate::clock::Clock::new(),
             backoff: self.backoff,
             budget,
             classifier: self.classifier,
             copy: self.copy,
             metrics: RetryMetrics::register(&self.name),
-            name: self.name,
+            name: self.name.into(),
         })
     }
 }

@@ -1,0 +1,293 @@
+//! The standard stack with HTTP meaning and documented defaults.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use tower_layer::{Identity, Layer};
+
+use super::classify::{HttpClassifier, HttpRetryClassifier};
+use super::replay::HttpReplay;
+use super::retry_after::DEFAULT_RETRY_AFTER_CAP;
+use crate::bulkhead::BulkheadLayer;
+use crate::circuit_breaker::{self, CircuitBreaker, CircuitBreakerLayer};
+use crate::retry::{Backoff, Jitter, RetryBudget, RetryLayer, RetryPolicy};
+use crate::stack::IgnoreBulkheadFull;
+use crate::{ConfigError, Resilience, ResilienceLayer};
+
+/// Default name of the preset's breaker and retry (metrics labels): `"http"`.
+pub const DEFAULT_NAME: &str = "http";
+/// Default total timeout, retries and backoff included: 30 s (.NET standard handler's
+/// `TotalRequestTimeout`).
+pub const DEFAULT_TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default timeout of each attempt: 10 s (.NET standard handler's `AttemptTimeout`).
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default attempts, the first included: 4 (.NET standard handler's `MaxRetryAttempts` = 3).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 4;
+/// Default first backoff delay: 2 s, growing ×2 with full jitter (.NET standard handler's
+/// `Delay`, exponential, jittered).
+pub const DEFAULT_INITIAL_DELAY: Duration = Duration::from_secs(2);
+/// Default cap on every delay, `Retry-After` included: [`DEFAULT_RETRY_AFTER_CAP`] = 300 s
+/// (Envoy's).
+pub const DEFAULT_MAX_DELAY: Duration = DEFAULT_RETRY_AFTER_CAP;
+/// Default failure percentage that opens the breaker: 10 % (.NET standard handler's
+/// `FailureRatio` = 0.1).
+pub const DEFAULT_FAILURE_PERCENTAGE: f64 = 10.0;
+/// Default calls in the window before the breaker judges: 100 (.NET's `MinimumThroughput`).
+pub const DEFAULT_MINIMUM_THROUGHPUT: u32 = 100;
+/// Default breaker window: 30 s (.NET's `SamplingDuration`), in 10 buckets.
+pub const DEFAULT_SAMPLING_DURATION: Duration = Duration::from_secs(30);
+/// Default time the breaker stays open: 5 s (.NET's `BreakDuration`).
+pub const DEFAULT_BREAK_DURATION: Duration = Duration::from_secs(5);
+/// Default bulkhead: 1000 concurrent attempts (.NET standard handler's concurrency limiter
+/// `PermitLimit`, no queue).
+pub const DEFAULT_MAX_CONCURRENT: usize = 1000;
+
+/// The layer an [`HttpPreset`] builds: the standard stack with HTTP classifiers and replay.
+/// `breaker()` is its circuit breaker.
+#[derive(Clone, Debug)]
+#[must_use = "a layer does nothing until it wraps a service"]
+pub struct HttpLayer {
+    inner: HttpResilienceLayer,
+    breaker: CircuitBreaker,
+}
+
+/// The [`ResilienceLayer`] inside an [`HttpLayer`].
+pub type HttpResilienceLayer = ResilienceLayer<
+    Identity,
+    RetryLayer<HttpRetryClassifier, HttpReplay>,
+    CircuitBreakerLayer<IgnoreBulkheadFull<HttpClassifier>>,
+>;
+
+impl HttpLayer {
+    /// The preset's circuit breaker (state, stats, manual control).
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// The composed stack.
+    pub fn into_inner(self) -> HttpResilienceLayer {
+        self.inner
+    }
+}
+
+impl<S> Layer<S> for HttpLayer
+where
+    HttpResilienceLayer: Layer<S>,
+{
+    type Service = <HttpResilienceLayer as Layer<S>>::Service;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        self.inner.layer(inner)
+    }
+}
+
+/// The standard stack for an HTTP client, on documented defaults: HTTP classification for the
+/// breaker and the retry, `Retry-After`, idempotency and replay, a retry budget, timeouts.
+///
+/// # Defaults
+///
+/// | setting | default | anchor |
+/// |---|---|---|
+/// | `total_timeout` | [`DEFAULT_TOTAL_TIMEOUT`] = 30 s | .NET standard handler |
+/// | `attempt_timeout` | [`DEFAULT_ATTEMPT_TIMEOUT`] = 10 s | .NET |
+/// | `max_attempts` | [`DEFAULT_MAX_ATTEMPTS`] = 4 (3 retries) | .NET |
+/// | `backoff` | exponential from [`DEFAULT_INITIAL_DELAY`] = 2 s, ×2, full jitter, capped at [`DEFAULT_MAX_DELAY`] = 300 s | .NET; Envoy's `Retry-After` cap |
+/// | `budget` | a new [`RetryBudget::new`]: 20 % of requests + 10/s over 10 s | Envoy's `budget_percent` 20 %, Finagle |
+/// | retry classifier | [`HttpRetryClassifier::new`]: 502/503/504/408/429 and transport errors, `Retry-After` | .NET, reqwest-retry |
+/// | replay | [`HttpReplay::new`]: idempotent methods or `Idempotency-Key`, replayable bodies | RFC 9110 |
+/// | breaker | [`DEFAULT_FAILURE_PERCENTAGE`] = 10 % over [`DEFAULT_MINIMUM_THROUGHPUT`] = 100 calls in [`DEFAULT_SAMPLING_DURATION`] = 30 s, open for [`DEFAULT_BREAK_DURATION`] = 5 s | .NET |
+/// | breaker classifier | [`HttpClassifier::new`]: 5xx/408/errors fail, 429 ignored | .NET, Envoy |
+/// | `bulkhead` | [`DEFAULT_MAX_CONCURRENT`] = 1000 | .NET |
+/// | `name` | [`DEFAULT_NAME`] = `"http"` | |
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct HttpPreset {
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) total_timeout: Option<Duration>,
+    pub(crate) attempt_timeout: Option<Duration>,
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff: Backoff,
+    pub(crate) budget: Option<Option<RetryBudget>>,
+    pub(crate) breaker: circuit_breaker::Builder,
+    pub(crate) max_concurrent: Option<usize>,
+    pub(crate) retry_classifier: HttpRetryClassifier,
+    pub(crate) breaker_classifier: HttpClassifier,
+    pub(crate) replay: HttpReplay,
+}
+
+impl Default for HttpPreset {
+    fn default() -> Self {
+        HttpPreset::new()
+    }
+}
+
+impl HttpPreset {
+    /// The preset on its defaults (see `# Defaults`).
+    pub fn new() -> Self {
+        HttpPreset {
+            name: Cow::Borrowed(DEFAULT_NAME),
+            total_timeout: Some(DEFAULT_TOTAL_TIMEOUT),
+            attempt_timeout: Some(DEFAULT_ATTEMPT_TIMEOUT),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            backoff: Backoff::exponential(DEFAULT_INITIAL_DELAY, 2.0)
+                .with_jitter(Jitter::Full)
+                .with_max_delay(DEFAULT_MAX_DELAY),
+            budget: None,
+            breaker: HttpPreset::default_breaker(),
+            max_concurrent: Some(DEFAULT_MAX_CONCURRENT),
+            retry_classifier: HttpRetryClassifier::new(),
+            breaker_classifier: HttpClassifier::new(),
+            replay: HttpReplay::new(),
+        }
+    }
+
+    /// The preset's breaker settings, to adjust and pass back to [`breaker`](Self::breaker).
+    pub fn default_breaker() -> circuit_breaker::Builder {
+        CircuitBreaker::builder()
+            .name(DEFAULT_NAME)
+            .error_threshold_percentage(DEFAULT_FAILURE_PERCENTAGE)
+            .volume_threshold(DEFAULT_MINIMUM_THROUGHPUT)
+            .rolling_window(DEFAULT_SAMPLING_DURATION, 10)
+            .reset_timeout(DEFAULT_BREAK_DURATION)
+    }
+
+    /// The name of the breaker and the retry (metrics labels); the breaker builder's own name is
+    /// replaced by it.
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Bounds the whole call (`None`: no bound; then `Retry-After` is only capped).
+    pub fn total_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.total_timeout = timeout.into();
+        self
+    }
+
+    /// Bounds each attempt (`None`: no bound).
+    pub fn attempt_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.attempt_timeout = timeout.into();
+        self
+    }
+
+    /// Attempts per request, the first included; 1 turns retries off.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// The backoff between attempts; its `max_delay` also caps `Retry-After`.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Share this retry budget (e.g. between clients of one upstream).
+    pub fn budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = Some(Some(budget));
+        self
+    }
+
+    /// No retry budget: retries are bounded by `max_attempts` only.
+    pub fn no_budget(mut self) -> Self {
+        self.budget = Some(None);
+        self
+    }
+
+    /// The breaker's settings (start from [`default_breaker`](Self::default_breaker)).
+    pub fn breaker(mut self, breaker: circuit_breaker::Builder) -> Self {
+        self.breaker = breaker;
+        self
+    }
+
+    /// The bulkhead's limit (`None`: no bulkhead).
+    pub fn bulkhead(mut self, max_concurrent: impl Into<Option<usize>>) -> Self {
+        self.max_concurrent = max_concurrent.into();
+        self
+    }
+
+    /// The retry's classifier (e.g. `HttpRetryClassifier::new().too_many_requests(false)`).
+    pub fn retry_classifier(mut self, classifier: HttpRetryClassifier) -> Self {
+        self.retry_classifier = classifier;
+        self
+    }
+
+    /// The breaker's classifier (e.g. `HttpClassifier::new().too_many_requests(Outcome::Failure)`).
+    pub fn breaker_classifier(mut self, classifier: HttpClassifier) -> Self {
+        self.breaker_classifier = classifier;
+        self
+    }
+
+    /// Which requests are replayed for retries (e.g. [`HttpReplay::any_method`]).
+    pub fn replay(mut self, replay: HttpReplay) -> Self {
+        self.replay = replay;
+        self
+    }
+
+    pub(crate) fn retry_policy(
+        &self,
+    ) -> Result<RetryPolicy<HttpRetryClassifier, HttpReplay>, ConfigError> {
+        let b = RetryPolicy::builder()
+            .name(self.name.clone())
+            .max_attempts(self.max_attempts)
+            .backoff(self.backoff);
+        let b = match &self.budget {
+            None => b,
+            Some(Some(budget)) => b.budget(budget.clone()),
+            Some(None) => b.no_budget(),
+        };
+        let b = b
+            .classifier(self.retry_classifier)
+            .copy_request(self.replay);
+        match self.total_timeout {
+            Some(total) => b.total_timeout(total).build(),
+            None => b.build(),
+        }
+    }
+
+    pub(crate) fn bulkhead_layer(&self, name: &str) -> Result<Option<BulkheadLayer>, ConfigError> {
+        self.max_concurrent
+            .map(|n| BulkheadLayer::try_new(n).map(|b| b.name(name)))
+            .transpose()
+    }
+
+    /// The checks of [`Resilience::build`], without building a breaker.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let window = self.breaker.checked_window()?;
+        let probe = Resilience::new()
+            .total_timeout(self.total_timeout)
+            .attempt_timeout(self.attempt_timeout);
+        let _checked = probe.build()?;
+        if let (Some(attempt), Some(window)) = (self.attempt_timeout, window) {
+            if window < attempt.saturating_mul(2) {
+                return Err(ConfigError::new(
+                    "circuit_breaker",
+                    format!(
+                        "a rolling window of {window:?} is shorter than twice the attempt timeout ({attempt:?})"
+                    ),
+                ));
+            }
+        }
+        self.bulkhead_layer(&self.name)?;
+        Ok(())
+    }
+
+    /// Checks the settings and builds the layer.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for a setting outside its range (naming it), and the checks of
+    /// [`Resilience::build`].
+    pub fn build(self) -> Result<HttpLayer, ConfigError> {
+        self.validate()?;
+        let breaker = self.breaker.clone().name(&*self.name).build()?;
+        let inner = Resilience::new()
+            .total_timeout(self.total_timeout)
+            .retry(self.retry_policy()?)
+            .circuit_breaker(breaker.layer().with_classifier(self.breaker_classifier))
+            .bulkhead(self.bulkhead_layer(&self.name)?)
+            .attempt_timeout(self.attempt_timeout)
+            .build()?;
+        Ok(HttpLayer { inner, breaker })
+    }
+}

@@ -1,1 +1,0 @@
-//! A `reqwest::Client` behind the stack (feature `reqwest`).

@@ -1,0 +1,334 @@
+//! Breakers and bulkheads keyed per authority (scheme, host, port), in a bounded map.
+//!
+//! The map is read-mostly: a request looks its authority up once, before its first attempt,
+//! under a shared `RwLock` read (no allocation: the key is hashed from the URL's parts and
+//! compared field by field) and clones that authority's service (a few reference counts); the
+//! retry then replays on that service, since every attempt goes to the same authority. A new authority takes the write
+//! lock once. Lock-free is not needed here: the read lock is held for a lookup only, never
+//! across an await, and a `DashMap`-style sharded map would buy little for the handful of
+//! upstreams a client talks to while adding a dependency. Bounds: at most `max_keys` entries;
+//! entries idle for `idle_timeout` are swept on insert (at most once per `idle_timeout`, and
+//! always when the map is full); a full map with nothing idle drops its least recently used
+//! entry (its breaker state is lost; a sick host re-trips after `volume_threshold` calls).
+//! Metric labels are bounded too: the first `max_labels` authorities get their own breaker and
+//! bulkhead name, the rest share `{name}/other`.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::bulkhead::Bulkhead;
+use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerService};
+use crate::clock::Clock;
+use crate::http::{HttpClassifier, HttpPreset};
+use crate::stack::{AttemptTimeout, IgnoreBulkheadFull, Maybe};
+use crate::ConfigError;
+
+/// Default bound on the authorities a client keeps a breaker for: 1024.
+pub const DEFAULT_MAX_AUTHORITIES: usize = 1024;
+/// Default idle time after which an authority's breaker and bulkhead are dropped: 5 min
+/// (well past the preset's 30 s window and 5 s break: an idle entry holds nothing worth keeping).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default number of authorities named in metric labels; the rest are `{name}/other`: 64.
+pub const DEFAULT_MAX_LABELED_AUTHORITIES: usize = 64;
+
+type Attempt = AttemptTimeout<reqwest::Client>;
+type BulkheadPart = Maybe<Bulkhead<Attempt>, Attempt>;
+pub(crate) type PerKey = CircuitBreakerService<BulkheadPart, IgnoreBulkheadFull<HttpClassifier>>;
+
+/// One authority's breaker and service.
+struct Entry {
+    /// `scheme://host:port`, for error messages.
+    authority: Arc<str>,
+    scheme: Box<str>,
+    host: Box<str>,
+    port: u16,
+    service: PerKey,
+    breaker: CircuitBreaker,
+    /// Seconds on the map's clock when last used.
+    last_used: AtomicU64,
+}
+
+impl Entry {
+    fn is(&self, scheme: &str, host: &str, port: u16) -> bool {
+        self.port == port && *self.host == *host && *self.scheme == *scheme
+    }
+}
+
+struct Map {
+    entries: HashMap<u64, Vec<Arc<Entry>>>,
+    len: usize,
+    labels: HashSet<Box<str>>,
+    last_sweep: u64,
+}
+
+pub(crate) struct Keys {
+    map: RwLock<Map>,
+    hasher: RandomState,
+    clock: Clock,
+    preset: HttpPreset,
+    attempt: Attempt,
+    max_keys: usize,
+    max_labels: usize,
+    idle_secs: u64,
+}
+
+impl Keys {
+    pub(crate) fn new(
+        preset: HttpPreset,
+        attempt: Attempt,
+        max_keys: usize,
+        max_labels: usize,
+        idle_timeout: Duration,
+    ) -> Result<Self, ConfigError> {
+        if max_keys == 0 {
+            return Err(ConfigError::new(
+                "max_authorities",
+                "0 is outside [1, usize::MAX]",
+            ));
+        }
+        if idle_timeout.is_zero() {
+            return Err(ConfigError::new("idle_timeout", "0 is outside (0, ∞)"));
+        }
+        Ok(Keys {
+            map: RwLock::new(Map {
+                entries: HashMap::new(),
+                len: 0,
+                labels: HashSet::new(),
+                last_sweep: 0,
+            }),
+            hasher: RandomState::new(),
+            clock: Clock::new(),
+            preset,
+            attempt,
+            max_keys,
+            max_labels,
+            idle_secs: idle_timeout.as_secs().max(1),
+        })
+    }
+
+    fn now_secs(&self) -> u64 {
+        self.clock.now() / 1_000_000_000
+    }
+
+    fn hash(&self, scheme: &str, host: &str, port: u16) -> u64 {
+        self.hasher.hash_one((scheme, host, port))
+    }
+
+    /// The URL's authority as (scheme, host, port); a URL without a host keys as "".
+    fn parts(url: &reqwest::Url) -> (&str, &str, u16) {
+        (
+            url.scheme(),
+            url.host_str().unwrap_or(""),
+            url.port_or_known_default().unwrap_or(0),
+        )
+    }
+
+    fn find(&self, url: &reqwest::Url) -> Option<Arc<Entry>> {
+        let (scheme, host, port) = Keys::parts(url);
+        let hash = self.hash(scheme, host, port);
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        map.entries
+            .get(&hash)?
+            .iter()
+            .find(|e| e.is(scheme, host, port))
+            .cloned()
+    }
+
+    /// This authority's service, created on first use, and the authority.
+    pub(crate) fn service(&self, url: &reqwest::Url) -> (PerKey, Arc<str>) {
+        let now = self.now_secs();
+        let entry = match self.find(url) {
+            Some(entry) => entry,
+            None => self.insert(url, now),
+        };
+        // Relaxed: an approximate recency for eviction; nothing is published through it. The
+        // load first keeps the line shared while the second does not change.
+        if entry.last_used.load(Ordering::Relaxed) != now {
+            entry.last_used.store(now, Ordering::Relaxed);
+        }
+        (entry.service.clone(), entry.authority.clone())
+    }
+
+    /// This authority's breaker, if the map holds it.
+    pub(crate) fn breaker(&self, url: &reqwest::Url) -> Option<CircuitBreaker> {
+        self.find(url).map(|e| e.breaker.clone())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.read().unwrap_or_else(|e| e.into_inner()).len
+    }
+
+    #[cold]
+    fn insert(&self, url: &reqwest::Url, now: u64) -> Arc<Entry> {
+        let (scheme, host, port) = Keys::parts(url);
+        let hash = self.hash(scheme, host, port);
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        // Another caller may have inserted it between the read and the write lock.
+        if let Some(e) = map
+            .entries
+            .get(&hash)
+            .and_then(|v| v.iter().find(|e| e.is(scheme, host, port)))
+        {
+            return e.clone();
+        }
+        if map.len >= self.max_keys || now.saturating_sub(map.last_sweep) >= self.idle_secs {
+            self.sweep(&mut map, now);
+        }
+        let authority = format!("{scheme}://{host}:{port}");
+        let name = &self.preset.name;
+        let label = if map.labels.contains(authority.as_str()) || map.labels.len() < self.max_labels
+        {
+            map.labels.insert(authority.clone().into_boxed_str());
+            format!("{name}/{authority}")
+        } else {
+            format!("{name}/other")
+        };
+        let authority: Arc<str> = authority.into();
+        let entry = Arc::new(self.make_entry(scheme, host, port, &label, authority, now));
+        map.entries.entry(hash).or_default().push(entry.clone());
+        map.len += 1;
+        entry
+    }
+
+    fn make_entry(
+        &self,
+        scheme: &str,
+        host: &str,
+        port: u16,
+        label: &str,
+        authority: Arc<str>,
+        now: u64,
+    ) -> Entry {
+        use tower_layer::Layer;
+        // NOTE: `HttpPreset::validate` ran in `ClientBuilder::build`, so these cannot fail.
+        let breaker = self
+            .preset
+            .breaker
+            .clone()
+            .name(label)
+            .build()
+            .unwrap_or_else(|_| unreachable!("validated by ClientBuilder::build"));
+        let bulkhead = self
+            .preset
+            .bulkhead_layer(label)
+            .unwrap_or_else(|_| unreachable!("validated by ClientBuilder::build"));
+        let service = Maybe::wrap(bulkhead.as_ref(), self.attempt.clone());
+        let service = breaker
+            .layer()
+            .with_classifier(IgnoreBulkheadFull(self.preset.breaker_classifier))
+            .layer(service);
+        Entry {
+            authority,
+            scheme: scheme.into(),
+            host: host.into(),
+            port,
+            service,
+            breaker,
+            last_used: AtomicU64::new(now),
+        }
+    }
+
+    /// Drops idle entries; if the map is still full, its least recently used one.
+    fn sweep(&self, map: &mut Map, now: u64) {
+        map.last_sweep = now;
+        let idle =
+            |e: &Entry| now.saturating_sub(e.last_used.load(Ordering::Relaxed)) >= self.idle_secs;
+        let mut removed = 0;
+        map.entries.retain(|_, v| {
+            let before = v.len();
+            v.retain(|e| !idle(e));
+            removed += before - v.len();
+            !v.is_empty()
+        });
+        map.len -= removed;
+        if map.len >= self.max_keys {
+            let lru = map
+                .entries
+                .iter()
+                .flat_map(|(h, v)| v.iter().enumerate().map(move |(i, e)| (*h, i, e)))
+                .min_by_key(|(_, _, e)| e.last_used.load(Ordering::Relaxed))
+                .map(|(h, i, _)| (h, i));
+            if let Some((h, i)) = lru {
+                if let Some(v) = map.entries.get_mut(&h) {
+                    v.swap_remove(i);
+                    if v.is_empty() {
+                        map.entries.remove(&h);
+                    }
+                }
+                map.len -= 1;
+            }
+        }
+    }
+}
+
+#[cfg(all(test, feature = "test-util"))]
+mod tests {
+    use super::*;
+    use crate::timeout::TimeoutLayer;
+
+    fn keys(max: usize, labels: usize, idle: Duration) -> Keys {
+        let attempt = Maybe::wrap(None::<&TimeoutLayer>, reqwest::Client::new());
+        Keys::new(HttpPreset::new(), attempt, max, labels, idle).unwrap()
+    }
+
+    fn url(i: u32) -> reqwest::Url {
+        format!("http://host-{i}.test:8080/x").parse().unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_entry_per_authority_whatever_the_path_or_default_port() {
+        let k = keys(10, 10, Duration::from_secs(60));
+        let a: reqwest::Url = "http://a.test/one".parse().unwrap();
+        let a2: reqwest::Url = "http://a.test:80/two?q".parse().unwrap();
+        let a_tls: reqwest::Url = "https://a.test/".parse().unwrap();
+        let _ = (k.service(&a), k.service(&a2), k.service(&a_tls));
+        assert_eq!(k.len(), 2);
+        assert_eq!(k.breaker(&a).unwrap().name(), "http/http://a.test:80");
+        assert_eq!(k.breaker(&a_tls).unwrap().name(), "http/https://a.test:443");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_entries_are_swept_and_a_full_map_drops_its_least_recently_used() {
+        let k = keys(3, 10, Duration::from_secs(60));
+        for i in 0..3 {
+            let _ = k.service(&url(i));
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        // Full, nothing idle: host-0, the least recently used, makes room.
+        let _ = k.service(&url(1));
+        let _ = k.service(&url(3));
+        assert_eq!(k.len(), 3);
+        assert!(k.breaker(&url(0)).is_none());
+        assert!(k.breaker(&url(1)).is_some());
+        // Everything idle past the timeout is swept by the next insert.
+        tokio::time::advance(Duration::from_secs(61)).await;
+        let _ = k.service(&url(9));
+        assert_eq!(k.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn labels_are_bounded_and_kept_by_returning_authorities() {
+        let k = keys(2, 1, Duration::from_secs(60));
+        let _ = k.service(&url(0));
+        let _ = k.service(&url(1));
+        assert_eq!(
+            k.breaker(&url(0)).unwrap().name(),
+            "http/http://host-0.test:8080"
+        );
+        assert_eq!(k.breaker(&url(1)).unwrap().name(), "http/other");
+        // host-0 is evicted, then comes back under its own label.
+        let _ = k.service(&url(1));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let _ = k.service(&url(1));
+        let _ = k.service(&url(2));
+        assert!(k.breaker(&url(0)).is_none());
+        let _ = k.service(&url(0));
+        assert_eq!(
+            k.breaker(&url(0)).unwrap().name(),
+            "http/http://host-0.test:8080"
+        );
+    }
+}
