@@ -185,7 +185,7 @@ impl Builder {
 
     /// Count calls taking at least `duration_threshold` as slow, and also open when
     /// `slow / (successes + failures) * 100 >= slow_rate_percentage` (after `volume_threshold`).
-    /// `duration_threshold` > 0; `slow_rate_percentage` in (0, 100]. Off by default.
+    /// `duration_threshold` in (0, 365 days]; `slow_rate_percentage` in (0, 100]. Off by default.
     pub fn slow_call(mut self, duration_threshold: Duration, slow_rate_percentage: f64) -> Self {
         self.slow_call = Some((duration_threshold, slow_rate_percentage));
         self
@@ -316,10 +316,10 @@ impl Builder {
         };
         let slow_call = match self.slow_call {
             Some((d, rate)) => {
-                if d.is_zero() {
+                if d.is_zero() || d > MAX_DURATION {
                     return Err(ConfigError::new(
                         "slow_call",
-                        "a zero duration threshold is outside (0, 365 days]",
+                        format!("duration threshold {d:?} is outside (0, 365 days]"),
                     ));
                 }
                 Some((duration_to_nanos(d), pct("slow_call", rate)?))

@@ -204,8 +204,10 @@ impl Rejection {
         (self.0 != u64::MAX).then(|| Duration::from_nanos(self.0))
     }
 
-    pub(crate) fn into_error(self) -> CircuitOpen {
-        CircuitOpen::new(self.retry_after())
+    /// The error for a rejection by the breaker named `breaker`.
+    #[inline]
+    pub(crate) fn into_error(self, breaker: &StdArc<str>) -> CircuitOpen {
+        CircuitOpen::from_breaker(self.retry_after(), StdArc::clone(breaker))
     }
 }
 
@@ -282,6 +284,15 @@ impl Core {
             // The opener has not published the deadline yet: it opened just now.
             None => Duration::from_nanos(self.config.reset_timeout),
         })
+    }
+
+    /// Whether `aux` holds a value of the word's current generation (loom models check it once
+    /// every thread is done: the protocol of the module docs guarantees it then).
+    #[cfg(test)]
+    pub(crate) fn aux_is_current(&self) -> bool {
+        // Acquire: pairs with the transitions' Release.
+        self.aux_for(gen_of(self.hot.0.word.load(Ordering::Acquire)))
+            .is_some()
     }
 
     pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<State> {
@@ -442,7 +453,8 @@ impl Core {
     /// [`try_acquire_with`](Self::try_acquire_with) with a known `now`.
     #[allow(dead_code)]
     pub(crate) fn try_acquire(&self, now: u64) -> Result<Permit, CircuitOpen> {
-        self.try_acquire_with(|| now).map_err(Rejection::into_error)
+        self.try_acquire_with(|| now)
+            .map_err(|rejection| rejection.into_error(&self.config.name))
     }
 
     #[cold]
@@ -839,7 +851,12 @@ mod tests {
     // after build: a trip let the next call through as a probe, and a hung probe blocked forever.
     #[test]
     fn open_deadlines_and_probe_bounds_hold_for_the_clocks_whole_range() {
-        for t in [9 * YEAR, 100 * YEAR, 500 * YEAR, (u64::MAX / SEC - 60) * SEC] {
+        for t in [
+            9 * YEAR,
+            100 * YEAR,
+            500 * YEAR,
+            (u64::MAX / SEC - 60) * SEC,
+        ] {
             let core = core(
                 Builder::new()
                     .volume_threshold(1)
@@ -848,10 +865,16 @@ mod tests {
             );
             trip(&core, t);
             let err = core.try_acquire(t + MS).expect_err("open rejects");
-            assert_eq!(err.retry_after(), Some(Duration::from_millis(999)), "at {t}");
+            assert_eq!(
+                err.retry_after(),
+                Some(Duration::from_millis(999)),
+                "at {t}"
+            );
             assert_eq!(core.next_probe_in(t + MS), Some(Duration::from_millis(999)));
             assert_eq!(core.next_probe_in(t + SEC), Some(Duration::ZERO));
-            let hung = core.try_acquire(t + SEC).expect("a probe after reset_timeout");
+            let hung = core
+                .try_acquire(t + SEC)
+                .expect("a probe after reset_timeout");
             assert_eq!(hung.kind(), Kind::Probe);
             assert!(core.try_acquire(t + 6 * SEC).is_err(), "the slot is taken");
             let fresh = core
@@ -867,7 +890,12 @@ mod tests {
     // bits but compared in full, so the window counted nothing and the breaker never opened.
     #[test]
     fn an_old_breaker_still_trips() {
-        for t in [(1 << 60) + 5 * SEC, 100 * YEAR, 500 * YEAR, (u64::MAX / SEC - 60) * SEC] {
+        for t in [
+            (1 << 60) + 5 * SEC,
+            100 * YEAR,
+            500 * YEAR,
+            (u64::MAX / SEC - 60) * SEC,
+        ] {
             let core = core(Builder::new().volume_threshold(2));
             let p = core.try_acquire(t).unwrap();
             core.on_result(p, t, Outcome::Failure, t);

@@ -71,7 +71,7 @@ pin_project! {
             guard: Guard<C>,
         },
         Rejected {
-            rejection: Option<Rejection>,
+            error: Option<CircuitOpen>,
         },
     }
 }
@@ -85,10 +85,10 @@ impl<F, C> ResponseFuture<F, C> {
     }
 
     #[inline]
-    pub(crate) fn rejected(rejection: Rejection) -> Self {
+    pub(crate) fn rejected(rejection: Rejection, breaker: &std::sync::Arc<str>) -> Self {
         ResponseFuture {
             kind: Kind::Rejected {
-                rejection: Some(rejection),
+                error: Some(rejection.into_error(breaker)),
             },
         }
     }
@@ -117,9 +117,14 @@ where
         match self.project().kind.project() {
             KindProj::Called { future, guard } => {
                 let result = ready!(future.poll(cx));
-                if let Some(permit) = guard.permit.take() {
-                    let core = &guard.local.core;
+                if guard.permit.is_some() {
+                    // Classify before taking the permit out of the guard: a classifier that
+                    // panics leaves the permit to the guard's `Drop`, which frees a probe slot.
                     let outcome = guard.local.classifier.classify(result.as_ref());
+                    let core = &guard.local.core;
+                    let Some(permit) = guard.permit.take() else {
+                        unreachable!("checked above")
+                    };
                     #[cfg(feature = "metrics")]
                     if let Some(started) = guard.started {
                         core.observe.duration(started.elapsed());
@@ -128,11 +133,9 @@ where
                 }
                 Poll::Ready(result.map_err(Into::into))
             }
-            KindProj::Rejected { rejection } => {
-                let error = match rejection.take() {
-                    Some(rejection) => rejection.into_error(),
-                    None => CircuitOpen::new(None), // polled again after completion
-                };
+            KindProj::Rejected { error } => {
+                // `None` when polled again after completion.
+                let error = error.take().unwrap_or_else(|| CircuitOpen::new(None));
                 Poll::Ready(Err(Box::new(error)))
             }
         }

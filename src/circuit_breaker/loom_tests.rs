@@ -108,3 +108,73 @@ fn loom_reset_racing_record_leaves_a_consistent_state() {
         assert!(core.try_acquire(MS).is_ok());
     });
 }
+
+// The `aux` protocol (issue 10 #1): every generation publishes, only for the word's current
+// generation, so a trip racing manual changes always leaves the current generation's time.
+#[test]
+fn loom_trip_racing_manual_changes_leaves_the_current_generations_deadline() {
+    model(|| {
+        let core = core(
+            Builder::new()
+                .volume_threshold(1)
+                .reset_timeout(Duration::from_millis(1)),
+        );
+        let permit = core.try_acquire(0).unwrap();
+        let tripper = {
+            let core = core.clone();
+            thread::spawn(move || core.on_result(permit, 0, Outcome::Failure, MS))
+        };
+        let resetter = {
+            let core = core.clone();
+            thread::spawn(move || core.set_manual(State::Closed))
+        };
+        core.set_manual(State::Disabled);
+        tripper.join().unwrap();
+        resetter.join().unwrap();
+        assert!(core.aux_is_current(), "state {:?}", core.state());
+        if core.state() == State::Open {
+            // The deadline is the trip's (1 ms after 1 ms), not a stale one.
+            assert_eq!(core.next_probe_in(MS), Some(Duration::from_millis(1)));
+            assert!(
+                core.try_acquire(2 * MS).is_ok(),
+                "a probe once the deadline passed"
+            );
+        }
+    });
+}
+
+// A reader that finds an Open generation without its deadline (the opener has not published
+// yet) publishes one itself; opener and reader race, and the breaker is never left without one.
+#[test]
+fn loom_reader_racing_the_opener_never_leaves_open_without_a_deadline() {
+    model(|| {
+        let core = core(
+            Builder::new()
+                .volume_threshold(1)
+                .reset_timeout(Duration::from_millis(10)),
+        );
+        let permit = core.try_acquire(0).unwrap();
+        let tripper = {
+            let core = core.clone();
+            thread::spawn(move || core.on_result(permit, 0, Outcome::Failure, MS))
+        };
+        let admitted = core.try_acquire(2 * MS);
+        tripper.join().unwrap();
+        assert!(core.aux_is_current());
+        match admitted {
+            // Before the trip: a closed call.
+            Ok(p) => {
+                assert_eq!(p.kind(), super::core::Kind::Closed);
+                core.release(p);
+            }
+            Err(open) => assert!(open.retry_after() <= Some(Duration::from_millis(10))),
+        }
+        assert_eq!(core.state(), State::Open);
+        let left = core.next_probe_in(2 * MS).expect("open");
+        assert!(left <= Duration::from_millis(10), "{left:?}");
+        assert!(
+            core.try_acquire(13 * MS).is_ok(),
+            "a probe once the deadline passed"
+        );
+    });
+}

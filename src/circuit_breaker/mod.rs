@@ -322,7 +322,8 @@ impl CircuitBreaker {
     }
 
     /// Run `f` under the breaker, without tower: rejected with [`CallError::Rejected`] while
-    /// open, otherwise `f` runs and its result counts (`Ok` a success, `Err` a failure).
+    /// open, otherwise `f` runs and its result counts (`Ok` a success, `Err` a failure, harden's
+    /// own rejections ignored: see [`DefaultClassifier`](crate::classify::DefaultClassifier)).
     ///
     /// Borrows the breaker for the call, so it bumps no reference count and a rejection
     /// allocates nothing; this is the cheapest way through a breaker. If `f` panics, a half-open
@@ -339,7 +340,7 @@ impl CircuitBreaker {
     /// }
     /// # Ok::<(), harden::ConfigError>(())
     /// ```
-    pub fn call<T, E>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, CallError<E>> {
+    pub fn call<T, E: 'static>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, CallError<E>> {
         self.call_classified(&crate::classify::DefaultClassifier, f)
     }
 
@@ -355,7 +356,7 @@ impl CircuitBreaker {
         let core = &*self.core;
         let permit = core
             .try_acquire_with(|| core.clock.now())
-            .map_err(|rejection| CallError::Rejected(rejection.into_error()))?;
+            .map_err(|rejection| CallError::Rejected(rejection.into_error(core.name())))?;
         let start = core.call_start();
         if permit.kind() != self::core::Kind::Probe {
             // Closed and pass-through calls hold no slot: nothing to give back if `f` unwinds.
@@ -380,8 +381,10 @@ impl CircuitBreaker {
             permit: Some(permit),
         };
         let result = f();
+        // Classify while the guard still holds the permit: a classifier that panics frees the slot.
+        let outcome = classifier.classify(result.as_ref());
         if let Some(permit) = guard.permit.take() {
-            core.finish(permit, start, classifier.classify(result.as_ref()));
+            core.finish(permit, start, outcome);
         }
         result.map_err(CallError::Inner)
     }

@@ -750,7 +750,12 @@ mod tests {
     // log2(bucket) + 4) but was compared in full: past 2^60 ns of clock nothing was counted.
     #[test]
     fn counts_hold_for_the_clocks_whole_range() {
-        for (window_ms, buckets) in [(1000, 10), (1, 1), (10_000, 1000), (365 * 24 * 3600 * 1000, 1)] {
+        for (window_ms, buckets) in [
+            (1000, 10),
+            (1, 1),
+            (10_000, 1000),
+            (365 * 24 * 3600 * 1000, 1),
+        ] {
             let bucket = window_ms * MS / buckets;
             for now in [1u64 << 60, 3 << 61, u64::MAX - 2 * bucket] {
                 let w = time_window(window_ms, buckets as u32, 2);
