@@ -183,7 +183,8 @@ where
 pub(crate) struct State {
     in_flight: AtomicUsize,
     max: usize,
-    name: std::sync::Arc<str>,
+    /// Set by `BulkheadLayer::name` for every clone at once; read when metrics are registered.
+    name: std::sync::Mutex<std::sync::Arc<str>>,
     /// Registered when the layer first wraps a service, so naming the layer leaves no stray
     /// series behind.
     metrics: OnceLock<Metrics>,
@@ -200,16 +201,26 @@ impl State {
         State {
             in_flight: AtomicUsize::new(0),
             max,
-            name,
+            name: std::sync::Mutex::new(name),
             metrics: OnceLock::new(),
         }
     }
 
     pub(crate) fn register_metrics(&self) {
-        self.metrics.get_or_init(|| Metrics {
-            in_flight: metrics::gauge(metrics::names::BULKHEAD_IN_FLIGHT, "bulkhead", &self.name),
-            rejected: metrics::counter(metrics::names::BULKHEAD_REJECTED, "bulkhead", &self.name),
+        self.metrics.get_or_init(|| {
+            let name = self.name();
+            Metrics {
+                in_flight: metrics::gauge(metrics::names::BULKHEAD_IN_FLIGHT, "bulkhead", &name),
+                rejected: metrics::counter(metrics::names::BULKHEAD_REJECTED, "bulkhead", &name),
+            }
         });
+    }
+
+    /// Rename the shared bulkhead; `false` if its metrics were already registered under the
+    /// old name (a service was made), which keep that name.
+    pub(crate) fn rename(&self, name: std::sync::Arc<str>) -> bool {
+        *self.name.lock().unwrap_or_else(|e| e.into_inner()) = name;
+        self.metrics.get().is_none()
     }
 
     #[inline]
@@ -219,8 +230,8 @@ impl State {
         }
     }
 
-    pub(crate) fn name(&self) -> &str {
-        &self.name
+    pub(crate) fn name(&self) -> std::sync::Arc<str> {
+        self.name.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub(crate) fn in_flight(&self) -> usize {
