@@ -552,7 +552,14 @@ mod tests {
 
     #[test]
     fn stack_classifier_ignores_only_bulkhead_full() {
-        let c = IgnoreBulkheadFull(crate::classify::DefaultClassifier);
+        // Every `Err` a failure, so only the wrapper can ignore anything (the default classifier
+        // also ignores `CircuitOpen`).
+        let c = IgnoreBulkheadFull(crate::classify::classify_fn(
+            |r: Result<&(), &BoxError>| match r {
+                Ok(_) => Outcome::Success,
+                Err(_) => Outcome::Failure,
+            },
+        ));
         let full: BoxError = Box::new(BulkheadFull::new());
         let open: BoxError = Box::new(crate::circuit_breaker::error::CircuitOpen::new(None));
         let other: BoxError = "boom".into();

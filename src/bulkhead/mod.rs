@@ -68,6 +68,26 @@
 //! `err.is::<BulkheadFull>()`. `BulkheadFull` is zero-sized, so a rejection does not allocate.
 //! `poll_ready` never fails because of the bulkhead: it forwards the inner service's readiness.
 //!
+//! Below a circuit breaker (the standard order: breaker, then bulkhead), a `BulkheadFull` is not
+//! one of the breaker's failures: its default classifier ignores harden's own rejections, so a
+//! burst of local overload never opens the circuit on a healthy upstream:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), harden::BoxError> {
+//! use harden::circuit_breaker::{CircuitBreaker, State};
+//! use harden::ServiceBuilderExt;
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! let breaker = CircuitBreaker::builder().volume_threshold(1).build()?;
+//! let svc = ServiceBuilder::new()
+//!     .circuit_breaker(breaker.layer()) // above: counts what the upstream did
+//!     .bulkhead(0)                      // below: rejects every call here
+//!     .service(service_fn(|x: u32| async move { Ok::<_, harden::BoxError>(x) }));
+//! assert!(svc.clone().oneshot(1).await.is_err());
+//! assert_eq!(breaker.state(), State::Closed);
+//! # Ok(()) }
+//! ```
+//!
 //! [`BulkheadLayer::try_new`] returns a [`ConfigError`](crate::ConfigError) for a limit of
 //! zero; [`BulkheadLayer::new`] accepts zero and then rejects every call (a kill switch).
 //!

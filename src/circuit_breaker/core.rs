@@ -288,7 +288,7 @@ impl Core {
 
     /// Whether `aux` holds a value of the word's current generation (loom models check it once
     /// every thread is done: the protocol of the module docs guarantees it then).
-    #[cfg(test)]
+    #[cfg(all(test, harden_loom))]
     pub(crate) fn aux_is_current(&self) -> bool {
         // Acquire: pairs with the transitions' Release.
         self.aux_for(gen_of(self.hot.0.word.load(Ordering::Acquire)))

@@ -75,7 +75,18 @@
 //!   success never opens the breaker.
 //! - **What is counted.** Rejected calls are not counted in the rate (they are in
 //!   [`Stats::rejections`]). Outcomes a classifier marks [`Ignored`](crate::classify::Outcome::Ignored)
-//!   are not counted at all.
+//!   are not counted at all. The default classifier ignores harden's own rejections coming from
+//!   below (a full bulkhead's `BulkheadFull`, another breaker's `CircuitOpen`) on every path:
+//!   local overload says nothing about the upstream, so put the breaker above the bulkhead (the
+//!   standard order) without fear of it opening on a burst.
+//! - **Readiness.** While the breaker rejects (open, forced open, half-open with every probe
+//!   slot taken), `poll_ready` is ready at once without polling the inner service and `call`
+//!   rejects — tower's `load_shed` pattern, so a caller never waits on a saturated inner service
+//!   to be told the circuit is open. See [`CircuitBreakerService`]'s `# Readiness` for the
+//!   races between `poll_ready` and `call`.
+//! - **Age.** Every time the breaker keeps (open deadlines, probe bounds, window epochs) holds
+//!   for the clock's whole `u64` range of nanoseconds, and no number of manual
+//!   `reset`/`force_open`/`disable` calls wears anything out: a breaker may live for years.
 //! - **Window.** Time-based by default: `buckets` buckets of `window / buckets`, the oldest aging
 //!   out as time passes; or count-based ([`count_window`](Builder::count_window)): the last N
 //!   outcomes. Half-open probes are not recorded in it. It is cleared when the breaker closes
@@ -135,8 +146,10 @@
 //!
 //! The service's error type is [`BoxError`](crate::BoxError): the inner service's errors, boxed,
 //! or [`CircuitOpen`](error::CircuitOpen) when the call was rejected; tell them apart with
-//! `err.is::<CircuitOpen>()`. `poll_ready` never fails because the circuit is open: it forwards to
-//! the inner service, and the rejection is the response future's result. [`Builder::build`]
+//! `err.is::<CircuitOpen>()`; [`CircuitOpen::breaker`](error::CircuitOpen::breaker) names the
+//! breaker that rejected. `poll_ready` never fails because the circuit is open: while the breaker
+//! admits it forwards to the inner service, while it rejects it is ready at once, and the
+//! rejection is the response future's result. [`Builder::build`]
 //! returns [`ConfigError`](crate::ConfigError) for settings outside their accepted range.
 //!
 //! # Compared with tower
