@@ -346,6 +346,7 @@ impl Builder {
         };
         let max_probe = dur("max_probe_duration", self.max_probe_duration)?;
         Ok(Config {
+            name_static: intern(&self.name),
             name: self.name,
             threshold,
             volume: u64::from(self.volume),
@@ -366,6 +367,9 @@ impl Builder {
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) name: StdArc<str>,
+    /// The same name interned, for [`CircuitOpen::breaker`](super::error::CircuitOpen::breaker):
+    /// a rejection copies a pointer instead of bumping a shared reference count.
+    pub(crate) name_static: &'static str,
     pub(crate) threshold: f64,
     pub(crate) volume: u64,
     pub(crate) window: WindowSpec,
@@ -412,4 +416,30 @@ fn splitmix64(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     x ^ (x >> 31)
+}
+
+/// `name` as a `&'static str`, leaked once per distinct name for the life of the process.
+///
+/// Decision: a breaker's name is a metrics label, a bounded set chosen by the user (the metrics
+/// registry keeps every series for the life of the process too), so interning costs a bounded
+/// amount of memory, and every rejection then carries its breaker's name by copying a pointer:
+/// an `Arc<str>` clone was two locked read-modify-writes on a line every thread shares, on the
+/// path that should be the cheapest. Called at `build()` only.
+fn intern(name: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    if name == DEFAULT_NAME {
+        return DEFAULT_NAME;
+    }
+    let mut names = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(&interned) = names.get(name) {
+        return interned;
+    }
+    let interned: &'static str = Box::leak(name.into());
+    names.insert(interned);
+    interned
 }

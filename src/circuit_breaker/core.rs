@@ -206,8 +206,8 @@ impl Rejection {
 
     /// The error for a rejection by the breaker named `breaker`.
     #[inline]
-    pub(crate) fn into_error(self, breaker: &StdArc<str>) -> CircuitOpen {
-        CircuitOpen::from_breaker(self.retry_after(), StdArc::clone(breaker))
+    pub(crate) fn into_error(self, breaker: &'static str) -> CircuitOpen {
+        CircuitOpen::from_breaker(self.retry_after(), breaker)
     }
 }
 
@@ -454,7 +454,7 @@ impl Core {
     #[allow(dead_code)]
     pub(crate) fn try_acquire(&self, now: u64) -> Result<Permit, CircuitOpen> {
         self.try_acquire_with(|| now)
-            .map_err(|rejection| rejection.into_error(&self.config.name))
+            .map_err(|rejection| rejection.into_error(self.config.name_static))
     }
 
     #[cold]

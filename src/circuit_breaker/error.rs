@@ -1,7 +1,6 @@
 //! Error types of the circuit breaker.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// A call rejected because the circuit is open (or half-open with every probe slot taken, or
@@ -13,8 +12,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CircuitOpen {
     retry_after: Option<Duration>,
-    /// Shared with the breaker: a rejection clones a reference, never the text.
-    breaker: Option<Arc<str>>,
+    /// Interned when the breaker was built: a rejection copies a pointer, never the text.
+    breaker: &'static str,
 }
 
 impl CircuitOpen {
@@ -22,23 +21,23 @@ impl CircuitOpen {
     pub(crate) fn new(retry_after: Option<Duration>) -> Self {
         CircuitOpen {
             retry_after,
-            breaker: None,
+            breaker: super::DEFAULT_NAME,
         }
     }
 
     /// A rejection by the breaker named `breaker`.
     #[inline]
-    pub(crate) fn from_breaker(retry_after: Option<Duration>, breaker: Arc<str>) -> Self {
+    pub(crate) fn from_breaker(retry_after: Option<Duration>, breaker: &'static str) -> Self {
         CircuitOpen {
             retry_after,
-            breaker: Some(breaker),
+            breaker,
         }
     }
 
     /// The name of the breaker that rejected the call (its builder's
     /// [`name`](super::Builder::name), [`DEFAULT_NAME`](super::DEFAULT_NAME) unless set).
     pub fn breaker(&self) -> &str {
-        self.breaker.as_deref().unwrap_or(super::DEFAULT_NAME)
+        self.breaker
     }
 
     /// Time until the breaker admits its next probe; `None` when it is forced open and only a

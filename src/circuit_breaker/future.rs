@@ -85,7 +85,7 @@ impl<F, C> ResponseFuture<F, C> {
     }
 
     #[inline]
-    pub(crate) fn rejected(rejection: Rejection, breaker: &std::sync::Arc<str>) -> Self {
+    pub(crate) fn rejected(rejection: Rejection, breaker: &'static str) -> Self {
         ResponseFuture {
             kind: Kind::Rejected {
                 error: Some(rejection.into_error(breaker)),

@@ -369,7 +369,9 @@ impl CircuitBreaker {
         let core = &*self.core;
         let permit = core
             .try_acquire_with(|| core.clock.now())
-            .map_err(|rejection| CallError::Rejected(rejection.into_error(core.name())))?;
+            .map_err(|rejection| {
+                CallError::Rejected(rejection.into_error(core.config.name_static))
+            })?;
         let start = core.call_start();
         if permit.kind() != self::core::Kind::Probe {
             // Closed and pass-through calls hold no slot: nothing to give back if `f` unwinds.

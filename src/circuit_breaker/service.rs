@@ -140,7 +140,7 @@ where
         let core = &self.local.core;
         if !self.inner_ready {
             // `poll_ready` found the breaker rejecting and left the inner service unpolled.
-            return ResponseFuture::rejected(core.shed(core.clock.now()), core.name());
+            return ResponseFuture::rejected(core.shed(core.clock.now()), core.config.name_static);
         }
         match core.try_acquire_with(|| core.clock.now()) {
             Ok(permit) => {
@@ -149,7 +149,7 @@ where
                 let guard = Guard::new(self.local.clone(), permit);
                 ResponseFuture::called(self.inner.call(req), guard)
             }
-            Err(rejection) => ResponseFuture::rejected(rejection, core.name()),
+            Err(rejection) => ResponseFuture::rejected(rejection, core.config.name_static),
         }
     }
 }
