@@ -667,6 +667,7 @@ mod tests {
 #[cfg(all(test, harden_loom))]
 mod loom_tests {
     use super::*;
+    use crate::sync::loom_model;
     use loom::thread;
 
     fn budget(min: u32, ratio: f64) -> RetryBudget {
@@ -680,7 +681,7 @@ mod loom_tests {
 
     #[test]
     fn loom_concurrent_withdrawals_never_exceed_the_balance() {
-        loom::model(|| {
+        loom_model(|| {
             // Reserve of 2 retries, no deposits: three racing withdrawals, exactly two succeed.
             let b = budget(2, 0.0);
             let handles: Vec<_> = (0..2)
@@ -703,7 +704,7 @@ mod loom_tests {
 
     #[test]
     fn loom_withdrawals_racing_deposits_spend_only_what_was_deposited() {
-        loom::model(|| {
+        loom_model(|| {
             // No reserve; each request earns one retry.
             let b = budget(0, 1.0);
             let depositor = {
@@ -734,7 +735,7 @@ mod loom_tests {
 
     #[test]
     fn loom_deposits_are_not_lost() {
-        loom::model(|| {
+        loom_model(|| {
             let b = budget(0, 1.0);
             let handles: Vec<_> = (0..2)
                 .map(|_| {
@@ -757,7 +758,7 @@ mod loom_tests {
     // slot either lands before it (and is replaced) or is dropped as expired; never both kept.
     #[test]
     fn loom_deposits_across_a_slot_turnover_keep_only_the_newer_epoch() {
-        loom::model(|| {
+        loom_model(|| {
             // ttl 1 s: epochs of 100 ms; epochs 0 and 10 share slot 0.
             let b = budget(0, 1.0);
             let old = {
@@ -775,7 +776,7 @@ mod loom_tests {
 
     #[test]
     fn loom_rotation_racing_a_withdrawal_never_overdraws() {
-        loom::model(|| {
+        loom_model(|| {
             // ttl 1 s: epochs of 100 ms. Reserve of 1 retry per window.
             let b = budget(1, 0.0);
             let other = {
