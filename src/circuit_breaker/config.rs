@@ -369,7 +369,8 @@ pub(crate) struct Config {
     pub(crate) name: StdArc<str>,
     /// The same name interned, for [`CircuitOpen::breaker`](super::error::CircuitOpen::breaker):
     /// a rejection copies a pointer instead of bumping a shared reference count.
-    pub(crate) name_static: &'static str,
+    /// A thin pointer, so a rejecting response future stays 16 bytes.
+    pub(crate) name_static: &'static String,
     pub(crate) threshold: f64,
     pub(crate) volume: u64,
     pub(crate) window: WindowSpec,
@@ -425,13 +426,10 @@ fn splitmix64(mut x: u64) -> u64 {
 /// amount of memory, and every rejection then carries its breaker's name by copying a pointer:
 /// an `Arc<str>` clone was two locked read-modify-writes on a line every thread shares, on the
 /// path that should be the cheapest. Called at `build()` only.
-fn intern(name: &str) -> &'static str {
-    use std::collections::HashSet;
+fn intern(name: &str) -> &'static String {
+    use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
-    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    if name == DEFAULT_NAME {
-        return DEFAULT_NAME;
-    }
+    static NAMES: OnceLock<Mutex<HashMap<&'static str, &'static String>>> = OnceLock::new();
     let mut names = NAMES
         .get_or_init(Default::default)
         .lock()
@@ -439,7 +437,7 @@ fn intern(name: &str) -> &'static str {
     if let Some(&interned) = names.get(name) {
         return interned;
     }
-    let interned: &'static str = Box::leak(name.into());
-    names.insert(interned);
+    let interned: &'static String = Box::leak(Box::new(name.to_owned()));
+    names.insert(interned.as_str(), interned);
     interned
 }

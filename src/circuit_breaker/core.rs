@@ -206,7 +206,7 @@ impl Rejection {
 
     /// The error for a rejection by the breaker named `breaker`.
     #[inline]
-    pub(crate) fn into_error(self, breaker: &'static str) -> CircuitOpen {
+    pub(crate) fn into_error(self, breaker: &'static String) -> CircuitOpen {
         CircuitOpen::from_breaker(self.retry_after(), breaker)
     }
 }
@@ -408,16 +408,31 @@ impl Core {
         if cur & TAG_MASK == 0 {
             return true;
         }
-        self.peek(cur, now()).is_ok()
+        let now = now();
+        // The common case inline, as in `try_acquire_with`: open, deadline published.
+        if tag_state(cur) == State::Open {
+            if let Some(until) = self.aux_for(gen_of(cur)) {
+                return now >= self.epoch.saturating_add(until.saturating_mul(1_000));
+            }
+        }
+        self.peek(cur, now).is_ok()
     }
 
     /// Reject a call whose `poll_ready` found the breaker rejecting (so the inner service was
     /// not polled): counted and reported like any rejection, with the time until the next probe
     /// as the breaker stands now (zero if it would admit one already).
-    #[cold]
+    #[inline]
     pub(crate) fn shed(&self, now: u64) -> Rejection {
         // Acquire: as in `admits_with`.
         let cur = self.hot.0.word.load(Ordering::Acquire);
+        if tag_state(cur) == State::Open {
+            if let Some(until) = self.aux_for(gen_of(cur)) {
+                let until = self.epoch.saturating_add(until.saturating_mul(1_000));
+                // Whole microseconds, as `try_acquire_with` reports.
+                let left = until.saturating_sub(now).div_ceil(1_000) * 1_000;
+                return self.reject(Some(left));
+            }
+        }
         self.reject(self.peek(cur, now).err().unwrap_or(Some(0)))
     }
 
