@@ -206,8 +206,10 @@ impl Rejection {
 
     /// The error for a rejection by the breaker named `breaker`.
     #[inline]
+    // The thin `&String` is what the rejecting future keeps (see `future.rs`).
+    #[allow(clippy::ptr_arg)]
     pub(crate) fn into_error(self, breaker: &'static String) -> CircuitOpen {
-        CircuitOpen::from_breaker(self.retry_after(), breaker)
+        CircuitOpen::from_breaker(self.retry_after(), breaker.as_str())
     }
 }
 

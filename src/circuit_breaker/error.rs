@@ -27,10 +27,10 @@ impl CircuitOpen {
 
     /// A rejection by the breaker named `breaker`.
     #[inline]
-    pub(crate) fn from_breaker(retry_after: Option<Duration>, breaker: &'static String) -> Self {
+    pub(crate) fn from_breaker(retry_after: Option<Duration>, breaker: &'static str) -> Self {
         CircuitOpen {
             retry_after,
-            breaker: breaker.as_str(),
+            breaker,
         }
     }
 
