@@ -1,7 +1,13 @@
 //! What counts as a success, a failure or neither.
 //!
 //! The circuit breaker asks a [`Classify`] about every finished call. Without one
-//! ([`DefaultClassifier`]) `Ok` is a success and `Err` a failure. A classifier can also say
+//! ([`DefaultClassifier`]) `Ok` is a success and `Err` a failure, except harden's own rejections
+//! coming from below (a full [bulkhead](crate::bulkhead)'s `BulkheadFull`, another breaker's
+//! `CircuitOpen`), which are [`Outcome::Ignored`]: local overload says nothing about the
+//! upstream, so a breaker above a bulkhead never opens because the bulkhead shed calls. This
+//! holds on every path: `breaker.layer()` in a `ServiceBuilder`, [`Resilience`](crate::Resilience),
+//! [`CircuitBreaker::call`](crate::circuit_breaker::CircuitBreaker::call). A classifier of your
+//! own decides for itself. A classifier can also say
 //! [`Outcome::Ignored`]: the call is not counted at all (opossum's `errorFilter`, resilience4j's
 //! ignored exceptions), for example a 404 or a validation error that says nothing about the
 //! upstream's health.
@@ -38,18 +44,38 @@ pub trait Classify<T, E> {
     fn classify(&self, result: Result<&T, &E>) -> Outcome;
 }
 
-/// `Ok` is a success, `Err` a failure.
+/// `Ok` is a success, `Err` a failure — but harden's own rejections (`BulkheadFull`,
+/// `CircuitOpen`, as themselves or boxed in a [`BoxError`](crate::BoxError)) are ignored.
+///
+/// The error type must be `'static` to be recognised; the check is a type-id comparison the
+/// compiler folds away for error types that can be neither.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultClassifier;
 
-impl<T, E> Classify<T, E> for DefaultClassifier {
+impl<T, E: 'static> Classify<T, E> for DefaultClassifier {
     #[inline]
     fn classify(&self, result: Result<&T, &E>) -> Outcome {
         match result {
             Ok(_) => Outcome::Success,
+            Err(e) if is_own_rejection(e) => Outcome::Ignored,
             Err(_) => Outcome::Failure,
         }
     }
+}
+
+/// Whether `e` is one of harden's rejections, whether as itself or boxed.
+#[inline]
+fn is_own_rejection<E: 'static>(e: &E) -> bool {
+    use crate::bulkhead::error::BulkheadFull;
+    use crate::circuit_breaker::error::CircuitOpen;
+    let any: &dyn std::any::Any = e;
+    if let Some(boxed) = any.downcast_ref::<crate::BoxError>() {
+        return is_rejection(&**boxed);
+    }
+    if let Some(boxed) = any.downcast_ref::<Box<dyn std::error::Error + 'static>>() {
+        return is_rejection(&**boxed);
+    }
+    any.is::<CircuitOpen>() || any.is::<BulkheadFull>()
 }
 
 /// A classifier made from a function; see [`classify_fn`].
@@ -98,6 +124,35 @@ mod tests {
         let c = DefaultClassifier;
         assert_eq!(Classify::<u8, ()>::classify(&c, Ok(&1)), Outcome::Success);
         assert_eq!(Classify::<u8, ()>::classify(&c, Err(&())), Outcome::Failure);
+    }
+
+    // Regression (issue 10 #2): the default classifier counted `BulkheadFull` (and another
+    // breaker's `CircuitOpen`) as failures, so local overload opened a breaker above a bulkhead.
+    #[test]
+    fn default_ignores_harden_rejections_boxed_or_not() {
+        let c = DefaultClassifier;
+        let full: BoxError = Box::new(BulkheadFull::new());
+        let open: BoxError = Box::new(CircuitOpen::new(None));
+        let other: BoxError = "boom".into();
+        assert_eq!(
+            Classify::<(), BoxError>::classify(&c, Err(&full)),
+            Outcome::Ignored
+        );
+        assert_eq!(
+            Classify::<(), BoxError>::classify(&c, Err(&open)),
+            Outcome::Ignored
+        );
+        assert_eq!(
+            Classify::<(), BoxError>::classify(&c, Err(&other)),
+            Outcome::Failure
+        );
+        let full = BulkheadFull::new();
+        assert_eq!(
+            Classify::<(), _>::classify(&c, Err(&full)),
+            Outcome::Ignored
+        );
+        let io = std::io::Error::other("io");
+        assert_eq!(Classify::<(), _>::classify(&c, Err(&io)), Outcome::Failure);
     }
 
     #[test]

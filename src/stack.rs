@@ -70,7 +70,9 @@
 //! about as soon as it learnt of it).
 //!
 //! The timeouts report in metrics as `harden_timeouts_total{timeout="total"}` and
-//! `{timeout="attempt"}`.
+//! `{timeout="attempt"}`; a stack given a [`name`](Resilience::name) prefixes them with it
+//! (`{timeout="payments.total"}`), so two stacks in one process export distinct series. The
+//! breaker, retry and bulkhead are labelled by their own names.
 
 use std::fmt;
 use std::future::Future;
@@ -110,6 +112,7 @@ pub struct Resilience<F = Identity, R = Identity, B = Identity> {
     breaker_window: Option<Duration>,
     bulkhead: Option<BulkheadLayer>,
     attempt_timeout: Option<Duration>,
+    name: Option<std::sync::Arc<str>>,
 }
 
 impl Resilience {
@@ -123,6 +126,7 @@ impl Resilience {
             breaker_window: None,
             bulkhead: None,
             attempt_timeout: None,
+            name: None,
         }
     }
 }
@@ -147,6 +151,17 @@ impl<F, R, B> Resilience<F, R, B> {
             breaker_window: self.breaker_window,
             bulkhead: self.bulkhead,
             attempt_timeout: self.attempt_timeout,
+            name: self.name,
+        }
+    }
+
+    /// Names the stack: the labels of its own parts (the timeouts) are prefixed with it,
+    /// `harden_timeouts_total{timeout="<name>.total"}` and `"<name>.attempt"`. Without a name
+    /// they are `"total"` and `"attempt"`, which collide when a process runs two stacks.
+    pub fn name(self, name: impl Into<std::sync::Arc<str>>) -> Self {
+        Resilience {
+            name: Some(name.into()),
+            ..self
         }
     }
 
@@ -172,6 +187,7 @@ impl<F, R, B> Resilience<F, R, B> {
             breaker_window: self.breaker_window,
             bulkhead: self.bulkhead,
             attempt_timeout: self.attempt_timeout,
+            name: self.name,
         }
     }
 
@@ -191,6 +207,7 @@ impl<F, R, B> Resilience<F, R, B> {
             breaker: breaker.map_classifier(IgnoreBulkheadFull),
             bulkhead: self.bulkhead,
             attempt_timeout: self.attempt_timeout,
+            name: self.name,
         }
     }
 
@@ -247,17 +264,21 @@ impl<F, R, B> Resilience<F, R, B> {
                 ));
             }
         }
+        let label = |part: &str| match &self.name {
+            Some(name) => format!("{name}.{part}"),
+            None => part.to_owned(),
+        };
         Ok(ResilienceLayer {
             fallback: self.fallback,
             total_timeout: self
                 .total_timeout
-                .map(|d| TimeoutLayer::new(d).name(TOTAL_TIMEOUT_NAME)),
+                .map(|d| TimeoutLayer::new(d).name(label(TOTAL_TIMEOUT_NAME))),
             retry: self.retry.with_total_timeout(self.total_timeout),
             breaker: self.breaker,
             bulkhead: self.bulkhead,
             attempt_timeout: self
                 .attempt_timeout
-                .map(|d| TimeoutLayer::new(d).name(ATTEMPT_TIMEOUT_NAME)),
+                .map(|d| TimeoutLayer::new(d).name(label(ATTEMPT_TIMEOUT_NAME))),
         })
     }
 }
@@ -561,7 +582,14 @@ mod tests {
 
     #[test]
     fn stack_classifier_ignores_only_bulkhead_full() {
-        let c = IgnoreBulkheadFull(crate::classify::DefaultClassifier);
+        // Every `Err` a failure, so only the wrapper can ignore anything (the default classifier
+        // also ignores `CircuitOpen`).
+        let c = IgnoreBulkheadFull(crate::classify::classify_fn(
+            |r: Result<&(), &BoxError>| match r {
+                Ok(_) => Outcome::Success,
+                Err(_) => Outcome::Failure,
+            },
+        ));
         let full: BoxError = Box::new(BulkheadFull::new());
         let open: BoxError = Box::new(crate::circuit_breaker::error::CircuitOpen::new(None));
         let other: BoxError = "boom".into();

@@ -257,3 +257,27 @@ fn services_and_futures_are_send_and_sync_for_axum() {
     assert_send_sync(&svc);
     assert_send(&svc.call(()));
 }
+
+// Regression (issue 10): `BulkheadLayer::name` silently created a new bulkhead, so a clone made
+// before naming and the named layer each admitted `max_concurrent` calls.
+#[tokio::test]
+async fn naming_keeps_one_shared_bulkhead() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let layer = BulkheadLayer::new(1);
+    let before = layer.clone();
+    let layer = layer.name("db");
+    let mut a = before.layer(gated(calls.clone()));
+    let mut b = layer.layer(gated(calls.clone()));
+    let (_tx, rx) = oneshot::channel();
+    let _held = a.ready().await.unwrap().call(rx);
+    assert_eq!(
+        layer.in_flight(),
+        1,
+        "the named layer sees the clone's call"
+    );
+    let (_tx2, rx2) = oneshot::channel();
+    let err = b.ready().await.unwrap().call(rx2).await.unwrap_err();
+    assert!(err.is::<BulkheadFull>(), "{err}");
+    assert!(format!("{layer:?}").contains("\"db\""), "{layer:?}");
+    assert!(format!("{before:?}").contains("\"db\""), "{before:?}");
+}

@@ -632,3 +632,20 @@ fn config_errors_name_the_field_and_range() {
     }
     assert!(CircuitBreaker::builder().build().is_ok());
 }
+
+// Regression (issue 10 #7): `slow_call` accepted thresholds above the 365 days its error message
+// states.
+#[test]
+fn slow_call_threshold_is_bounded_by_365_days() {
+    let year = Duration::from_secs(365 * 24 * 3600);
+    let err = CircuitBreaker::builder()
+        .slow_call(year + Duration::from_nanos(1), 50.0)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "slow_call");
+    assert!(err.to_string().contains("365 days"), "{err}");
+    assert!(CircuitBreaker::builder()
+        .slow_call(year, 50.0)
+        .build()
+        .is_ok());
+}

@@ -403,3 +403,33 @@ async fn latency_recording_can_be_turned_off() {
         1
     );
 }
+
+// Regression (issue 10): two `Resilience` stacks exported one colliding `timeout="total"` and
+// `timeout="attempt"` series; a named stack prefixes its timeouts' labels.
+#[tokio::test(start_paused = true)]
+async fn named_stacks_export_distinct_timeout_series() {
+    let recorder = TestRecorder::new();
+    let (mut a, mut b) = metrics::with_local_recorder(&recorder, || {
+        let stack = |name: &str| {
+            harden::Resilience::new()
+                .name(name)
+                .total_timeout(Duration::from_millis(50))
+                .attempt_timeout(Duration::from_millis(10))
+                .build()
+                .unwrap()
+                .layer(service_fn(|_: ()| async {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Ok::<_, BoxError>(())
+                }))
+        };
+        (stack("payments"), stack("search"))
+    });
+    assert!(a.ready().await.unwrap().call(()).await.is_err());
+    assert!(b.ready().await.unwrap().call(()).await.is_err());
+    assert!(b.ready().await.unwrap().call(()).await.is_err());
+    let count = |label: &str| recorder.counter(names::TIMEOUTS, &[("timeout", label)]);
+    assert_eq!(count("payments.attempt"), 1);
+    assert_eq!(count("search.attempt"), 2);
+    assert!(recorder.exists(names::TIMEOUTS, &[("timeout", "payments.total")]));
+    assert!(!recorder.exists(names::TIMEOUTS, &[("timeout", "attempt")]));
+}

@@ -152,3 +152,37 @@ fn services_and_futures_are_send_and_sync_for_axum() {
     assert_send_sync(&svc);
     assert_send(&svc.call(()));
 }
+
+/// Pending on its first poll (waking itself at once), then `Ok(7)`.
+struct PendsOnce(bool);
+
+impl Future for PendsOnce {
+    type Output = Result<u32, BoxError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if std::mem::replace(&mut self.0, true) {
+            Poll::Ready(Ok(7))
+        } else {
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}
+
+// Regression (issue 10 #7): `TimeoutLayer::new(Duration::ZERO)` let a call that pends once
+// succeed, against its docs ("fails on the poll where it first pends"): a zero `Sleep` is only
+// seen elapsed after the timer turns. Real time here: paused time hid it (its clock sits on a
+// timer tick, so the zero sleep fired at once).
+#[tokio::test]
+async fn a_zero_timeout_fails_on_the_first_pending_poll() {
+    let mut svc = TimeoutLayer::new(Duration::ZERO).layer(service_fn(|_: ()| PendsOnce(false)));
+    let mut call = pin!(svc.ready().await.unwrap().call(()));
+    match poll_once(call.as_mut()) {
+        Poll::Ready(Err(err)) => assert!(err.is::<Elapsed>(), "{err}"),
+        Poll::Ready(Ok(v)) => panic!("succeeded with {v}"),
+        Poll::Pending => panic!("pending past the poll where the inner future first pended"),
+    }
+    // Ready at once still passes.
+    let svc =
+        TimeoutLayer::new(Duration::ZERO).layer(service_fn(|_: ()| async { Ok::<_, BoxError>(1) }));
+    assert_eq!(svc.oneshot(()).await.unwrap(), 1);
+}

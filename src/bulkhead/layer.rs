@@ -26,11 +26,19 @@ impl BulkheadLayer {
     }
 
     /// Names this bulkhead in metrics (`harden_bulkhead_in_flight{bulkhead="<name>"}`);
-    /// `"default"` if not set. Naming starts a fresh bulkhead: call it while configuring.
+    /// `"default"` if not set.
+    ///
+    /// Names the bulkhead itself: every clone of this layer, and every service made from it,
+    /// keeps sharing one limit (it used to start a fresh bulkhead, silently splitting the limit
+    /// between the clones made before and after). Name it before the layer wraps a service: the
+    /// metrics are registered then, and keep the name they were registered under (a later
+    /// rename is logged as a warning and shows in `Debug` only).
     pub fn name(self, name: impl Into<std::sync::Arc<str>>) -> Self {
-        BulkheadLayer {
-            state: Arc::new(State::new(self.state.max, name.into())),
+        let name = name.into();
+        if !self.state.rename(name.clone()) {
+            tracing::warn!(bulkhead = %name, "bulkhead renamed after its metrics were registered; they keep the first name");
         }
+        self
     }
 
     /// Like [`new`](Self::new), but a limit of `0` is a [`ConfigError`] (field

@@ -68,6 +68,26 @@
 //! `err.is::<BulkheadFull>()`. `BulkheadFull` is zero-sized, so a rejection does not allocate.
 //! `poll_ready` never fails because of the bulkhead: it forwards the inner service's readiness.
 //!
+//! Below a circuit breaker (the standard order: breaker, then bulkhead), a `BulkheadFull` is not
+//! one of the breaker's failures: its default classifier ignores harden's own rejections, so a
+//! burst of local overload never opens the circuit on a healthy upstream:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), harden::BoxError> {
+//! use harden::circuit_breaker::{CircuitBreaker, State};
+//! use harden::ServiceBuilderExt;
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! let breaker = CircuitBreaker::builder().volume_threshold(1).build()?;
+//! let svc = ServiceBuilder::new()
+//!     .circuit_breaker(breaker.layer()) // above: counts what the upstream did
+//!     .bulkhead(0)                      // below: rejects every call here
+//!     .service(service_fn(|x: u32| async move { Ok::<_, harden::BoxError>(x) }));
+//! assert!(svc.clone().oneshot(1).await.is_err());
+//! assert_eq!(breaker.state(), State::Closed);
+//! # Ok(()) }
+//! ```
+//!
 //! [`BulkheadLayer::try_new`] returns a [`ConfigError`](crate::ConfigError) for a limit of
 //! zero; [`BulkheadLayer::new`] accepts zero and then rejects every call (a kill switch).
 //!
@@ -183,7 +203,8 @@ where
 pub(crate) struct State {
     in_flight: AtomicUsize,
     max: usize,
-    name: std::sync::Arc<str>,
+    /// Set by `BulkheadLayer::name` for every clone at once; read when metrics are registered.
+    name: std::sync::Mutex<std::sync::Arc<str>>,
     /// Registered when the layer first wraps a service, so naming the layer leaves no stray
     /// series behind.
     metrics: OnceLock<Metrics>,
@@ -200,16 +221,26 @@ impl State {
         State {
             in_flight: AtomicUsize::new(0),
             max,
-            name,
+            name: std::sync::Mutex::new(name),
             metrics: OnceLock::new(),
         }
     }
 
     pub(crate) fn register_metrics(&self) {
-        self.metrics.get_or_init(|| Metrics {
-            in_flight: metrics::gauge(metrics::names::BULKHEAD_IN_FLIGHT, "bulkhead", &self.name),
-            rejected: metrics::counter(metrics::names::BULKHEAD_REJECTED, "bulkhead", &self.name),
+        self.metrics.get_or_init(|| {
+            let name = self.name();
+            Metrics {
+                in_flight: metrics::gauge(metrics::names::BULKHEAD_IN_FLIGHT, "bulkhead", &name),
+                rejected: metrics::counter(metrics::names::BULKHEAD_REJECTED, "bulkhead", &name),
+            }
         });
+    }
+
+    /// Rename the shared bulkhead; `false` if its metrics were already registered under the
+    /// old name (a service was made), which keep that name.
+    pub(crate) fn rename(&self, name: std::sync::Arc<str>) -> bool {
+        *self.name.lock().unwrap_or_else(|e| e.into_inner()) = name;
+        self.metrics.get().is_none()
     }
 
     #[inline]
@@ -219,8 +250,8 @@ impl State {
         }
     }
 
-    pub(crate) fn name(&self) -> &str {
-        &self.name
+    pub(crate) fn name(&self) -> std::sync::Arc<str> {
+        self.name.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub(crate) fn in_flight(&self) -> usize {

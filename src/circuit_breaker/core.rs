@@ -8,9 +8,21 @@
 //! so concurrent callers can never make the same transition twice.
 //!
 //! A second word, `aux`, holds a time for the current generation: the end of the open period while
-//! Open, the last probe activity while HalfOpen. It is tagged with the low 16 bits of its generation,
-//! written only after the transition that created that generation, and only ever replaced by a newer
-//! generation's value; a reader that finds another generation's tag treats the time as "just now".
+//! Open, the last probe activity while HalfOpen; microseconds since the breaker was built, in 55
+//! bits (1 142 years: more than the clock's whole `u64` range of nanoseconds, so no time saturates
+//! or wraps while the breaker lives). It is tagged with the low 9 bits of its generation. The
+//! protocol, checked by loom models:
+//!
+//! - every generation bump (transitions *and* manual changes) is followed by a publication of
+//!   `aux` for the new generation, so the stored tag lags the word by at most the publications
+//!   in flight, never by the number of resets made so far;
+//! - a publication lands only while the word still holds its generation (checked between an
+//!   Acquire load of `aux` and a compare-and-swap from that value), so a stalled publisher of an
+//!   old generation can never replace the current generation's value;
+//! - a reader compares the tag for equality (no wrapping order, which refused every publication
+//!   once 32 768 unpublished bumps had passed); a reader of an Open or HalfOpen generation that
+//!   finds no value for it yet treats the time as "just now" and publishes that itself, so a
+//!   deadline whose publisher stalls cannot keep the breaker open.
 
 use std::sync::Arc as StdArc;
 use std::time::Duration;
@@ -34,8 +46,9 @@ const REOPEN_MASK: u64 = 0xFF;
 const GEN_SHIFT: u32 = REOPEN_SHIFT + 8;
 const GEN_MASK: u64 = (1 << (64 - GEN_SHIFT)) - 1;
 
-const AUX_TIME_BITS: u32 = 48;
+const AUX_TIME_BITS: u32 = 55;
 const AUX_TIME_MASK: u64 = (1 << AUX_TIME_BITS) - 1;
+const AUX_TAG_MASK: u64 = (1 << (64 - AUX_TIME_BITS)) - 1;
 
 /// The unpacked state word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +161,39 @@ impl Permit {
     }
 }
 
+/// Gives a permit back if dropped armed: a user callback (listener) that panics while a probe
+/// slot is held cannot leak the slot until `max_probe_duration`.
+struct ReleaseOnUnwind<'a> {
+    core: &'a Core,
+    permit: Option<Permit>,
+}
+
+impl<'a> ReleaseOnUnwind<'a> {
+    #[inline]
+    fn new(core: &'a Core, permit: Permit) -> Self {
+        ReleaseOnUnwind {
+            core,
+            permit: Some(permit),
+        }
+    }
+
+    #[inline]
+    fn defuse(mut self) -> Permit {
+        match self.permit.take() {
+            Some(permit) => permit,
+            None => unreachable!("armed until defused"),
+        }
+    }
+}
+
+impl Drop for ReleaseOnUnwind<'_> {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            self.core.release(permit);
+        }
+    }
+}
+
 /// A rejected admission: the time until the next probe in nanoseconds, `u64::MAX` for none.
 /// Eight bytes, so `Result<Permit, Rejection>` comes back in registers.
 #[derive(Debug, Clone, Copy)]
@@ -158,8 +204,12 @@ impl Rejection {
         (self.0 != u64::MAX).then(|| Duration::from_nanos(self.0))
     }
 
-    pub(crate) fn into_error(self) -> CircuitOpen {
-        CircuitOpen::new(self.retry_after())
+    /// The error for a rejection by the breaker named `breaker`.
+    #[inline]
+    // The thin `&String` is what the rejecting future keeps (see `future.rs`).
+    #[allow(clippy::ptr_arg)]
+    pub(crate) fn into_error(self, breaker: &'static String) -> CircuitOpen {
+        CircuitOpen::from_breaker(self.retry_after(), breaker.as_str())
     }
 }
 
@@ -238,6 +288,15 @@ impl Core {
         })
     }
 
+    /// Whether `aux` holds a value of the word's current generation (loom models check it once
+    /// every thread is done: the protocol of the module docs guarantees it then).
+    #[cfg(all(test, harden_loom))]
+    pub(crate) fn aux_is_current(&self) -> bool {
+        // Acquire: pairs with the transitions' Release.
+        self.aux_for(gen_of(self.hot.0.word.load(Ordering::Acquire)))
+            .is_some()
+    }
+
     pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<State> {
         self.tx.subscribe()
     }
@@ -282,26 +341,28 @@ impl Core {
     fn aux_for(&self, gen: u32) -> Option<u64> {
         // Acquire: pairs with the Release publishing it; the value is self-describing (tagged).
         let aux = self.hot.0.aux.load(Ordering::Acquire);
-        ((aux >> AUX_TIME_BITS) as u16 == gen as u16).then_some(aux & AUX_TIME_MASK)
+        ((aux >> AUX_TIME_BITS) == u64::from(gen) & AUX_TAG_MASK).then_some(aux & AUX_TIME_MASK)
     }
 
-    /// Publish `time_us` for generation `gen` unless a newer generation already published.
+    /// Publish `time_us` for generation `gen` while the word still holds `gen` (see the module
+    /// docs); a publisher whose generation has moved on leaves `aux` to the newer one's.
     fn publish_aux(&self, gen: u32, time_us: u64) {
-        let new = (u64::from(gen as u16) << AUX_TIME_BITS) | (time_us & AUX_TIME_MASK);
-        // Relaxed: the CAS below re-validates whatever we read here.
-        let mut cur = self.hot.0.aux.load(Ordering::Relaxed);
+        let new = ((u64::from(gen) & AUX_TAG_MASK) << AUX_TIME_BITS) | (time_us & AUX_TIME_MASK);
+        // Acquire: a value published by a newer generation's publisher (after its word CAS) makes
+        // the word load below see that newer generation, so we give up instead of overwriting.
+        let mut cur = self.hot.0.aux.load(Ordering::Acquire);
         loop {
-            let cur_gen = (cur >> AUX_TIME_BITS) as u16;
-            // Older generations (in 16-bit wrapping order) and our own may be replaced.
-            if (gen as u16).wrapping_sub(cur_gen) as i16 <= 0 && cur_gen != gen as u16 {
+            // Acquire: orders this check after the `aux` load above (or the failed CAS below).
+            if gen_of(self.hot.0.word.load(Ordering::Acquire)) != gen {
                 return;
             }
-            // Release: readers that see the tag see a complete value; Relaxed on failure: we retry.
+            // Release: readers that see the tag see a complete value. Acquire on failure: the
+            // fresh value is re-checked against the word as above.
             match self.hot.0.aux.compare_exchange_weak(
                 cur,
                 new,
                 Ordering::Release,
-                Ordering::Relaxed,
+                Ordering::Acquire,
             ) {
                 Ok(_) => return,
                 Err(actual) => cur = actual,
@@ -339,10 +400,78 @@ impl Core {
         }
     }
 
+    /// Whether a call made now would be admitted, changing nothing: what `poll_ready` asks before
+    /// it polls the inner service (tower's `load_shed` pattern; see the service docs). `now` is
+    /// read only for Open and HalfOpen.
+    #[inline]
+    pub(crate) fn admits_with(&self, now: impl FnOnce() -> u64) -> bool {
+        // Acquire: pairs with the Release of the transition that stored this word.
+        let cur = self.hot.0.word.load(Ordering::Acquire);
+        if cur & TAG_MASK == 0 {
+            return true;
+        }
+        let now = now();
+        // The common case inline, as in `try_acquire_with`: open, deadline published.
+        if tag_state(cur) == State::Open {
+            if let Some(until) = self.aux_for(gen_of(cur)) {
+                return now >= self.epoch.saturating_add(until.saturating_mul(1_000));
+            }
+        }
+        self.peek(cur, now).is_ok()
+    }
+
+    /// Reject a call whose `poll_ready` found the breaker rejecting (so the inner service was
+    /// not polled): counted and reported like any rejection, with the time until the next probe
+    /// as the breaker stands now (zero if it would admit one already).
+    #[inline]
+    pub(crate) fn shed(&self, now: u64) -> Rejection {
+        // Acquire: as in `admits_with`.
+        let cur = self.hot.0.word.load(Ordering::Acquire);
+        if tag_state(cur) == State::Open {
+            if let Some(until) = self.aux_for(gen_of(cur)) {
+                let until = self.epoch.saturating_add(until.saturating_mul(1_000));
+                // Whole microseconds, as `try_acquire_with` reports.
+                let left = until.saturating_sub(now).div_ceil(1_000) * 1_000;
+                return self.reject(Some(left));
+            }
+        }
+        self.reject(self.peek(cur, now).err().unwrap_or(Some(0)))
+    }
+
+    /// What [`acquire_slow`](Self::acquire_slow) would decide for word `cur` at `now`, without
+    /// transitions: `Ok` to admit, `Err(retry_after_nanos)` to reject.
+    #[cold]
+    fn peek(&self, cur: u64, now: u64) -> Result<(), Option<u64>> {
+        let w = Word::unpack(cur);
+        let now_us = self.us(now);
+        match w.state {
+            State::Closed | State::Disabled => Ok(()),
+            State::ForcedOpen => Err(None),
+            State::Open => match self.aux_for(w.gen) {
+                Some(until) if now_us >= until => Ok(()),
+                Some(until) => Err(Some((until - now_us) * 1_000)),
+                None => Err(Some(self.config.reset_timeout)),
+            },
+            State::HalfOpen if w.inflight < self.config.half_open_max_calls => Ok(()),
+            State::HalfOpen => match self.aux_for(w.gen) {
+                Some(active) => {
+                    let end = active.saturating_add(self.config.max_probe / 1_000);
+                    if now_us >= end {
+                        Ok(())
+                    } else {
+                        Err(Some((end - now_us) * 1_000))
+                    }
+                }
+                None => Err(Some(self.config.max_probe)),
+            },
+        }
+    }
+
     /// [`try_acquire_with`](Self::try_acquire_with) with a known `now`.
     #[allow(dead_code)]
     pub(crate) fn try_acquire(&self, now: u64) -> Result<Permit, CircuitOpen> {
-        self.try_acquire_with(|| now).map_err(Rejection::into_error)
+        self.try_acquire_with(|| now)
+            .map_err(|rejection| rejection.into_error(self.config.name_static))
     }
 
     #[cold]
@@ -361,8 +490,14 @@ impl Core {
                         ..w.next(State::HalfOpen)
                     },
                     Some(until) => return Err(self.reject(Some((until - now_us) * 1_000))),
-                    // The opener has not published the deadline yet: it opened just now.
-                    None => return Err(self.reject(Some(self.config.reset_timeout))),
+                    // The opener has not published the deadline yet: it opened just now. Publish
+                    // that deadline ourselves, so a stalled opener cannot keep the breaker open.
+                    None => {
+                        let open = self.config.open_duration(w.reopens, now);
+                        let until = self.us_ceil(now.saturating_add(open));
+                        self.publish_aux(w.gen, until);
+                        return Err(self.reject(Some((until - now_us) * 1_000)));
+                    }
                 },
                 State::HalfOpen if w.inflight < self.config.half_open_max_calls => Word {
                     inflight: w.inflight + 1,
@@ -381,12 +516,16 @@ impl Core {
                             let left = active.saturating_add(bound) - now_us;
                             return Err(self.reject(Some(left * 1_000)));
                         }
-                        None => return Err(self.reject(Some(self.config.max_probe))),
+                        // No activity published for this generation yet: it is "just now".
+                        None => {
+                            self.publish_aux(w.gen, now_us);
+                            return Err(self.reject(Some(self.config.max_probe)));
+                        }
                     }
                 }
             };
             // AcqRel: Release publishes the transition; Acquire orders our reads after the winner's
-            // writes. Relaxed on failure: we loop with the fresh word.
+            // writes. Acquire on failure: we loop with the fresh word and read what it published.
             match self.hot.0.word.compare_exchange_weak(
                 cur,
                 next.pack(),
@@ -395,12 +534,14 @@ impl Core {
             ) {
                 Ok(_) => {
                     self.publish_aux(next.gen, now_us);
+                    // The listener runs while we hold the slot: if it panics, give the slot back.
+                    let guard = ReleaseOnUnwind::new(self, permit(next.gen, Kind::Probe));
                     if w.state == State::Open {
                         self.transitioned(State::Open, State::HalfOpen);
                     } else if next.gen != w.gen {
                         tracing::info!(breaker = %self.config.name, "circuit breaker admitted a new probe past hung ones");
                     }
-                    return Ok(permit(next.gen, Kind::Probe));
+                    return Ok(guard.defuse());
                 }
                 Err(actual) => cur = actual,
             }
@@ -485,7 +626,10 @@ impl Core {
             Some((threshold, _)) => now.saturating_sub(start) >= threshold,
             None => false,
         };
+        // The listener runs while a probe still holds its slot: if it panics, give the slot back.
+        let guard = ReleaseOnUnwind::new(self, permit);
         self.observe.finished(outcome, slow);
+        let permit = guard.defuse();
         match permit.kind {
             Kind::Passthrough => {}
             Kind::Probe => {
@@ -623,7 +767,9 @@ impl Core {
                         State::HalfOpen if failed.is_some() => {
                             self.publish_aux(next.gen, self.us(now));
                         }
-                        _ => {}
+                        State::HalfOpen => {}
+                        // Every generation publishes, so the stored tag never lags (module docs).
+                        _ => self.publish_aux(next.gen, 0),
                     }
                     if next.state != State::HalfOpen {
                         self.transitioned(State::HalfOpen, next.state);
@@ -656,6 +802,9 @@ impl Core {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => {
+                    // Every generation publishes, so the stored tag never lags (module docs):
+                    // without it, 32 768 resets made the next trip's deadline look stale.
+                    self.publish_aux(next.gen, 0);
                     if state == State::Closed {
                         // Again after the CAS: a call of the old generation that recorded and won
                         // a trip CAS between our first clear and our CAS left its failure behind.
@@ -693,5 +842,109 @@ impl Core {
         });
         #[cfg(harden_loom)]
         self.observe.state_gauges(self.state());
+    }
+}
+
+#[cfg(all(test, not(harden_loom)))]
+mod tests {
+    use super::*;
+    use crate::circuit_breaker::config::Builder;
+
+    const MS: u64 = 1_000_000;
+    const SEC: u64 = 1_000 * MS;
+    const YEAR: u64 = 365 * 24 * 3600 * SEC;
+
+    fn core(b: Builder) -> Core {
+        Core::new(b.validate().expect("valid"), Clock::new(), 0)
+    }
+
+    fn trip(core: &Core, now: u64) {
+        let p = core.try_acquire(now).expect("closed admits");
+        core.on_result(p, now, Outcome::Failure, now);
+        assert_eq!(core.state(), State::Open);
+    }
+
+    // Regression (issue 10 #5): open deadlines and probe bounds saturated at 2^48 µs (8.9 years)
+    // after build: a trip let the next call through as a probe, and a hung probe blocked forever.
+    #[test]
+    fn open_deadlines_and_probe_bounds_hold_for_the_clocks_whole_range() {
+        for t in [
+            9 * YEAR,
+            100 * YEAR,
+            500 * YEAR,
+            (u64::MAX / SEC - 60) * SEC,
+        ] {
+            let core = core(
+                Builder::new()
+                    .volume_threshold(1)
+                    .reset_timeout(std::time::Duration::from_secs(1))
+                    .max_probe_duration(std::time::Duration::from_secs(10)),
+            );
+            trip(&core, t);
+            let err = core.try_acquire(t + MS).expect_err("open rejects");
+            assert_eq!(
+                err.retry_after(),
+                Some(Duration::from_millis(999)),
+                "at {t}"
+            );
+            assert_eq!(core.next_probe_in(t + MS), Some(Duration::from_millis(999)));
+            assert_eq!(core.next_probe_in(t + SEC), Some(Duration::ZERO));
+            let hung = core
+                .try_acquire(t + SEC)
+                .expect("a probe after reset_timeout");
+            assert_eq!(hung.kind(), Kind::Probe);
+            assert!(core.try_acquire(t + 6 * SEC).is_err(), "the slot is taken");
+            let fresh = core
+                .try_acquire(t + 11 * SEC)
+                .expect("past max_probe_duration a new probe is admitted");
+            core.on_result(fresh, t + 11 * SEC, Outcome::Success, t + 11 * SEC);
+            assert_eq!(core.state(), State::Closed, "at {t}");
+            core.release(hung);
+        }
+    }
+
+    // Regression (issue 10 #5): past 2^60 ns of clock the window's epoch tag was cut to its low
+    // bits but compared in full, so the window counted nothing and the breaker never opened.
+    #[test]
+    fn an_old_breaker_still_trips() {
+        for t in [
+            (1 << 60) + 5 * SEC,
+            100 * YEAR,
+            500 * YEAR,
+            (u64::MAX / SEC - 60) * SEC,
+        ] {
+            let core = core(Builder::new().volume_threshold(2));
+            let p = core.try_acquire(t).unwrap();
+            core.on_result(p, t, Outcome::Failure, t);
+            assert_eq!(core.stats(t).failures, 1, "at {t}");
+            let p = core.try_acquire(t).unwrap();
+            core.on_result(p, t, Outcome::Failure, t + MS);
+            assert_eq!(core.state(), State::Open, "at {t}");
+        }
+    }
+
+    // Regression (issue 10 #1): every reset bumped the generation without publishing `aux`;
+    // after 32 768 of them the next trip's deadline was refused as older and the breaker
+    // rejected every call forever.
+    #[test]
+    fn many_manual_changes_never_hide_the_next_open_deadline() {
+        let core = core(
+            Builder::new()
+                .volume_threshold(1)
+                .reset_timeout(std::time::Duration::from_secs(1)),
+        );
+        for i in 0..100_000u32 {
+            core.set_manual(match i % 3 {
+                0 => State::Closed,
+                1 => State::ForcedOpen,
+                _ => State::Disabled,
+            });
+        }
+        core.set_manual(State::Closed);
+        trip(&core, SEC);
+        assert_eq!(core.next_probe_in(SEC), Some(Duration::from_secs(1)));
+        let probe = core.try_acquire(3600 * SEC).expect("a probe an hour later");
+        core.on_result(probe, 3600 * SEC, Outcome::Success, 3600 * SEC);
+        assert_eq!(core.state(), State::Closed);
     }
 }

@@ -6,16 +6,38 @@ use std::time::Duration;
 /// A call rejected because the circuit is open (or half-open with every probe slot taken, or
 /// forced open).
 ///
-/// Carries how long until the breaker admits its next probe, for an HTTP `Retry-After`.
-/// Rejections are never retried by harden's retry layer.
+/// Carries how long until the breaker admits its next probe, for an HTTP `Retry-After`, and
+/// the [name](Self::breaker) of the breaker that rejected, so a service with several breakers
+/// can tell which one did. Rejections are never retried by harden's retry layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CircuitOpen {
     retry_after: Option<Duration>,
+    /// Interned when the breaker was built: a rejection copies a pointer, never the text.
+    breaker: &'static str,
 }
 
 impl CircuitOpen {
+    /// A rejection without a breaker name (tests and other layers' own uses).
     pub(crate) fn new(retry_after: Option<Duration>) -> Self {
-        CircuitOpen { retry_after }
+        CircuitOpen {
+            retry_after,
+            breaker: super::DEFAULT_NAME,
+        }
+    }
+
+    /// A rejection by the breaker named `breaker`.
+    #[inline]
+    pub(crate) fn from_breaker(retry_after: Option<Duration>, breaker: &'static str) -> Self {
+        CircuitOpen {
+            retry_after,
+            breaker,
+        }
+    }
+
+    /// The name of the breaker that rejected the call (its builder's
+    /// [`name`](super::Builder::name), [`DEFAULT_NAME`](super::DEFAULT_NAME) unless set).
+    pub fn breaker(&self) -> &str {
+        self.breaker
     }
 
     /// Time until the breaker admits its next probe; `None` when it is forced open and only a

@@ -70,8 +70,11 @@ pin_project! {
             future: F,
             guard: Guard<C>,
         },
+        // 16 bytes (an 8-byte rejection and a thin name pointer): the rejecting future is as
+        // small as the called one, so neither path copies a wider future.
         Rejected {
-            rejection: Option<Rejection>,
+            rejection: Rejection,
+            breaker: Option<&'static String>,
         },
     }
 }
@@ -85,10 +88,11 @@ impl<F, C> ResponseFuture<F, C> {
     }
 
     #[inline]
-    pub(crate) fn rejected(rejection: Rejection) -> Self {
+    pub(crate) fn rejected(rejection: Rejection, breaker: &'static String) -> Self {
         ResponseFuture {
             kind: Kind::Rejected {
-                rejection: Some(rejection),
+                rejection,
+                breaker: Some(breaker),
             },
         }
     }
@@ -117,9 +121,11 @@ where
         match self.project().kind.project() {
             KindProj::Called { future, guard } => {
                 let result = ready!(future.poll(cx));
+                // Classify before taking the permit out of the guard: a classifier that panics
+                // leaves the permit to the guard's `Drop`, which frees a probe slot.
+                let outcome = guard.local.classifier.classify(result.as_ref());
                 if let Some(permit) = guard.permit.take() {
                     let core = &guard.local.core;
-                    let outcome = guard.local.classifier.classify(result.as_ref());
                     #[cfg(feature = "metrics")]
                     if let Some(started) = guard.started {
                         core.observe.duration(started.elapsed());
@@ -128,9 +134,9 @@ where
                 }
                 Poll::Ready(result.map_err(Into::into))
             }
-            KindProj::Rejected { rejection } => {
-                let error = match rejection.take() {
-                    Some(rejection) => rejection.into_error(),
+            KindProj::Rejected { rejection, breaker } => {
+                let error = match breaker.take() {
+                    Some(breaker) => rejection.into_error(breaker),
                     None => CircuitOpen::new(None), // polled again after completion
                 };
                 Poll::Ready(Err(Box::new(error)))

@@ -97,6 +97,9 @@ fn loom_reset_racing_record_leaves_a_consistent_state() {
         core.set_manual(State::Closed);
         recorder.join().unwrap();
         assert_eq!(core.state(), State::Closed);
+        // The `aux` protocol (issue 10 #1): the trip's publication of its (older) generation,
+        // racing the reset's, never replaces the reset's.
+        assert!(core.aux_is_current());
         let failures = core.counts(MS).failures;
         match core.generation() {
             // The call tripped the breaker before the reset: the reset cleared its failure.
@@ -106,5 +109,41 @@ fn loom_reset_racing_record_leaves_a_consistent_state() {
             g => panic!("generation {g}"),
         }
         assert!(core.try_acquire(MS).is_ok());
+    });
+}
+
+// A reader that finds an Open generation without its deadline (the opener has not published
+// yet) publishes one itself; opener and reader race, and the breaker is never left without one.
+#[test]
+fn loom_reader_racing_the_opener_never_leaves_open_without_a_deadline() {
+    model(|| {
+        let core = core(
+            Builder::new()
+                .volume_threshold(1)
+                .reset_timeout(Duration::from_millis(10)),
+        );
+        let permit = core.try_acquire(0).unwrap();
+        let tripper = {
+            let core = core.clone();
+            thread::spawn(move || core.on_result(permit, 0, Outcome::Failure, MS))
+        };
+        let admitted = core.try_acquire(2 * MS);
+        tripper.join().unwrap();
+        assert!(core.aux_is_current());
+        match admitted {
+            // Before the trip: a closed call.
+            Ok(p) => {
+                assert_eq!(p.kind(), super::core::Kind::Closed);
+                core.release(p);
+            }
+            Err(open) => assert!(open.retry_after() <= Some(Duration::from_millis(10))),
+        }
+        assert_eq!(core.state(), State::Open);
+        let left = core.next_probe_in(2 * MS).expect("open");
+        assert!(left <= Duration::from_millis(10), "{left:?}");
+        assert!(
+            core.try_acquire(13 * MS).is_ok(),
+            "a probe once the deadline passed"
+        );
     });
 }

@@ -75,7 +75,18 @@
 //!   success never opens the breaker.
 //! - **What is counted.** Rejected calls are not counted in the rate (they are in
 //!   [`Stats::rejections`]). Outcomes a classifier marks [`Ignored`](crate::classify::Outcome::Ignored)
-//!   are not counted at all.
+//!   are not counted at all. The default classifier ignores harden's own rejections coming from
+//!   below (a full bulkhead's `BulkheadFull`, another breaker's `CircuitOpen`) on every path:
+//!   local overload says nothing about the upstream, so put the breaker above the bulkhead (the
+//!   standard order) without fear of it opening on a burst.
+//! - **Readiness.** While the breaker rejects (open, forced open, half-open with every probe
+//!   slot taken), `poll_ready` is ready at once without polling the inner service and `call`
+//!   rejects — tower's `load_shed` pattern, so a caller never waits on a saturated inner service
+//!   to be told the circuit is open. See [`CircuitBreakerService`]'s `# Readiness` for the
+//!   races between `poll_ready` and `call`.
+//! - **Age.** Every time the breaker keeps (open deadlines, probe bounds, window epochs) holds
+//!   for the clock's whole `u64` range of nanoseconds, and no number of manual
+//!   `reset`/`force_open`/`disable` calls wears anything out: a breaker may live for years.
 //! - **Window.** Time-based by default: `buckets` buckets of `window / buckets`, the oldest aging
 //!   out as time passes; or count-based ([`count_window`](Builder::count_window)): the last N
 //!   outcomes. Half-open probes are not recorded in it. It is cleared when the breaker closes
@@ -135,8 +146,10 @@
 //!
 //! The service's error type is [`BoxError`](crate::BoxError): the inner service's errors, boxed,
 //! or [`CircuitOpen`](error::CircuitOpen) when the call was rejected; tell them apart with
-//! `err.is::<CircuitOpen>()`. `poll_ready` never fails because the circuit is open: it forwards to
-//! the inner service, and the rejection is the response future's result. [`Builder::build`]
+//! `err.is::<CircuitOpen>()`; [`CircuitOpen::breaker`](error::CircuitOpen::breaker) names the
+//! breaker that rejected. `poll_ready` never fails because the circuit is open: while the breaker
+//! admits it forwards to the inner service, while it rejects it is ready at once, and the
+//! rejection is the response future's result. [`Builder::build`]
 //! returns [`ConfigError`](crate::ConfigError) for settings outside their accepted range.
 //!
 //! # Compared with tower
@@ -322,7 +335,8 @@ impl CircuitBreaker {
     }
 
     /// Run `f` under the breaker, without tower: rejected with [`CallError::Rejected`] while
-    /// open, otherwise `f` runs and its result counts (`Ok` a success, `Err` a failure).
+    /// open, otherwise `f` runs and its result counts (`Ok` a success, `Err` a failure, harden's
+    /// own rejections ignored: see [`DefaultClassifier`](crate::classify::DefaultClassifier)).
     ///
     /// Borrows the breaker for the call, so it bumps no reference count and a rejection
     /// allocates nothing; this is the cheapest way through a breaker. If `f` panics, a half-open
@@ -339,7 +353,7 @@ impl CircuitBreaker {
     /// }
     /// # Ok::<(), harden::ConfigError>(())
     /// ```
-    pub fn call<T, E>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, CallError<E>> {
+    pub fn call<T, E: 'static>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, CallError<E>> {
         self.call_classified(&crate::classify::DefaultClassifier, f)
     }
 
@@ -355,7 +369,9 @@ impl CircuitBreaker {
         let core = &*self.core;
         let permit = core
             .try_acquire_with(|| core.clock.now())
-            .map_err(|rejection| CallError::Rejected(rejection.into_error()))?;
+            .map_err(|rejection| {
+                CallError::Rejected(rejection.into_error(core.config.name_static))
+            })?;
         let start = core.call_start();
         if permit.kind() != self::core::Kind::Probe {
             // Closed and pass-through calls hold no slot: nothing to give back if `f` unwinds.
@@ -380,8 +396,10 @@ impl CircuitBreaker {
             permit: Some(permit),
         };
         let result = f();
+        // Classify while the guard still holds the permit: a classifier that panics frees the slot.
+        let outcome = classifier.classify(result.as_ref());
         if let Some(permit) = guard.permit.take() {
-            core.finish(permit, start, classifier.classify(result.as_ref()));
+            core.finish(permit, start, outcome);
         }
         result.map_err(CallError::Inner)
     }

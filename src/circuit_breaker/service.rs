@@ -1,5 +1,5 @@
 use std::fmt;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use tower_service::Service;
 
@@ -35,9 +35,29 @@ impl<C: Clone> Local<C> {
 }
 
 /// A service guarded by a circuit breaker; made by [`CircuitBreakerLayer`](super::CircuitBreakerLayer).
+///
+/// # Readiness
+///
+/// tower's `load_shed` pattern: while the breaker rejects (open, forced open, or half-open with
+/// every probe slot taken), `poll_ready` is ready at once *without polling the inner service*,
+/// and the next `call` returns a [`CircuitOpen`](super::error::CircuitOpen) future. A caller is
+/// never parked on a saturated inner service (a full `ConcurrencyLimit`, a `Buffer`) only to be
+/// told the circuit is open. While the breaker admits, `poll_ready` polls the inner service, and
+/// a call is only ever admitted after the inner service said ready (tower's contract):
+///
+/// - `poll_ready` saw a rejecting breaker, `call` finds it admitting again (the open period
+///   ended, a reset): the call is rejected as `poll_ready` decided (its `retry_after` is zero
+///   then), because the inner service was not polled; the next `poll_ready` polls it.
+/// - `poll_ready` polled the inner service ready, `call` finds the breaker rejecting (it tripped
+///   in between): the call is rejected and the inner service's readiness is kept for the next
+///   admitted call, as `ConcurrencyLimit` keeps a permit it reserved.
+///
+/// A clone starts unpolled, like tower's services that reserve in `poll_ready`.
 pub struct CircuitBreakerService<S, C> {
     inner: S,
     local: Arc<Local<C>>,
+    /// The inner service was polled ready and has not been called since.
+    inner_ready: bool,
 }
 
 impl<S, C: Clone> CircuitBreakerService<S, C> {
@@ -45,6 +65,7 @@ impl<S, C: Clone> CircuitBreakerService<S, C> {
         CircuitBreakerService {
             inner,
             local: Local::here(breaker.core().clone(), classifier),
+            inner_ready: false,
         }
     }
 }
@@ -71,6 +92,8 @@ impl<S: Clone, C: Clone> Clone for CircuitBreakerService<S, C> {
         CircuitBreakerService {
             inner: self.inner.clone(),
             local: Arc::clone(&self.local),
+            // The clone's inner service was not polled.
+            inner_ready: false,
         }
     }
 }
@@ -96,8 +119,17 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // Never fails because the circuit is open: the rejection is the future's result.
-        self.inner.poll_ready(cx).map_err(Into::into)
+        // Never fails because the circuit is open: the rejection is the future's result, and
+        // while the breaker rejects the inner service is not polled (see `# Readiness`).
+        if !self.inner_ready {
+            let core = &*self.local.core;
+            if !core.admits_with(|| core.clock.now()) {
+                return Poll::Ready(Ok(()));
+            }
+            ready!(self.inner.poll_ready(cx)).map_err(Into::into)?;
+            self.inner_ready = true;
+        }
+        Poll::Ready(Ok(()))
     }
 
     #[inline(always)]
@@ -106,13 +138,18 @@ where
             self.local = Local::here(self.local.core.clone(), self.local.classifier.clone());
         }
         let core = &self.local.core;
+        if !self.inner_ready {
+            // `poll_ready` found the breaker rejecting and left the inner service unpolled.
+            return ResponseFuture::rejected(core.shed(core.clock.now()), core.config.name_static);
+        }
         match core.try_acquire_with(|| core.clock.now()) {
             Ok(permit) => {
+                self.inner_ready = false;
                 // The guard first: it reads the start time before the inner `call` does any work.
                 let guard = Guard::new(self.local.clone(), permit);
                 ResponseFuture::called(self.inner.call(req), guard)
             }
-            Err(rejection) => ResponseFuture::rejected(rejection),
+            Err(rejection) => ResponseFuture::rejected(rejection, core.config.name_static),
         }
     }
 }

@@ -16,10 +16,13 @@
 //! and none lands in a bucket it does not belong to. A record whose epoch is older than the slot's
 //! (a thread that read the clock, then stalled for a whole window) has aged out and is dropped.
 //!
-//! The count has `log2(bucket_len) + 4` bits: more than one call per nanosecond per stripe would be
-//! needed to fill it, and it saturates rather than spill into the epoch. The epoch has the rest,
-//! which covers at least 2^60 ns (36 years) of clock, which starts at boot or at the breaker's
-//! creation.
+//! The count has `floor(log2(bucket_len))` bits, at least `bucket_len / 2`: filling it takes one
+//! record every 2 ns into one word for a whole bucket, faster than any compare-and-swap on one
+//! line goes, and it saturates rather than spill into the epoch. The epoch has the other
+//! `64 - floor(log2(bucket_len))` bits, enough for `u64::MAX / bucket_len`: every epoch of the
+//! clock's whole `u64` range of nanoseconds is stored in full, so epochs are compared exactly and
+//! never wrap. (With `+ 4` count bits the epoch was cut to its low bits past 2^60 ns, 36–73 years
+//! of a clock that starts at boot, and compared in full: the window then counted nothing.)
 //!
 //! Counters are striped the way Java's `LongAdder` is: every thread writes to its own copy of
 //! the buckets (cache-line aligned), chosen once per thread, so two threads recording into one
@@ -356,8 +359,9 @@ impl TimeWindow {
         let lines = (0..stripes * stride / WORDS_PER_LINE)
             .map(|_| Line::new())
             .collect();
-        // floor(log2(bucket)) + 4 bits of count; capped so the epoch keeps at least 4 bits.
-        let shift = (63 - bucket_nanos.leading_zeros() + 4).min(60);
+        // floor(log2(bucket)) bits of count, so every epoch of the u64 clock fits in full above
+        // them (module docs); at least 1 (buckets are validated to at least 1 ms).
+        let shift = (63 - bucket_nanos.leading_zeros()).max(1);
         TimeWindow {
             lines,
             stripes,
@@ -740,6 +744,36 @@ mod tests {
         assert_eq!(w.counts(1000 * MS).failures, 0);
         assert_eq!(w.counts(1000 * MS).successes, 1);
         assert_eq!(w.counts(1100 * MS), Counts::default());
+    }
+
+    // Regression (issue 10 #5): the epoch tag kept only its low bits (count bits were
+    // log2(bucket) + 4) but was compared in full: past 2^60 ns of clock nothing was counted.
+    #[test]
+    fn counts_hold_for_the_clocks_whole_range() {
+        for (window_ms, buckets) in [
+            (1000, 10),
+            (1, 1),
+            (10_000, 1000),
+            (365 * 24 * 3600 * 1000, 1),
+        ] {
+            let bucket = window_ms * MS / buckets;
+            for now in [1u64 << 60, 3 << 61, u64::MAX - 2 * bucket] {
+                let w = time_window(window_ms, buckets as u32, 2);
+                w.record_in(0, now, true, false);
+                w.record_in(1, now, false, true);
+                let both = Counts {
+                    successes: 1,
+                    failures: 1,
+                    slow: 1,
+                };
+                assert_eq!(w.counts(now), both, "{window_ms} ms at {now}");
+                assert_eq!(w.judge_counts(now, true), both, "{window_ms} ms at {now}");
+                // And they still age out a window later.
+                if let Some(later) = now.checked_add(window_ms * MS) {
+                    assert_eq!(w.counts(later).calls(), 0);
+                }
+            }
+        }
     }
 
     #[test]

@@ -149,6 +149,8 @@ impl Backoff {
         let d = match self.shape {
             Shape::Constant(d) => d,
             Shape::Linear { initial, step } => initial.saturating_add(step.saturating_mul(n)),
+            // Zero stays zero whatever the growth: 0 * inf would be NaN, taken for "too large".
+            Shape::Exponential { initial, .. } if initial.is_zero() => Duration::ZERO,
             Shape::Exponential {
                 initial,
                 multiplier,
@@ -258,6 +260,20 @@ mod tests {
             (1..5).map(|n| e.delay(n)).collect::<Vec<_>>(),
             [10 * MS, 20 * MS, 40 * MS, 50 * MS]
         );
+    }
+
+    // Regression (issue 10 #7): a zero initial delay grew to `max_delay` once the multiplier's
+    // power overflowed to infinity (0 * inf = NaN was taken for "too large").
+    #[test]
+    fn a_zero_initial_delay_stays_zero() {
+        let e = Backoff::exponential(Duration::ZERO, 1000.0).with_jitter(Jitter::None);
+        for n in [1, 2, 103, 104, 105, u32::MAX] {
+            assert_eq!(e.delay(n), Duration::ZERO, "retry {n}");
+        }
+        for jitter in [Jitter::Full, Jitter::Equal] {
+            let e = Backoff::exponential(Duration::ZERO, 1000.0).with_jitter(jitter);
+            assert_eq!(e.delay(104), Duration::ZERO);
+        }
     }
 
     #[test]

@@ -33,9 +33,17 @@ const SCALE: u64 = 1000;
 /// retries add at most `retry_ratio` of extra load, plus the small floor that lets a quiet client
 /// still retry now and then. Deposits and withdrawals expire after `ttl`, a tenth of it at a time.
 ///
+/// The window is cut into ten slots of `ttl / 10`; a check in slot `e` counts the deposits and
+/// withdrawals of slots `e - 9 ..= e`, so what it sees is the rule above at a tenth of `ttl`'s
+/// resolution.
+///
 /// Deposits sit on every request's path: they go to per-thread striped counters (like Java's
-/// `LongAdder`), take no lock and never read the clock. Withdrawals read the clock and win a
-/// compare-and-swap on the withdrawal counter, so concurrent retries never overdraw the budget.
+/// `LongAdder`), one epoch-tagged counter per slot, and take no lock. Each reads the (cheap)
+/// clock, because a deposit must count in the slot of the time it was made: a deposit that only
+/// added to a running total was attributed to whenever a *withdrawal* next looked, so after a
+/// quiet spell every deposit since was taken for old and the first retries of an outage got only
+/// the floor. Withdrawals read the clock and win a compare-and-swap on the withdrawal counter, so
+/// concurrent retries never overdraw the budget.
 ///
 /// Cloning is cheap (an `Arc`); every clone, and every layer and service made with it, shares
 /// one budget.
@@ -152,9 +160,7 @@ impl RetryBudgetBuilder {
         let reserve = u64::from(self.min_retries_per_sec)
             .saturating_mul(u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX));
         let inner = Arc::new(Inner {
-            stripes: (0..stripe_count())
-                .map(|_| Stripe(AtomicU64::new(0)))
-                .collect(),
+            stripes: (0..stripe_count()).map(|_| Stripe::new()).collect(),
             withdrawn: AtomicU64::new(0),
             exhausted: AtomicU64::new(0),
             last_epoch: AtomicU64::new(0),
@@ -184,7 +190,7 @@ impl RetryBudgetBuilder {
 }
 
 struct Inner {
-    /// Cumulative deposits, striped per thread; a stripe is never reset.
+    /// Deposits per slot, striped per thread.
     stripes: Box<[Stripe]>,
     /// Cumulative withdrawals; only ever moved by a successful compare-and-swap.
     withdrawn: AtomicU64,
@@ -192,7 +198,7 @@ struct Inner {
     exhausted: AtomicU64,
     /// The newest epoch (`now / slot_nanos`) whose snapshot is written.
     last_epoch: AtomicU64,
-    /// `slots[e % SLOTS]`: (deposits, withdrawals) as `u32`s, wrapping, seen first in epoch `e`.
+    /// `slots[e % SLOTS]`: the withdrawals counted when epoch `e` was first seen.
     slots: [AtomicU64; SLOTS],
     clock: Clock,
     slot_nanos: u64,
@@ -205,9 +211,32 @@ struct Inner {
     retry_ratio: f64,
 }
 
-/// A counter alone on its cache line (128 bytes: adjacent-line prefetch pairs lines on x86).
+/// Bits of a deposit slot's count; the epoch (`now / slot_nanos`, in full) sits above them.
+/// Slots are at least 100 ms, so the epoch of any `u64` clock reading fits in the other 38 bits
+/// (2^64 ns / 100 ms < 2^38), and 2^26 deposits per slot per stripe (670 million a second) is
+/// more than one counter can take; it saturates rather than spill into the epoch.
+const COUNT_BITS: u32 = 26;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+
+/// One thread's deposit counters, alone on their lines (128 bytes: adjacent-line prefetch
+/// pairs lines on x86).
 #[repr(align(128))]
-struct Stripe(AtomicU64);
+struct Stripe {
+    /// `slots[e % SLOTS]`: `e << COUNT_BITS | deposits made in epoch e`.
+    slots: [AtomicU64; SLOTS],
+    /// The epoch of this stripe's last deposit, so a deposit skips the division; validated
+    /// against the clock reading before use, so a stale value is never trusted.
+    epoch: AtomicU64,
+}
+
+impl Stripe {
+    fn new() -> Stripe {
+        Stripe {
+            slots: std::array::from_fn(|_| AtomicU64::new(0)),
+            epoch: AtomicU64::new(0),
+        }
+    }
+}
 
 #[cfg(not(harden_loom))]
 fn stripe_count() -> usize {
@@ -235,33 +264,56 @@ fn thread_stripe() -> usize {
     STRIPE.try_with(|s| *s).unwrap_or(0)
 }
 
-#[inline]
-fn pack(deposits: u32, withdrawals: u32) -> u64 {
-    (u64::from(deposits) << 32) | u64::from(withdrawals)
-}
-
-#[inline]
-fn unpack(v: u64) -> (u32, u32) {
-    ((v >> 32) as u32, v as u32)
-}
-
-/// `now - then` of two wrapping counters; a negative difference (a stale read) counts as 0.
-#[inline]
-fn since(now: u32, then: u32) -> u64 {
-    let d = now.wrapping_sub(then);
-    if d > u32::MAX / 2 {
-        0
-    } else {
-        u64::from(d)
-    }
-}
-
 impl Inner {
-    fn deposited(&self) -> u64 {
-        self.stripes.iter().fold(0u64, |sum, s| {
-            // Relaxed: a sum older than the truth only lowers the balance (never overdraws).
-            sum.wrapping_add(s.0.load(Ordering::Relaxed))
-        })
+    /// Count one deposit made at `now` in `stripe`, in the slot of its epoch.
+    #[inline]
+    fn deposit_at(&self, stripe: usize, now: u64) {
+        let stripe = &self.stripes[stripe];
+        // Relaxed: a hint, validated against `now` below.
+        let mut epoch = stripe.epoch.load(Ordering::Relaxed);
+        if now.wrapping_sub(epoch.wrapping_mul(self.slot_nanos)) >= self.slot_nanos {
+            epoch = now / self.slot_nanos;
+            // Relaxed: any thread's value is as good as ours; readers validate it.
+            stripe.epoch.store(epoch, Ordering::Relaxed);
+        }
+        let slot = &stripe.slots[(epoch % SLOTS as u64) as usize];
+        // Relaxed: the slot is a self-contained counter; the CAS orders every change to it, and
+        // a withdrawal reading an older value only sees a smaller balance (never overdraws).
+        let mut cur = slot.load(Ordering::Relaxed);
+        loop {
+            let tag = cur >> COUNT_BITS;
+            let next = if tag == epoch {
+                if cur & COUNT_MASK == COUNT_MASK {
+                    return; // saturated
+                }
+                cur + 1
+            } else if tag < epoch {
+                (epoch << COUNT_BITS) | 1
+            } else {
+                return; // the slot moved on a whole ttl: this deposit has expired
+            };
+            // Relaxed: as above.
+            match slot.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Deposits made in epochs `epoch - (SLOTS - 1) ..= epoch`.
+    fn deposited(&self, epoch: u64) -> u64 {
+        let oldest = epoch.saturating_sub(SLOTS as u64 - 1);
+        let mut sum = 0u64;
+        for stripe in self.stripes.iter() {
+            for slot in &stripe.slots {
+                // Relaxed: a sum older than the truth only lowers the balance (never overdraws).
+                let v = slot.load(Ordering::Relaxed);
+                if (oldest..=epoch).contains(&(v >> COUNT_BITS)) {
+                    sum += v & COUNT_MASK;
+                }
+            }
+        }
+        sum
     }
 
     /// Make sure the snapshot of `epoch` is written; returns the epoch to judge by (never older
@@ -279,11 +331,8 @@ impl Inner {
         {
             return now.max(epoch);
         }
-        // Relaxed: per-location coherence keeps these no older than any earlier snapshot.
-        let snap = pack(
-            self.deposited() as u32,
-            self.withdrawn.load(Ordering::Relaxed) as u32,
-        );
+        // Relaxed: per-location coherence keeps this no older than any earlier snapshot.
+        let snap = self.withdrawn.load(Ordering::Relaxed);
         let first = (last + 1).max(epoch.saturating_sub(SLOTS as u64 - 1));
         for e in first..=epoch {
             // Release: whoever reads this snapshot then reads counters no older than it.
@@ -294,17 +343,18 @@ impl Inner {
 
     fn try_withdraw_at(&self, now: u64) -> bool {
         let epoch = self.rotate(now / self.slot_nanos);
-        // The snapshot taken first in the window's oldest epoch, `epoch - (SLOTS - 1)`.
+        // The withdrawals counted first in the window's oldest epoch, `epoch - (SLOTS - 1)`: a
+        // withdrawal always rotates first, so every later one was made inside the window.
         // Acquire: pairs with the Release store in `rotate`.
-        let base = self.slots[((epoch + 1) % SLOTS as u64) as usize].load(Ordering::Acquire);
-        let (d_base, w_base) = unpack(base);
-        let earned = since(self.deposited() as u32, d_base)
+        let w_base = self.slots[((epoch + 1) % SLOTS as u64) as usize].load(Ordering::Acquire);
+        let earned = self
+            .deposited(epoch)
             .saturating_mul(self.deposit)
             .saturating_add(self.reserve);
         // Relaxed: the CAS below re-checks against the value it replaces.
         let mut w = self.withdrawn.load(Ordering::Relaxed);
         loop {
-            let spent = since(w as u32, w_base);
+            let spent = w.saturating_sub(w_base);
             if earned < spent.saturating_add(1).saturating_mul(SCALE) {
                 // Relaxed: a statistic, read on its own.
                 self.exhausted.fetch_add(1, Ordering::Relaxed);
@@ -314,7 +364,7 @@ impl Inner {
             // was checked against exactly the count it replaced, so none can overdraw.
             match self.withdrawn.compare_exchange_weak(
                 w,
-                w.wrapping_add(1),
+                w + 1,
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
@@ -339,7 +389,8 @@ impl RetryBudget {
         RetryBudgetBuilder::new()
     }
 
-    /// Record one request. Lock-free, no clock read: one add to this thread's stripe.
+    /// Record one request. Lock-free: a clock read and one compare-and-swap on this thread's
+    /// stripe, in the slot of the current time.
     #[inline]
     pub fn deposit(&self) {
         self.deposit_on(thread_stripe() & (self.inner.stripes.len() - 1));
@@ -347,8 +398,13 @@ impl RetryBudget {
 
     #[inline]
     fn deposit_on(&self, stripe: usize) {
-        // Relaxed: a counter; readers tolerate a stale (smaller) sum, which only lowers the balance.
-        self.inner.stripes[stripe].0.fetch_add(1, Ordering::Relaxed);
+        self.inner.deposit_at(stripe, self.inner.clock.now());
+    }
+
+    #[cfg(test)]
+    pub(crate) fn deposit_at(&self, now: u64) {
+        self.inner
+            .deposit_at(thread_stripe() & (self.inner.stripes.len() - 1), now);
     }
 
     /// Deposit for one request and return this thread's handle, for a later withdrawal.
@@ -436,9 +492,9 @@ mod tests {
         assert!(!b.try_withdraw_at(0));
         assert_eq!(b.exhausted(), 1);
         // Two requests earn one retry.
-        b.deposit();
+        b.deposit_at(0);
         assert!(!b.try_withdraw_at(0));
-        b.deposit();
+        b.deposit_at(0);
         assert!(b.try_withdraw_at(0));
         assert!(!b.try_withdraw_at(0));
         assert_eq!(b.exhausted(), 3);
@@ -453,7 +509,7 @@ mod tests {
         assert!(!b.try_withdraw_at(9 * SEC));
         // The window no longer holds epoch 0: the floor is back.
         assert!(b.try_withdraw_at(10 * SEC));
-        b.deposit();
+        b.deposit_at(10 * SEC);
         assert!(b.try_withdraw_at(10 * SEC));
     }
 
@@ -503,12 +559,12 @@ mod tests {
             for _ in 0..4 {
                 s.spawn(|| {
                     for _ in 0..1000 {
-                        b.deposit();
+                        b.deposit_at(0);
                     }
                 });
             }
         });
-        assert_eq!(b.inner.deposited(), 4000);
+        assert_eq!(b.inner.deposited(0), 4000);
     }
 
     #[derive(Debug, Clone)]
@@ -523,29 +579,47 @@ mod tests {
             4 => Just(Op::Deposit),
             4 => Just(Op::Withdraw),
             1 => (0u64..3_000).prop_map(|ms| Op::Advance(ms * 1_000_000)),
+            // Quiet spells longer than the ttl.
+            1 => (0u64..40_000).prop_map(|ms| Op::Advance(ms * 1_000_000)),
         ]
     }
 
-    /// The sequential model: every withdrawal attempt reads the clock; the window of a check at
-    /// epoch `e` starts at the first clock read (creation or a check) at an epoch `>= e - 9`, and
-    /// counts the deposits and withdrawals made since that read.
+    // Regression (issue 10 #3): deposits did not rotate the window, and a rotation after a gap
+    // filled the skipped slots with the current totals, so the deposits made since the last
+    // withdrawal were taken for old: 1 000 fresh requests earned no retry.
+    #[test]
+    fn deposits_after_a_quiet_spell_count_at_once() {
+        let b = budget(10, 0, 0.2);
+        assert!(!b.try_withdraw_at(0));
+        for _ in 0..1000 {
+            b.deposit_at(30 * SEC);
+        }
+        let granted = (0..1000)
+            .filter(|_| b.try_withdraw_at(30 * SEC + SEC / 10))
+            .count();
+        assert_eq!(granted, 200);
+        // And they expire a ttl later.
+        assert!(!b.try_withdraw_at(40 * SEC));
+    }
+
+    /// The documented rule, written as plainly as it reads: a retry asked for at epoch `e` (a
+    /// tenth of `ttl`) is granted while, over epochs `e - 9 ..= e`,
+    /// `(retries + 1) <= min * ttl + ratio * requests` (in thousandths, as the budget counts).
     struct Model {
         reserve: u64,
         deposit: u64,
-        deposits: u64,
-        withdrawals: u64,
+        deposits: Vec<u64>,
+        withdrawals: Vec<u64>,
         exhausted: u64,
-        reads: Vec<(u64, u64, u64)>,
     }
 
     impl Model {
         fn withdraw(&mut self, epoch: u64) -> bool {
-            self.reads.push((epoch, self.deposits, self.withdrawals));
-            let start = epoch.saturating_sub(SLOTS as u64 - 1);
-            let &(_, d0, w0) = self.reads.iter().find(|r| r.0 >= start).unwrap();
-            let earned = self.reserve + (self.deposits - d0) * self.deposit;
-            if earned >= (self.withdrawals - w0 + 1) * SCALE {
-                self.withdrawals += 1;
+            let oldest = epoch.saturating_sub(SLOTS as u64 - 1);
+            let in_window = |epochs: &[u64]| epochs.iter().filter(|&&e| e >= oldest).count() as u64;
+            let earned = self.reserve + in_window(&self.deposits) * self.deposit;
+            if earned >= (in_window(&self.withdrawals) + 1) * SCALE {
+                self.withdrawals.push(epoch);
                 true
             } else {
                 self.exhausted += 1;
@@ -558,7 +632,7 @@ mod tests {
         #![proptest_config(ProptestConfig::default())]
 
         #[test]
-        fn budget_matches_sequential_model(
+        fn budget_matches_the_documented_rule(
             min in 0u32..3,
             ratio in prop_oneof![Just(0.0), Just(0.2), Just(0.5), Just(1.0)],
             ops in proptest::collection::vec(op(), 0..200),
@@ -567,17 +641,16 @@ mod tests {
             let mut model = Model {
                 reserve: u64::from(min) * 10_000,
                 deposit: (ratio * 1000.0) as u64,
-                deposits: 0,
-                withdrawals: 0,
+                deposits: Vec::new(),
+                withdrawals: Vec::new(),
                 exhausted: 0,
-                reads: vec![(0, 0, 0)],
             };
             let mut now = 0u64;
             for op in ops {
                 match op {
                     Op::Deposit => {
-                        b.deposit();
-                        model.deposits += 1;
+                        b.deposit_at(now);
+                        model.deposits.push(now / SEC);
                     }
                     Op::Withdraw => {
                         let expected = model.withdraw(now / SEC);
@@ -594,6 +667,7 @@ mod tests {
 #[cfg(all(test, harden_loom))]
 mod loom_tests {
     use super::*;
+    use crate::sync::loom_model;
     use loom::thread;
 
     fn budget(min: u32, ratio: f64) -> RetryBudget {
@@ -607,7 +681,7 @@ mod loom_tests {
 
     #[test]
     fn loom_concurrent_withdrawals_never_exceed_the_balance() {
-        loom::model(|| {
+        loom_model(|| {
             // Reserve of 2 retries, no deposits: three racing withdrawals, exactly two succeed.
             let b = budget(2, 0.0);
             let handles: Vec<_> = (0..2)
@@ -630,14 +704,14 @@ mod loom_tests {
 
     #[test]
     fn loom_withdrawals_racing_deposits_spend_only_what_was_deposited() {
-        loom::model(|| {
+        loom_model(|| {
             // No reserve; each request earns one retry.
             let b = budget(0, 1.0);
             let depositor = {
                 let b = b.clone();
                 thread::spawn(move || {
-                    b.deposit();
-                    b.deposit();
+                    b.deposit_at(0);
+                    b.deposit_at(0);
                 })
             };
             let spender = {
@@ -661,28 +735,48 @@ mod loom_tests {
 
     #[test]
     fn loom_deposits_are_not_lost() {
-        loom::model(|| {
+        loom_model(|| {
             let b = budget(0, 1.0);
             let handles: Vec<_> = (0..2)
                 .map(|_| {
                     let b = b.clone();
                     thread::spawn(move || {
-                        b.deposit();
-                        b.deposit();
+                        b.deposit_at(0);
+                        b.deposit_at(0);
                     })
                 })
                 .collect();
-            b.deposit();
+            b.deposit_at(0);
             for h in handles {
                 h.join().unwrap();
             }
-            assert_eq!(b.inner.deposited(), 5);
+            assert_eq!(b.inner.deposited(0), 5);
+        });
+    }
+
+    // The deposit slots (issue 10 #3): a deposit racing one a whole ttl later into the same
+    // slot either lands before it (and is replaced) or is dropped as expired; never both kept.
+    #[test]
+    fn loom_deposits_across_a_slot_turnover_keep_only_the_newer_epoch() {
+        loom_model(|| {
+            // ttl 1 s: epochs of 100 ms; epochs 0 and 10 share slot 0.
+            let b = budget(0, 1.0);
+            let old = {
+                let b = b.clone();
+                thread::spawn(move || b.deposit_at(0))
+            };
+            b.deposit_at(1_000_000_000);
+            let spent = usize::from(b.try_withdraw_at(1_000_000_000));
+            old.join().unwrap();
+            assert_eq!(b.inner.deposited(10), 1);
+            assert_eq!(b.inner.deposited(0), 0, "slot 0 holds epoch 10 now");
+            assert_eq!(spent, 1);
         });
     }
 
     #[test]
     fn loom_rotation_racing_a_withdrawal_never_overdraws() {
-        loom::model(|| {
+        loom_model(|| {
             // ttl 1 s: epochs of 100 ms. Reserve of 1 retry per window.
             let b = budget(1, 0.0);
             let other = {

@@ -53,6 +53,12 @@ where
         }
 
         if this.sleep.is_none() {
+            if this.timeout.is_zero() {
+                // A zero timeout fails on the poll where the inner future first pends (its docs):
+                // a `Sleep` of zero is only seen elapsed on a later poll, after the timer fires.
+                this.timeouts.increment(1);
+                return Poll::Ready(Err(Elapsed::new().into()));
+            }
             this.sleep.set(Some(tokio::time::sleep(*this.timeout)));
         }
         if let Some(sleep) = this.sleep.as_pin_mut() {
