@@ -520,56 +520,18 @@ mod http_status {
 }
 
 #[cfg(feature = "metrics")]
+#[path = "support/recorder.rs"]
+mod recorder;
+
+#[cfg(feature = "metrics")]
 mod metrics_series {
+    use super::recorder::TestRecorder;
     use super::*;
     use harden::metrics::names;
-    use metrics::{
-        Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
-    };
-    use metrics_util::registry::{AtomicStorage, Registry};
-
-    /// A recorder whose values can be read at any time.
-    struct TestRecorder(Registry<Key, AtomicStorage>);
-
-    impl TestRecorder {
-        fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
-            let key = Key::from_parts(
-                name.to_string(),
-                labels
-                    .iter()
-                    .map(|(k, v)| metrics::Label::new(k.to_string(), v.to_string()))
-                    .collect::<Vec<_>>(),
-            );
-            let counter = self.0.get_counter(&key).map(|c| c.load(Ordering::SeqCst));
-            let gauge = self
-                .0
-                .get_gauge(&key)
-                .map(|g| f64::from_bits(g.load(Ordering::SeqCst)) as u64);
-            counter.or(gauge)
-        }
-    }
-
-    impl Recorder for TestRecorder {
-        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-            self.0
-                .get_or_create_counter(key, |c| Counter::from_arc(c.clone()))
-        }
-        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-            self.0
-                .get_or_create_gauge(key, |g| Gauge::from_arc(g.clone()))
-        }
-        fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-            self.0
-                .get_or_create_histogram(key, |h| Histogram::from_arc(h.clone()))
-        }
-    }
 
     #[tokio::test(start_paused = true)]
     async fn injected_faults_and_the_active_gauge_are_exported() {
-        let recorder = TestRecorder(Registry::atomic());
+        let recorder = TestRecorder::new();
         let (chaos, mut service) = metrics::with_local_recorder(&recorder, || {
             let chaos = Chaos::builder()
                 .name("db")
@@ -583,34 +545,25 @@ mod metrics_series {
         });
         let active = [("chaos", "db")];
         let fault = |f| [("chaos", "db"), ("fault", f)];
-        assert_eq!(recorder.value(names::CHAOS_ACTIVE, &active), Some(0));
+        assert_eq!(recorder.gauge(names::CHAOS_ACTIVE, &active), 0.0);
         chaos.enable();
-        assert_eq!(recorder.value(names::CHAOS_ACTIVE, &active), Some(1));
+        assert_eq!(recorder.gauge(names::CHAOS_ACTIVE, &active), 1.0);
 
         for i in 0..7 {
             service.ready().await.unwrap().call(i).await.unwrap_err();
         }
+        assert_eq!(recorder.counter(names::CHAOS_INJECTED, &fault("error")), 7);
         assert_eq!(
-            recorder.value(names::CHAOS_INJECTED, &fault("error")),
-            Some(7)
+            recorder.counter(names::CHAOS_INJECTED, &fault("latency")),
+            7
         );
-        assert_eq!(
-            recorder.value(names::CHAOS_INJECTED, &fault("latency")),
-            Some(7)
-        );
-        assert_eq!(
-            recorder.value(names::CHAOS_INJECTED, &fault("hang")),
-            Some(0)
-        );
-        assert_eq!(
-            recorder.value(names::CHAOS_INJECTED, &fault("status")),
-            Some(0)
-        );
+        assert_eq!(recorder.counter(names::CHAOS_INJECTED, &fault("hang")), 0);
+        assert_eq!(recorder.counter(names::CHAOS_INJECTED, &fault("status")), 0);
 
         chaos.set(Faults::new()).unwrap();
         assert_eq!(
-            recorder.value(names::CHAOS_ACTIVE, &active),
-            Some(0),
+            recorder.gauge(names::CHAOS_ACTIVE, &active),
+            0.0,
             "every rate 0"
         );
     }
