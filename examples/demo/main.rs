@@ -36,14 +36,15 @@
 //!
 //! Output fits 80 columns; colours only when stdout is a terminal (and `NO_COLOR` is unset).
 //!
-//! `--svg FILE` writes the timeline (breaker state as a band, calls per second by outcome,
-//! every call's latency) as an SVG document. It is plain SVG text written by `svg.rs`, not a
+//! `--svg FILE` writes scene 1's timeline (breaker state as a band, calls per second by
+//! outcome, every call's latency) as an SVG document; scene 2 is in its printed lines only. It is plain SVG text written by `svg.rs`, not a
 //! plotting crate: `plotters` lays out text by measuring it with a system font (its default
 //! `ttf` feature loads fonts through `font-kit` and builds against the system's fontconfig;
 //! without it, text needs a font file bundled into the binary), so a fresh machine with
 //! nothing but the Rust toolchain could not build or run it. An SVG `<text>` element needs no
 //! font to be written: the viewer picks one.
 
+mod closed;
 mod server;
 mod svg;
 

@@ -26,6 +26,7 @@ use harden::shutdown::{Phase, Report, Shutdown, ShutdownHandle};
 use harden::BoxError;
 use tokio::time::Instant;
 
+use super::closed::closed_under_it;
 use super::{secs, Style};
 
 /// Concurrent client tasks, each sending one request after another.
@@ -51,19 +52,6 @@ struct Counts {
     lost: AtomicU64,
     other: AtomicU64,
     resent: AtomicU64,
-}
-
-/// Whether a request failed because its keep-alive connection was closed before any answer
-/// (hyper's "connection closed before message completed"), the one error a resend may fix.
-fn closed_under_it(err: &reqwest::Error) -> bool {
-    let mut source = std::error::Error::source(err);
-    while let Some(e) = source {
-        if let Some(e) = e.downcast_ref::<hyper::Error>() {
-            return e.is_incomplete_message();
-        }
-        source = e.source();
-    }
-    false
 }
 
 /// The first refusal's status, headers and body, as the client got it.
@@ -238,6 +226,7 @@ pub(crate) async fn scene(style: &Style) -> Result<Outcome, BoxError> {
     ticker.tick().await;
     let mut trigger = Box::pin(tokio::time::sleep(TRIGGER));
     let mut fired = false;
+    let mut refusal_shown = false;
     let mut poller = Some(poller);
     loop {
         tokio::select! {
@@ -259,12 +248,25 @@ pub(crate) async fn scene(style: &Style) -> Result<Outcome, BoxError> {
                     break;
                 }
                 let phase = *phases.borrow_and_update();
-                print_phase(style, start.elapsed(), phase, handle.in_flight(), &refusal);
+                print_phase(style, start.elapsed(), phase, handle.in_flight());
+                // The watch keeps only the latest phase: print the refusal once either of the
+                // last two is seen.
+                if phase >= Phase::CleaningUp && !refusal_shown {
+                    refusal_shown = true;
+                    print_refusal(&refusal);
+                }
                 if phase == Phase::Draining {
                     if let Some(poller) = poller.take() {
                         // Readiness is 503 from the trigger on; the poller sees it within a poll.
                         if let Ok((at, body)) = poller.await {
-                            println!("       readiness 503 at {:.2} s: {body}", at.as_secs_f64());
+                            let status = serde_json::from_str::<serde_json::Value>(&body)
+                                .ok()
+                                .and_then(|v| Some(v.get("status")?.as_str()?.to_owned()))
+                                .unwrap_or(body);
+                            println!(
+                                "       /health/ready answered 503 at {:.2} s: status {status:?}",
+                                at.as_secs_f64()
+                            );
                         }
                     }
                 }
@@ -290,7 +292,8 @@ pub(crate) async fn scene(style: &Style) -> Result<Outcome, BoxError> {
         ))
     );
     println!(
-        "  server     in flight at the signal {}, completed after it {}, aborted {}",
+        "  server     in flight at the signal {}, completed after it {} (probes too),\n\
+         \x20            aborted {}",
         report.in_flight_at_trigger, report.completed, report.aborted
     );
     println!(
@@ -325,13 +328,7 @@ fn line(style: &Style, at: Duration, handle: &ShutdownHandle, counts: &Counts) {
     );
 }
 
-fn print_phase(
-    style: &Style,
-    at: Duration,
-    phase: Phase,
-    in_flight: usize,
-    refusal: &Mutex<Option<Refusal>>,
-) {
+fn print_phase(style: &Style, at: Duration, phase: Phase, in_flight: usize) {
     let what = match phase {
         Phase::Draining => "readiness 503, still serving".to_owned(),
         Phase::Refusing => format!("new requests: 503; {in_flight} in flight go on"),
@@ -340,16 +337,17 @@ fn print_phase(
         _ => String::new(),
     };
     println!("{}   server {}: {what}", secs(at), style.phase(phase, 0));
-    if phase == Phase::CleaningUp {
-        if let Some(r) = refusal.lock().expect("refusal").as_ref() {
-            println!(
-                "       first refusal at {:.2} s: {}, Connection: {}, Retry-After: {}",
-                r.at.as_secs_f64(),
-                r.status,
-                r.connection,
-                r.retry_after
-            );
-            println!("       {}", r.body);
-        }
+}
+
+fn print_refusal(refusal: &Mutex<Option<Refusal>>) {
+    if let Some(r) = refusal.lock().expect("refusal").as_ref() {
+        println!(
+            "       first refusal at {:.2} s: {}, Connection: {}, Retry-After: {}",
+            r.at.as_secs_f64(),
+            r.status,
+            r.connection,
+            r.retry_after
+        );
+        println!("       {}", r.body);
     }
 }
