@@ -37,7 +37,8 @@
 //! Output fits 80 columns; colours only when stdout is a terminal (and `NO_COLOR` is unset).
 //!
 //! `--svg FILE` writes scene 1's timeline (breaker state as a band, calls per second by
-//! outcome, every call's latency) as an SVG document; scene 2 is in its printed lines only. It is plain SVG text written by `svg.rs`, not a
+//! outcome, every call's latency) and scene 2's (the server's shutdown phases as a band, the
+//! trigger marked, the final count) as an SVG document. It is plain SVG text written by `svg.rs`, not a
 //! plotting crate: `plotters` lays out text by measuring it with a system font (its default
 //! `ttf` feature loads fonts through `font-kit` and builds against the system's fontconfig;
 //! without it, text needs a font file bundled into the binary), so a fresh machine with
@@ -353,8 +354,9 @@ async fn main() -> Result<(), BoxError> {
         }
     };
     let style = Style::detect();
-    let timeline = client_scene(&style).await?;
+    let mut timeline = client_scene(&style).await?;
     let served = server::scene(&style).await?;
+    timeline.server = Some(served.panel.clone());
     if let Some(path) = options.svg {
         std::fs::write(&path, svg::render(&timeline))?;
         println!("\ntimeline written to {}", path.display());

@@ -65,6 +65,8 @@ struct Refusal {
 
 /// What the scene hands back to `main`.
 pub(crate) struct Outcome {
+    /// Scene 2 for the SVG timeline.
+    pub(crate) panel: super::svg::Server,
     pub(crate) lost: u64,
     pub(crate) other: u64,
     pub(crate) report: Report,
@@ -227,6 +229,7 @@ pub(crate) async fn scene(style: &Style) -> Result<Outcome, BoxError> {
     let mut trigger = Box::pin(tokio::time::sleep(TRIGGER));
     let mut fired = false;
     let mut refusal_shown = false;
+    let mut phase_starts = vec![(0.0, Phase::Serving.to_string())];
     let mut poller = Some(poller);
     loop {
         tokio::select! {
@@ -248,6 +251,7 @@ pub(crate) async fn scene(style: &Style) -> Result<Outcome, BoxError> {
                     break;
                 }
                 let phase = *phases.borrow_and_update();
+                phase_starts.push((start.elapsed().as_secs_f64(), phase.to_string()));
                 print_phase(style, start.elapsed(), phase, handle.in_flight());
                 // The watch keeps only the latest phase: print the refusal once either of the
                 // last two is seen.
@@ -308,7 +312,23 @@ pub(crate) async fn scene(style: &Style) -> Result<Outcome, BoxError> {
          \x20            arrived (the refusal closes idle connections)",
         counts.resent.load(Ordering::Relaxed)
     );
+    let panel = super::svg::Server {
+        duration: start.elapsed().as_secs_f64(),
+        trigger: TRIGGER.as_secs_f64(),
+        // `done` is the instant serve returned: not a band of its own.
+        phases: phase_starts
+            .into_iter()
+            .filter(|(_, phase)| phase != Phase::Done.as_str())
+            .collect(),
+        summary: format!(
+            "in flight at the signal {}, completed after it {}, refused {}, lost {lost}",
+            report.in_flight_at_trigger,
+            report.completed,
+            counts.refused.load(Ordering::Relaxed)
+        ),
+    };
     Ok(Outcome {
+        panel,
         lost,
         other,
         report,
