@@ -4,7 +4,7 @@
 #[path = "../examples/demo/svg.rs"]
 mod svg;
 
-use svg::{Band, Second, Timeline};
+use svg::{Band, Second, Server, Timeline};
 
 fn timeline() -> Timeline {
     Timeline {
@@ -44,6 +44,17 @@ fn timeline() -> Timeline {
         latencies: (0..200)
             .map(|i| (f64::from(i) / 50.0, 0.5 + f64::from(i % 7) * 40.0))
             .collect(),
+        server: Some(Server {
+            duration: 2.4,
+            trigger: 1.5,
+            phases: vec![
+                (0.0, "serving".into()),
+                (1.5, "draining".into()),
+                (2.2, "refusing".into()),
+                (2.35, "cleaning_up".into()),
+            ],
+            summary: "in flight at the signal 8, lost 0 <ok>".into(),
+        }),
     }
 }
 
@@ -71,6 +82,9 @@ fn the_timeline_is_a_valid_svg_file_with_every_part() {
     assert_eq!(with_class("band"), 4);
     // One stacked bar segment per non-zero outcome count: 1 + 2 + 4 + 2.
     assert_eq!(with_class("rate"), 9);
+    // Scene 2: one band segment per server phase, one trigger marker.
+    assert_eq!(with_class("server"), 4);
+    assert_eq!(with_class("trigger"), 1);
     // One dot per call.
     let latency = doc
         .descendants()
@@ -101,6 +115,10 @@ fn the_timeline_is_a_valid_svg_file_with_every_part() {
         "open",
         "half-open",
         "4s",
+        "server",
+        "draining",
+        "shutdown triggered",
+        "in flight at the signal 8, lost 0 <ok>",
     ] {
         assert!(texts.iter().any(|t| t == label), "{label}: {texts:?}");
     }

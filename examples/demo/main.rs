@@ -1,31 +1,52 @@
-//! # The harden demo: a client that stays up while its upstream fails
+//! # The harden demo: a client that stays up while its upstream fails, and a server that
+//! # shuts down without dropping a request
 //!
 //! ```text
-//! cargo run --example demo                   # about 11 s, all on 127.0.0.1
+//! cargo run --example demo                   # about 13 s, all on 127.0.0.1
 //! cargo run --example demo -- --svg demo.svg # and a timeline to open in a browser
 //! ```
 //!
-//! An upstream HTTP server (axum, on an ephemeral port of 127.0.0.1) gets its faults from
-//! [`harden::chaos`]: healthy, then failing (most requests answered 503), then slow (answers
-//! later than the caller's attempt timeout, a few never), then healthy again. The faults are
-//! drawn from a fixed seed, so every run draws them alike; the story varies only as much as the
-//! machine's timing moves which calls are the breaker's probes. A caller sends it 50 requests a second through
-//! `reqwest::Client` wrapped in harden's standard stack — fallback, total timeout, retry with a
-//! budget, circuit breaker, attempt timeout (see [`resilient_client`]) — and prints a line per
-//! phase, per breaker transition and per second: what the upstream produced, what the caller
-//! saw, the retries sent and the calls the open breaker answered without a network round trip.
-//! It ends with a summary (p50/p99 latency, calls kept off the sick upstream).
+//! **Scene 1, the client.** An upstream HTTP server (axum, on an ephemeral port of 127.0.0.1)
+//! gets its faults from [`harden::chaos`]: healthy, then failing (most requests answered 503),
+//! then slow (answers later than the caller's attempt timeout, a few never), then healthy
+//! again. The faults are drawn from a fixed seed, so every run draws them alike; the story
+//! varies only as much as the machine's timing moves which calls are the breaker's probes. A
+//! caller sends it 50 requests a second through `reqwest::Client` wrapped in harden's standard
+//! stack — fallback, total timeout, retry with a budget, circuit breaker, attempt timeout (see
+//! [`resilient_client`]) — and prints a line per phase, per breaker transition and per second:
+//! what the upstream produced, what the caller saw, the retries sent and the calls the open
+//! breaker answered without a network round trip. It ends with a summary (p50/p99 latency,
+//! calls kept off the sick upstream).
+//!
+//! The caller is the tower path (`Resilience` around `reqwest::Client`), not
+//! `harden::reqwest::Client`, on purpose: the convenience client wraps a finished
+//! `reqwest::Client`, so nothing sits between its retry layer and the network to count the
+//! attempts of each call, and the per-second "retries" column is half of what the scene shows;
+//! it also has no fallback (it returns [`harden::reqwest::Error`], which is right for an
+//! application and would make "fallbacks" a count of errors). The tower path is the same
+//! layers with a counting `map_request` under the retry and a fallback on top.
+//!
+//! **Scene 2, the server** (`server.rs`): [`harden::shutdown`]'s `Shutdown::serve` with
+//! [`harden::health`]'s probes and a 100–300 ms route under load from 8 client tasks; a
+//! shutdown is triggered midway. It shows readiness turning 503, requests served through the
+//! drain delay, in-flight requests finishing, the first refusal (503, `Connection: close`,
+//! `Retry-After`, JSON body) and the count at both ends: in flight at the signal, completed,
+//! refused, lost. A lost request (one with no HTTP answer) makes the demo exit with an error,
+//! so the smoke run in `.ci/run` checks it.
 //!
 //! Output fits 80 columns; colours only when stdout is a terminal (and `NO_COLOR` is unset).
 //!
-//! `--svg FILE` writes the timeline (breaker state as a band, calls per second by outcome,
-//! every call's latency) as an SVG document. It is plain SVG text written by `svg.rs`, not a
+//! `--svg FILE` writes scene 1's timeline (breaker state as a band, calls per second by
+//! outcome, every call's latency) and scene 2's (the server's shutdown phases as a band, the
+//! trigger marked, the final count) as an SVG document. It is plain SVG text written by `svg.rs`, not a
 //! plotting crate: `plotters` lays out text by measuring it with a system font (its default
 //! `ttf` feature loads fonts through `font-kit` and builds against the system's fontconfig;
 //! without it, text needs a font file bundled into the binary), so a fresh machine with
 //! nothing but the Rust toolchain could not build or run it. An SVG `<text>` element needs no
 //! font to be written: the viewer picks one.
 
+mod closed;
+mod server;
 mod svg;
 
 use std::collections::HashMap;
@@ -35,7 +56,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::error_handling::HandleErrorLayer;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
@@ -44,7 +64,9 @@ use harden::circuit_breaker::error::CircuitOpen;
 use harden::circuit_breaker::{CircuitBreaker, EventKind, State};
 use harden::classify::{classify_fn, Outcome};
 use harden::fallback::FallbackLayer;
+use harden::http::ErrorResponseLayer;
 use harden::retry::{Backoff, RetryBudget, RetryDecision, RetryPolicy};
+use harden::shutdown::Phase as ServerPhase;
 use harden::{BoxError, Resilience};
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
@@ -229,11 +251,9 @@ async fn start_upstream(chaos: &Chaos, served: Arc<AtomicU64>) -> Result<SocketA
         )
         .layer(
             ServiceBuilder::new()
-                // axum routes cannot fail: an injected error would become a 500 (this demo
-                // injects statuses, delays and hangs, which are answers or silence).
-                .layer(HandleErrorLayer::new(|err: BoxError| async move {
-                    (StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
-                }))
+                // axum routes cannot fail: an injected error would become a JSON 500 (this
+                // demo injects statuses, delays and hangs, which are answers or silence).
+                .layer(ErrorResponseLayer::new())
                 .layer(chaos.http_layer()),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -262,6 +282,17 @@ impl Style {
             State::Open | State::ForcedOpen => "31",
             State::HalfOpen => "33",
             _ => return text,
+        };
+        self.paint(&text, code)
+    }
+
+    /// The server's shutdown phase, padded to `width`, coloured like the breaker's states.
+    fn phase(&self, phase: ServerPhase, width: usize) -> String {
+        let text = format!("{:<width$}", phase.to_string());
+        let code = match phase {
+            ServerPhase::Serving => "32",
+            ServerPhase::Draining => "33",
+            _ => "31",
         };
         self.paint(&text, code)
     }
@@ -323,12 +354,21 @@ async fn main() -> Result<(), BoxError> {
         }
     };
     let style = Style::detect();
-    let timeline = client_scene(&style).await?;
-    // TODO(#13): scene 2, harden's server (health, graceful shutdown) under load, once
-    // `harden::shutdown` lands.
+    let mut timeline = client_scene(&style).await?;
+    let served = server::scene(&style).await?;
+    timeline.server = Some(served.panel.clone());
     if let Some(path) = options.svg {
         std::fs::write(&path, svg::render(&timeline))?;
         println!("\ntimeline written to {}", path.display());
+    }
+    // The smoke test in `.ci/run` only checks the exit code: make it mean something.
+    let report = &served.report;
+    if served.lost > 0 || served.other > 0 || report.aborted > 0 || report.deadline_reached {
+        return Err(format!(
+            "scene 2 lost {} requests ({} unexpected answers; server: {report})",
+            served.lost, served.other
+        )
+        .into());
     }
     Ok(())
 }

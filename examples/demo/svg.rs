@@ -58,6 +58,30 @@ pub(crate) struct Timeline {
     pub(crate) seconds: Vec<Second>,
     /// Each call: when it finished, and how long it took the caller in milliseconds.
     pub(crate) latencies: Vec<(f64, f64)>,
+    /// Scene 2, drawn as a panel of its own (its own time axis) when present.
+    pub(crate) server: Option<Server>,
+}
+
+/// Scene 2: the server's shutdown phases over the scene's own time, and its final count.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Server {
+    /// Length of the scene.
+    pub(crate) duration: f64,
+    /// When the shutdown was triggered.
+    pub(crate) trigger: f64,
+    /// Phase names (`serving`, `draining`, `refusing`, ...) and the times they began, in order.
+    pub(crate) phases: Vec<(f64, String)>,
+    /// One line under the band: the final count.
+    pub(crate) summary: String,
+}
+
+fn server_colour(phase: &str) -> &'static str {
+    match phase {
+        "serving" => "#4caf50",
+        "draining" => "#ffb300",
+        "refusing" => "#e53935",
+        _ => "#9e9e9e",
+    }
 }
 
 const WIDTH: f64 = 900.0;
@@ -70,6 +94,10 @@ const RATE_HEIGHT: f64 = 190.0;
 const LATENCY_TOP: f64 = 360.0;
 const LATENCY_HEIGHT: f64 = 190.0;
 const HEIGHT: f64 = 610.0;
+const SERVER_TOP: f64 = 650.0;
+const SERVER_HEIGHT: f64 = 26.0;
+/// The canvas with scene 2's panel.
+const HEIGHT_WITH_SERVER: f64 = 740.0;
 /// Latency axis: log scale over these milliseconds.
 const LATENCY_MIN_MS: f64 = 0.1;
 const LATENCY_MAX_MS: f64 = 2000.0;
@@ -83,11 +111,16 @@ const REJECTED: &str = "#e53935";
 pub(crate) fn render(timeline: &Timeline) -> String {
     let duration = timeline.duration.max(1e-9);
     let x = |t: f64| LEFT + (t / duration).clamp(0.0, 1.0) * (WIDTH - LEFT - RIGHT);
+    let height = if timeline.server.is_some() {
+        HEIGHT_WITH_SERVER
+    } else {
+        HEIGHT
+    };
     let mut svg = String::new();
     let _ = writeln!(
         svg,
         r#"<?xml version="1.0" encoding="UTF-8"?>
-<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">
+<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">
 <title>harden demo: a client behind a circuit breaker, retry and fallback</title>
 <rect width="100%" height="100%" fill="white"/>
 <text x="{LEFT}" y="24" font-size="16" font-weight="bold">harden demo: breaker state, calls per second, latency</text>"#
@@ -239,8 +272,63 @@ pub(crate) fn render(timeline: &Timeline) -> String {
         );
         t += 1.0;
     }
+    if let Some(server) = &timeline.server {
+        server_panel(&mut svg, server);
+    }
     svg.push_str("</svg>\n");
     svg
+}
+
+/// Scene 2: the shutdown phases as a band on the scene's own time axis, the trigger marked.
+fn server_panel(svg: &mut String, server: &Server) {
+    let duration = server.duration.max(1e-9);
+    let x = |t: f64| LEFT + (t / duration).clamp(0.0, 1.0) * (WIDTH - LEFT - RIGHT);
+    let _ = writeln!(
+        svg,
+        r#"<text x="{LEFT}" y="{:.1}" font-size="14" font-weight="bold">scene 2: the server's shutdown under load</text>
+<text x="{:.1}" y="{:.1}" text-anchor="end">server</text>"#,
+        SERVER_TOP - 22.0,
+        LEFT - 8.0,
+        SERVER_TOP + SERVER_HEIGHT / 2.0 + 4.0,
+    );
+    for (i, (start, phase)) in server.phases.iter().enumerate() {
+        let end = server.phases.get(i + 1).map_or(duration, |p| p.0);
+        let _ = writeln!(
+            svg,
+            r##"<rect class="server" x="{x0:.1}" y="{SERVER_TOP}" width="{w:.1}" height="{SERVER_HEIGHT}" fill="{colour}"><title>{name} from {start:.2}s</title></rect>
+<text x="{mid:.1}" y="{ty:.1}" text-anchor="middle" fill="white">{name}</text>"##,
+            x0 = x(*start),
+            w = (x(end) - x(*start)).max(0.5),
+            colour = server_colour(phase),
+            name = escape(phase),
+            mid = (x(*start) + x(end)) / 2.0,
+            ty = SERVER_TOP + SERVER_HEIGHT / 2.0 + 4.0,
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r##"<line class="trigger" x1="{t:.1}" y1="{top:.1}" x2="{t:.1}" y2="{bottom:.1}" stroke="#212121" stroke-width="2"/>
+<text x="{t:.1}" y="{top:.1}" text-anchor="middle">shutdown triggered</text>"##,
+        t = x(server.trigger),
+        top = SERVER_TOP - 4.0,
+        bottom = SERVER_TOP + SERVER_HEIGHT + 4.0,
+    );
+    let mut t = 0.0;
+    while t <= duration + 1e-9 {
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{t}s</text>"#,
+            x(t),
+            SERVER_TOP + SERVER_HEIGHT + 16.0
+        );
+        t += 0.5;
+    }
+    let _ = writeln!(
+        svg,
+        r#"<text x="{LEFT}" y="{:.1}">{}</text>"#,
+        SERVER_TOP + SERVER_HEIGHT + 40.0,
+        escape(&server.summary)
+    );
 }
 
 fn axis(svg: &mut String, top: f64, height: f64, label: &str) {
