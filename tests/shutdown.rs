@@ -88,6 +88,42 @@ async fn a_new_request_while_refusing_gets_503_connection_close_and_json() {
     assert_eq!(report.aborted, 0);
 }
 
+// Regression: keep-alive connections idle when refusing began were closed at once, so a request
+// their client was sending at that moment was lost (seen in the demo as `IncompleteMessage`).
+#[tokio::test]
+async fn a_keep_alive_connection_idle_when_refusing_starts_gets_the_503_not_a_reset() {
+    let server = start(builder().drain_delay(Duration::ZERO).build().unwrap()).await;
+    let mut kept = TcpStream::connect(server.addr).await.unwrap();
+    assert_eq!(
+        raw_get_on(&mut kept, "/api/hello").await.unwrap().status,
+        200
+    );
+    // A slow request keeps the sequence in its refusing phase.
+    let slow = tokio::spawn(raw_get(server.addr, "/api/slow?ms=1500"));
+    wait_in_flight(&server.handle, 1).await;
+    server.handle.trigger();
+    wait_phase(&server.handle, Phase::Refusing).await;
+    // Let the connection tasks see the phase change before the client reuses its connection.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let refused = raw_get_on(&mut kept, "/api/hello")
+        .await
+        .expect("an answer on the kept-alive connection, not a closed one");
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.header("connection"), Some("close"));
+    // After the 503 with `Connection: close` the server closes it.
+    let mut rest = Vec::new();
+    tokio::time::timeout(LIMIT, kept.read_to_end(&mut rest))
+        .await
+        .expect("connection left open after Connection: close")
+        .ok();
+    assert!(rest.is_empty());
+
+    assert_eq!(slow.await.unwrap().unwrap().status, 200);
+    let report = server.report(LIMIT).await;
+    assert_eq!(report.aborted, 0, "{report}");
+}
+
 #[tokio::test]
 async fn a_slow_request_started_before_shutdown_completes_with_200() {
     let server = start(

@@ -11,8 +11,8 @@
 //! 2. **Refusing**: new requests get 503 + `Connection: close` + `Retry-After` and
 //!    `{"statusCode":503,"message":"server is shutting down","retryAfter":5}` (the
 //!    [exempt paths](Builder::exempt_path), `/health/live` by default, are still answered);
-//!    every connection is told to close: idle keep-alive connections close at once, busy ones
-//!    after their response.
+//!    a keep-alive connection is closed after its next answer (that 503), or when the drain is
+//!    over, whichever comes first.
 //! 3. In-flight requests finish; the [`CancellationToken`] of [`ShutdownHandle::token`] is
 //!    cancelled, so long-lived handlers (SSE, WebSocket) end themselves; tasks spawned on
 //!    [`ShutdownHandle::tracker`] are awaited.
@@ -28,9 +28,12 @@
 //! been sent (or dropped): an SSE stream counts until it ends. Connections that hold no request
 //! — idle keep-alive connections, a client that sent half its headers — never hold shutdown:
 //! they are dropped when the last request is done, as if they were not there (hyper's
-//! `header_read_timeout` also closes the latter while serving). A request that reaches a
-//! connection in the instant the server closes it may see the connection reset; that race is
-//! inherent to HTTP/1.1 keep-alive and clients retry idempotent requests on it.
+//! `header_read_timeout` also closes the latter while serving). Idle keep-alive connections are
+//! *not* closed when refusing starts, as DESIGN's step 2 reads: a client may be sending its next
+//! request on one at that instant, and HTTP/1.1 gives it no way to tell that the close came
+//! first, so the request would be lost. Left open, the request gets the 503 with
+//! `Connection: close`. That race remains only at the very end, when the connections still open
+//! are dropped, after the drain delay has taken the pod out of its load balancers' rotation.
 //!
 //! Decisions where DESIGN was silent or could be read two ways:
 //! - The listener keeps accepting while refusing, until the drain is done, so a client that

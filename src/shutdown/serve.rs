@@ -56,7 +56,6 @@ pub(super) async fn serve(
                         stream,
                         service.clone(),
                         Arc::clone(&builder),
-                        Arc::clone(&shared),
                     ));
                 }
                 // Per-connection errors (reset before accept) and resource exhaustion (EMFILE):
@@ -162,23 +161,17 @@ async fn connection(
     stream: TcpStream,
     service: super::layer::ShutdownService<Router>,
     builder: Arc<ConnBuilder<TokioExecutor>>,
-    shared: Arc<Shared>,
 ) {
     // Like `axum::serve`'s listener with `tcp_nodelay`: small responses are not held back.
     let _ = stream.set_nodelay(true);
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
-    let mut conn = pin!(conn);
-    // A connection accepted while refusing is served as is: its request gets the 503 with
-    // `Connection: close` (closing it before it was read would reset the client instead).
-    if !shared.is_refusing() {
-        tokio::select! {
-            _ = conn.as_mut() => return,
-            _ = shared.token.cancelled() => {},
-        }
-        // Step 2: idle keep-alive connections close now, busy ones after their response.
-        conn.as_mut().graceful_shutdown();
-    }
+    // NOTE: no connection is told to close when refusing starts. A keep-alive connection that
+    // looks idle may be carrying its client's next request at that very moment, and closing it
+    // would lose that request (HTTP/1.1 cannot tell the client the close came first). So every
+    // request on it, now or later, gets an answer — the 503 with `Connection: close` once
+    // refusing, after which hyper closes it — and connections still open when the drain is over
+    // are dropped then, when load balancers have long stopped sending (`serve`).
     let _ = conn.await;
 }
 
