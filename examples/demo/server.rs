@@ -145,7 +145,7 @@ pub(crate) async fn scene(style: &Style) -> Result<Outcome, BoxError> {
                 let mut answer = http.get(&work).send().await;
                 if answer.as_ref().is_err_and(closed_under_it) {
                     // The server closed this idle keep-alive connection as the request reached
-                    // it. A GET is idempotent and nothing was answered: send it once more on a
+                    // it (it does so only once the drain is over). A GET is idempotent and nothing was answered: send it once more on a
                     // fresh connection, as browsers and Go's `http.Transport` do.
                     counts.resent.fetch_add(1, Ordering::Relaxed);
                     answer = http.get(&work).send().await;
@@ -309,7 +309,7 @@ pub(crate) async fn scene(style: &Style) -> Result<Outcome, BoxError> {
     println!("             {other} other answers, lost {lost} (no HTTP answer, even when resent)");
     println!(
         "  resent     {} GETs whose idle keep-alive connection the server closed as they\n\
-         \x20            arrived (the refusal closes idle connections)",
+         \x20            arrived (it closes them only once the drain is over)",
         counts.resent.load(Ordering::Relaxed)
     );
     let panel = super::svg::Server {
