@@ -145,8 +145,9 @@ pub(crate) async fn scene(style: &Style) -> Result<Outcome, BoxError> {
                 let mut answer = http.get(&work).send().await;
                 if answer.as_ref().is_err_and(closed_under_it) {
                     // The server closed this idle keep-alive connection as the request reached
-                    // it (it does so only once the drain is over). A GET is idempotent and nothing was answered: send it once more on a
-                    // fresh connection, as browsers and Go's `http.Transport` do.
+                    // it (it does so only once the drain is over). A GET is idempotent and
+                    // nothing was answered: send it once more on a fresh connection, as
+                    // browsers and Go's `http.Transport` do.
                     counts.resent.fetch_add(1, Ordering::Relaxed);
                     answer = http.get(&work).send().await;
                 }
