@@ -18,13 +18,14 @@
 //! breaker answered without a network round trip. It ends with a summary (p50/p99 latency,
 //! calls kept off the sick upstream).
 //!
-//! The caller is the tower path (`Resilience` around `reqwest::Client`), not
-//! `harden::reqwest::Client`, on purpose: the convenience client wraps a finished
-//! `reqwest::Client`, so nothing sits between its retry layer and the network to count the
-//! attempts of each call, and the per-second "retries" column is half of what the scene shows;
-//! it also has no fallback (it returns [`harden::reqwest::Error`], which is right for an
-//! application and would make "fallbacks" a count of errors). The tower path is the same
-//! layers with a counting `map_request` under the retry and a fallback on top.
+//! The caller is harden's HTTP preset for reqwest on the tower path
+//! (`harden::reqwest::preset()` around `reqwest::Client`, see [`resilient_client`]) rather
+//! than the one-line `harden::reqwest::Client`, on purpose: the convenience client wraps a
+//! finished `reqwest::Client`, so nothing sits between its retry layer and the network to count
+//! the attempts of each call, and the per-second "retries" column is half of what the scene
+//! shows; it also has no fallback (it returns [`harden::reqwest::Error`], which is right for an
+//! application and would make "fallbacks" a count of errors). The preset is the same stack the
+//! client uses per host, with a counting `map_request` under it and a fallback on top.
 //!
 //! **Scene 2, the server** (`server.rs`): [`harden::shutdown`]'s `Shutdown::serve` with
 //! [`harden::health`]'s probes and a 100–300 ms route under load from 8 client tasks; a
@@ -62,14 +63,13 @@ use axum::Router;
 use harden::chaos::{Chaos, Faults, Latency};
 use harden::circuit_breaker::error::CircuitOpen;
 use harden::circuit_breaker::{CircuitBreaker, EventKind, State};
-use harden::classify::{classify_fn, Outcome};
 use harden::fallback::FallbackLayer;
 use harden::http::ErrorResponseLayer;
-use harden::retry::{Backoff, RetryBudget, RetryDecision, RetryPolicy};
+use harden::retry::{Backoff, RetryBudget};
 use harden::shutdown::Phase as ServerPhase;
-use harden::{BoxError, Resilience};
+use harden::BoxError;
 use tokio::time::Instant;
-use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+use tower::{Service, ServiceBuilder, ServiceExt};
 
 /// The upstream's faults are drawn from this seed (one whose probes let the breaker close
 /// during the slow phase, so the picture shows timeouts and retries as well as rejections).
@@ -119,31 +119,31 @@ fn phases() -> [Phase; 4] {
     ]
 }
 
-/// The caller's stack: harden's standard stack around `reqwest::Client`, used as the
-/// `tower::Service<reqwest::Request>` it is. Everything the demo knows about the client is in
-/// this function, so it can be swapped for `harden::reqwest`'s client in one place.
-///
-/// `attempts` sees every request that goes out to the network (first tries and retries).
+/// The caller: harden's HTTP preset for reqwest (`harden::reqwest::preset()`: HTTP
+/// classification for the breaker and the retry, `Retry-After`, idempotent replay, a retry
+/// budget, total and attempt timeouts, a bulkhead), tuned for a 10-second story, around a
+/// `reqwest::Client` without its own retries, and a fallback on top. Returns the service and
+/// the preset's breaker.
 fn resilient_client(
-    breaker: &CircuitBreaker,
+    breaker: harden::circuit_breaker::Builder,
     budget: &RetryBudget,
     attempts: &Attempts,
 ) -> Result<
-    impl Service<
-            reqwest::Request,
-            Response = reqwest::Response,
-            Error = BoxError,
-            Future = impl Send,
-        > + Clone
-        + Send
-        + 'static,
+    (
+        impl Service<
+                reqwest::Request,
+                Response = reqwest::Response,
+                Error = BoxError,
+                Future = impl Send,
+            > + Clone
+            + Send
+            + 'static,
+        CircuitBreaker,
+    ),
     BoxError,
 > {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        // Only harden retries, so attempts never multiply.
-        .retry(reqwest::retry::never())
-        .build()?;
+    // Only harden retries, so attempts never multiply.
+    let http = harden::reqwest::client_builder().no_proxy().build()?;
     let attempts = attempts.clone();
     let network = ServiceBuilder::new()
         .map_request(move |request: reqwest::Request| {
@@ -152,54 +152,32 @@ fn resilient_client(
         })
         .service(http);
 
-    // 5xx answers and transport errors are the upstream's failures; everything else succeeds.
-    let is_failure = |result: Result<&reqwest::Response, &BoxError>| match result {
-        Ok(response) => response.status().is_server_error(),
-        Err(_) => true,
-    };
-    let stack = Resilience::new()
-        .fallback(FallbackLayer::new(|err: BoxError| async move {
-            let why = if err.is::<CircuitOpen>() {
-                "open"
-            } else {
-                "error"
-            };
-            let cached = http::Response::builder()
-                .header(FALLBACK_HEADER, why)
-                .body("41 (cached)")?;
-            Ok(reqwest::Response::from(cached))
-        }))
+    let preset = harden::reqwest::preset()
+        .name("upstream")
         .total_timeout(Duration::from_secs(1))
-        .retry(
-            RetryPolicy::builder()
-                .max_attempts(3)
-                .backoff(Backoff::exponential(Duration::from_millis(10), 2.0))
-                .budget(budget.clone())
-                .retry_on(
-                    |result: Result<&reqwest::Response, &BoxError>| match result {
-                        Ok(response) if matches!(response.status().as_u16(), 502..=504) => {
-                            RetryDecision::Retry
-                        }
-                        Ok(_) => RetryDecision::DoNotRetry,
-                        // Timeouts and transport errors; harden never retries its own rejections.
-                        Err(_) => RetryDecision::Retry,
-                    },
-                )
-                .copy_request_with(|request: &reqwest::Request| request.try_clone())
-                .build()?,
-        )
-        .circuit_breaker(breaker.layer().with_classifier(classify_fn(
-            move |result: Result<&reqwest::Response, &BoxError>| {
-                if is_failure(result) {
-                    Outcome::Failure
-                } else {
-                    Outcome::Success
-                }
-            },
-        )))
         .attempt_timeout(Duration::from_millis(100))
+        .max_attempts(3)
+        .backoff(Backoff::exponential(Duration::from_millis(10), 2.0))
+        .budget(budget.clone())
+        .breaker(breaker)
         .build()?;
-    Ok(stack.layer(network))
+    let breaker = preset.breaker().clone();
+    let fallback = FallbackLayer::new(|err: BoxError| async move {
+        let why = if err.is::<CircuitOpen>() {
+            "open"
+        } else {
+            "error"
+        };
+        let cached = http::Response::builder()
+            .header(FALLBACK_HEADER, why)
+            .body("41 (cached)")?;
+        Ok(reqwest::Response::from(cached))
+    });
+    let client = ServiceBuilder::new()
+        .layer(fallback)
+        .layer(preset)
+        .service(network);
+    Ok((client, breaker))
 }
 
 /// Network attempts by call, keyed by the call's number in a header (which `try_clone` copies
@@ -384,7 +362,6 @@ async fn client_scene(style: &Style) -> Result<svg::Timeline, BoxError> {
     let start = Instant::now();
     let (transitions_tx, mut transitions) = tokio::sync::mpsc::unbounded_channel();
     let breaker = CircuitBreaker::builder()
-        .name("upstream")
         .error_threshold_percentage(50.0)
         .volume_threshold(10)
         .rolling_window(Duration::from_secs(1), 10)
@@ -395,11 +372,10 @@ async fn client_scene(style: &Style) -> Result<svg::Timeline, BoxError> {
             if let EventKind::Transition { from, to } = event.kind {
                 let _ = transitions_tx.send((start.elapsed(), from, to));
             }
-        })
-        .build()?;
+        });
     let budget = RetryBudget::new();
     let attempts = Attempts::default();
-    let client = resilient_client(&breaker, &budget, &attempts)?;
+    let (client, breaker) = resilient_client(breaker, &budget, &attempts)?;
 
     println!(
         "{}",
@@ -407,8 +383,9 @@ async fn client_scene(style: &Style) -> Result<svg::Timeline, BoxError> {
     );
     println!(
         "An upstream on {addr} gets its faults from harden::chaos (seed {SEED}).\n\
-         A caller sends it 50 requests/s through fallback, retry (3 attempts, budget),\n\
-         a circuit breaker and timeouts (100 ms per attempt, 1 s in all).\n\n\
+         A caller sends it 50 requests/s through harden::reqwest's HTTP preset (retry:\n\
+         3 attempts, budget; a circuit breaker; 100 ms per attempt, 1 s in all) and a\n\
+         fallback.\n\n\
          upstream made: 200s served, 503s injected, answers delayed; caller saw: calls\n\
          finished, fresh answers, 5xx after retries, fallbacks (open: the breaker\n\
          answered at once), retries sent.\n"
