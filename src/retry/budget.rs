@@ -73,6 +73,27 @@ const SCALE: u64 = 1000;
 #[derive(Clone)]
 pub struct RetryBudget {
     inner: Arc<Inner>,
+    /// One handle per stripe, each its own `Arc` allocation: a response future that may retry
+    /// keeps its thread's handle, so the per-call reference count moves on a per-thread line
+    /// instead of making every thread fight over the reference count of `inner`.
+    handles: Arc<Vec<Arc<Carrier>>>,
+}
+
+/// A reference to the budget with a reference count of its own (see `RetryBudget::handles`).
+#[repr(align(128))]
+struct Carrier {
+    inner: Arc<Inner>,
+}
+
+/// What a response future keeps to withdraw from the budget later.
+pub(crate) struct BudgetHandle(Arc<Carrier>);
+
+impl BudgetHandle {
+    /// [`RetryBudget::try_withdraw`].
+    pub(crate) fn try_withdraw(&self) -> bool {
+        let inner = &self.0.inner;
+        inner.try_withdraw_at(inner.clock.now())
+    }
 }
 
 /// Builder of a [`RetryBudget`]; see its `# Defaults`.
@@ -157,7 +178,17 @@ impl RetryBudgetBuilder {
             min_retries_per_sec: self.min_retries_per_sec,
             retry_ratio: self.retry_ratio,
         });
-        Ok(RetryBudget { inner })
+        let handles = (0..inner.stripes.len())
+            .map(|_| {
+                Arc::new(Carrier {
+                    inner: inner.clone(),
+                })
+            })
+            .collect();
+        Ok(RetryBudget {
+            inner,
+            handles: Arc::new(handles),
+        })
     }
 }
 
@@ -355,6 +386,15 @@ impl RetryBudget {
             .deposit_at(stripe::thread_token() & (self.inner.stripes.len() - 1), now);
     }
 
+    /// Deposit for one request and return this thread's handle, for a later withdrawal.
+    #[inline]
+    pub(crate) fn deposit_and_handle(&self) -> BudgetHandle {
+        let stripe = stripe::thread_token() & (self.inner.stripes.len() - 1);
+        self.deposit_on(stripe);
+        // `handles` has one entry per stripe.
+        BudgetHandle(self.handles[stripe].clone())
+    }
+
     /// Take one retry from the budget: `true` if allowed. A refusal is counted in
     /// [`exhausted`](RetryBudget::exhausted).
     pub fn try_withdraw(&self) -> bool {
@@ -450,6 +490,26 @@ mod tests {
         assert!(b.try_withdraw_at(10 * SEC));
         b.deposit_at(10 * SEC);
         assert!(b.try_withdraw_at(10 * SEC));
+    }
+
+    #[test]
+    fn handles_share_the_budget_and_outlive_it() {
+        let b = budget(10, 1, 0.0);
+        let handles: Vec<_> = (0..b.handles.len())
+            .map(|i| BudgetHandle(b.handles[i].clone()))
+            .collect();
+        let mine = b.deposit_and_handle();
+        drop(b);
+        // The floor is 10 retries per 10 s, whichever handle takes them.
+        let won = handles
+            .iter()
+            .chain(std::iter::once(&mine))
+            .cycle()
+            .take(20)
+            .filter(|h| h.try_withdraw())
+            .count();
+        assert_eq!(won, 10);
+        assert_eq!(mine.0.inner.exhausted.load(Ordering::Relaxed), 10);
     }
 
     #[test]

@@ -10,10 +10,12 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower_service::Service;
 
-use super::backoff::random_u64;
+use super::backoff::{random_u64, Backoff};
+use super::budget::BudgetHandle;
 use super::error::{BudgetExhausted, RetryAfterTooLong};
-use super::policy::{Carrier, CopyRequest, RetryClassifier, RetryDecision};
+use super::policy::{CopyRequest, RetryClassifier, RetryDecision, RetryMetrics};
 use crate::classify::is_rejection;
+use crate::metrics;
 use crate::BoxError;
 
 pin_project! {
@@ -45,22 +47,27 @@ pin_project! {
 
 /// What a retry needs. Written in full by every call (a branch here made the compiler build it
 /// on the stack and copy it); `service` and `request` are `None` when the request cannot be
-/// replayed (one attempt only, or the copy hook said no). The policy's settings (classifier,
-/// copier, backoff, budget, metrics) are one pointer to this thread's [`Carrier`], not a copy.
+/// replayed (one attempt only, or the copy hook said no).
 pub(crate) struct Replay<S, Req, C, H> {
     /// A clone of the inner service, made only when the request could be copied.
     pub(crate) service: Option<S>,
     /// The copy for the next attempt; `None` once no further attempt may be made.
     pub(crate) request: Option<Req>,
-    pub(crate) policy: std::sync::Arc<Carrier<C, H>>,
+    pub(crate) classifier: C,
+    pub(crate) copy: H,
+    pub(crate) backoff: Backoff,
+    pub(crate) budget: Option<BudgetHandle>,
+    pub(crate) max_attempts: u32,
     /// Attempts started so far.
     pub(crate) attempts: u32,
     pub(crate) previous_delay: Duration,
-    /// When the total timeout ends, on the policy's clock; `u64::MAX` when no deadline is known.
+    /// When the total timeout ends, on `clock`; `u64::MAX` when no deadline is known.
     pub(crate) deadline: u64,
+    pub(crate) clock: crate::clock::Clock,
     /// The backoff timer, allocated by the first retry that waits and reset by later ones: a
     /// `Sleep` is over 100 bytes, which a call that is never retried should not carry or move.
     pub(crate) sleep: Option<Pin<Box<Sleep>>>,
+    pub(crate) metrics: metrics::Handles<RetryMetrics>,
 }
 
 impl<S, Req, C, H> ResponseFuture<S, Req, C, H>
@@ -96,36 +103,35 @@ impl<S, Req, C, H> Replay<S, Req, C, H> {
     where
         C: RetryClassifier<Res>,
     {
-        let policy = &*self.policy.0;
         if let Err(e) = result {
             // NOTE: rejections are never retried, whatever the classifier says (DESIGN).
             if is_rejection(&**e) || e.is::<BudgetExhausted>() || e.is::<RetryAfterTooLong>() {
-                policy.metrics.done.increment(1);
+                self.metrics.done.increment(1);
                 return Next::Return;
             }
         }
-        let requested = match policy.classifier.classify(result.as_ref()) {
+        let requested = match self.classifier.classify(result.as_ref()) {
             RetryDecision::DoNotRetry => {
-                policy.metrics.done.increment(1);
+                self.metrics.done.increment(1);
                 return Next::Return;
             }
             RetryDecision::Retry => None,
             RetryDecision::RetryAfter(d) => Some(d),
         };
-        if self.attempts >= policy.max_attempts || self.request.is_none() {
-            policy.metrics.gave_up.increment(1);
+        if self.attempts >= self.max_attempts || self.request.is_none() {
+            self.metrics.gave_up.increment(1);
             return Next::Return;
         }
         let delay = match requested {
-            None => policy
+            None => self
                 .backoff
                 .jittered(self.attempts, self.previous_delay, random_u64()),
             Some(d) => {
-                let delay = policy.backoff.requested(d);
+                let delay = self.backoff.requested(d);
                 if self.deadline != u64::MAX {
-                    let remaining = self.deadline.saturating_sub(policy.clock.now());
+                    let remaining = self.deadline.saturating_sub(self.clock.now());
                     if crate::clock::duration_to_nanos(delay) > remaining {
-                        policy.metrics.gave_up.increment(1);
+                        self.metrics.gave_up.increment(1);
                         // The error carries what the server asked for, not the capped
                         // delay: that is what a caller (or an HTTP answer) should wait.
                         return Next::TooLong(RetryAfterTooLong::new(
@@ -137,14 +143,14 @@ impl<S, Req, C, H> Replay<S, Req, C, H> {
                 delay
             }
         };
-        if let Some(budget) = &policy.budget {
+        if let Some(budget) = &self.budget {
             if !budget.try_withdraw() {
-                policy.metrics.gave_up.increment(1);
-                policy.metrics.budget_exhausted.increment(1);
+                self.metrics.gave_up.increment(1);
+                self.metrics.budget_exhausted.increment(1);
                 return Next::BudgetExhausted;
             }
         }
-        policy.metrics.retried.increment(1);
+        self.metrics.retried.increment(1);
         self.previous_delay = delay;
         Next::Retry(delay)
     }
@@ -247,9 +253,8 @@ where
                     unreachable!("`decide` checked that a copy is there")
                 };
                 replay.attempts += 1;
-                let policy = &*replay.policy.0;
-                if replay.attempts < policy.max_attempts {
-                    replay.request = policy.copy.copy_request(&request);
+                if replay.attempts < replay.max_attempts {
+                    replay.request = replay.copy.copy_request(&request);
                 }
                 let future = service.call(request);
                 state.set(State::Calling { future });

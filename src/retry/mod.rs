@@ -186,36 +186,38 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
-        let carrier = self.policy.carrier();
-        let settings = &*carrier.0;
-        if let Some(budget) = &settings.budget {
-            budget.deposit();
-        }
+        let policy = &self.policy;
+        let budget = policy.budget.as_ref().map(RetryBudget::deposit_and_handle);
         // One coarse clock read, only when server delays are judged against a deadline.
-        let deadline = match self.policy.total_timeout {
-            Some(total) => settings
+        let deadline = match policy.total_timeout {
+            Some(total) => policy
                 .clock
                 .now()
                 .saturating_add(crate::clock::duration_to_nanos(total)),
             None => u64::MAX,
         };
-        let copy = if settings.max_attempts > 1 {
-            settings.copy.copy_request(&request)
+        let copy = if policy.max_attempts > 1 {
+            policy.copy.copy_request(&request)
         } else {
             None
         };
-        let policy = carrier.clone();
         // Call the service that was driven to readiness; retries use a clone, readied afresh.
         let future = self.inner.call(request);
         let service = copy.as_ref().map(|_| self.inner.clone());
         let replay = Replay {
             service,
             request: copy,
-            policy,
+            classifier: policy.classifier.clone(),
+            copy: policy.copy.clone(),
+            backoff: policy.backoff,
+            budget,
+            max_attempts: policy.max_attempts,
             attempts: 1,
             previous_delay: std::time::Duration::ZERO,
             deadline,
+            clock: policy.clock,
             sleep: None,
+            metrics: policy.metrics.clone(),
         };
         ResponseFuture::new(future, replay)
     }

@@ -2,7 +2,6 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::backoff::Backoff;
@@ -144,51 +143,18 @@ enum BudgetChoice {
 /// | `name` | [`DEFAULT_NAME`] = `"retry"` |
 /// | `total_timeout` (deadline for server-requested delays) | none; set by [`Resilience`](crate::Resilience) to its total timeout |
 pub struct RetryPolicy<C = DefaultRetryClassifier, H = CloneRequest> {
-    /// One handle on the settings per stripe (see [`Carrier`]).
-    pub(crate) carriers: Arc<[Arc<Carrier<C, H>>]>,
-    /// The deadline a server-requested delay is judged against, from the call's start; `None`:
-    /// no deadline known. Outside the settings: the retry's `call` turns it into the future's
-    /// deadline, and [`Resilience`](crate::Resilience) sets it after `build()`.
-    pub(crate) total_timeout: Option<Duration>,
-    // An `Arc`, so that cloning a policy (a service stack per request) never copies a string.
-    name: Arc<str>,
-}
-
-/// What a response future reads after an attempt, built once per policy and shared by every
-/// clone and every future.
-pub(crate) struct Settings<C, H> {
     pub(crate) max_attempts: u32,
+    /// The deadline a server-requested delay is judged against, from the call's start; `None`:
+    /// no deadline known.
+    pub(crate) total_timeout: Option<Duration>,
     pub(crate) clock: crate::clock::Clock,
     pub(crate) backoff: Backoff,
     pub(crate) budget: Option<RetryBudget>,
     pub(crate) classifier: C,
     pub(crate) copy: H,
+    // An `Arc`, so that cloning a policy (a service stack per request) never copies a string.
+    name: std::sync::Arc<str>,
     pub(crate) metrics: metrics::Handles<RetryMetrics>,
-}
-
-/// A reference to a policy's [`Settings`] with a reference count of its own, one per stripe
-/// (`crate::stripe`), each its own allocation on its own lines (128 bytes: adjacent-line
-/// prefetch pairs lines on x86). A response future keeps its thread's carrier: one pointer
-/// instead of a copy of the settings, and the per-call reference count moves on a per-thread
-/// line instead of making every thread fight over one count.
-#[repr(align(128))]
-pub(crate) struct Carrier<C, H>(pub(crate) Arc<Settings<C, H>>);
-
-/// The most carriers a policy has (one per thread up to 64 cores).
-const MAX_CARRIERS: usize = 64;
-
-impl<C, H> RetryPolicy<C, H> {
-    /// This thread's carrier of the settings.
-    #[inline]
-    pub(crate) fn carrier(&self) -> &Arc<Carrier<C, H>> {
-        // `carriers` has a power-of-two length (`stripe::count`).
-        &self.carriers[crate::stripe::thread_token() & (self.carriers.len() - 1)]
-    }
-
-    #[inline]
-    pub(crate) fn settings(&self) -> &Settings<C, H> {
-        &self.carriers[0].0
-    }
 }
 
 /// The retry's series, registered once per policy.
@@ -202,7 +168,7 @@ pub(crate) struct RetryMetrics {
 
 impl RetryMetrics {
     fn register(name: &str) -> metrics::Handles<RetryMetrics> {
-        let name: Arc<str> = name.into();
+        let name: std::sync::Arc<str> = name.into();
         let [done, retried, gave_up] = metrics::labels::RETRY_OUTCOMES;
         let attempts = |outcome| {
             metrics::counter2(
@@ -226,12 +192,18 @@ impl RetryMetrics {
     }
 }
 
-impl<C, H> Clone for RetryPolicy<C, H> {
+impl<C: Clone, H: Clone> Clone for RetryPolicy<C, H> {
     fn clone(&self) -> Self {
         RetryPolicy {
-            carriers: self.carriers.clone(),
+            max_attempts: self.max_attempts,
             total_timeout: self.total_timeout,
+            clock: self.clock,
+            backoff: self.backoff,
+            budget: self.budget.clone(),
+            classifier: self.classifier.clone(),
+            copy: self.copy.clone(),
             name: self.name.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -240,10 +212,10 @@ impl<C, H> fmt::Debug for RetryPolicy<C, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryPolicy")
             .field("name", &self.name)
-            .field("max_attempts", &self.settings().max_attempts)
+            .field("max_attempts", &self.max_attempts)
             .field("total_timeout", &self.total_timeout)
-            .field("backoff", &self.settings().backoff)
-            .field("budget", &self.settings().budget)
+            .field("backoff", &self.backoff)
+            .field("budget", &self.budget)
             .finish_non_exhaustive()
     }
 }
@@ -286,17 +258,17 @@ impl<C: Clone, H: Clone> RetryPolicy<C, H> {
 impl<C, H> RetryPolicy<C, H> {
     /// Attempts per request, the first call included.
     pub fn max_attempts(&self) -> u32 {
-        self.settings().max_attempts
+        self.max_attempts
     }
 
     /// The backoff between attempts.
     pub fn backoff(&self) -> &Backoff {
-        &self.settings().backoff
+        &self.backoff
     }
 
     /// The budget, if any; shared by every clone of this policy.
     pub fn budget(&self) -> Option<&RetryBudget> {
-        self.settings().budget.as_ref()
+        self.budget.as_ref()
     }
 
     /// The name, used as the `retry` label of metrics.
@@ -491,21 +463,15 @@ impl<C, H> RetryPolicyBuilder<C, H> {
             BudgetChoice::Shared(b) => Some(b),
             BudgetChoice::None => None,
         };
-        let settings = Arc::new(Settings {
+        Ok(RetryPolicy {
             max_attempts: self.max_attempts,
+            total_timeout: self.total_timeout,
             clock: crate::clock::Clock::new(),
             backoff: self.backoff,
             budget,
             classifier: self.classifier,
             copy: self.copy,
             metrics: RetryMetrics::register(&self.name),
-        });
-        let carriers = (0..crate::stripe::count(MAX_CARRIERS))
-            .map(|_| Arc::new(Carrier(settings.clone())))
-            .collect();
-        Ok(RetryPolicy {
-            carriers,
-            total_timeout: self.total_timeout,
             name: self.name.into(),
         })
     }
@@ -549,19 +515,6 @@ mod tests {
             .build()
             .unwrap_err();
         assert_eq!(e.field(), "backoff.multiplier");
-    }
-
-    #[test]
-    fn every_threads_carrier_points_at_the_same_settings() {
-        let p = RetryPolicy::new();
-        assert!(p.carriers.len().is_power_of_two());
-        let mine = p.carrier().clone();
-        let q = p.clone();
-        let theirs = std::thread::spawn(move || q.carrier().clone())
-            .join()
-            .unwrap();
-        assert!(Arc::ptr_eq(&mine.0, &theirs.0));
-        assert!(p.carriers.iter().all(|c| Arc::ptr_eq(&c.0, &mine.0)));
     }
 
     #[test]
