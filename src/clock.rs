@@ -13,6 +13,7 @@
 #[cfg(feature = "test-util")]
 pub(crate) type Instant = tokio::time::Instant;
 #[cfg(not(feature = "test-util"))]
+#[cfg_attr(all(not(feature = "metrics"), target_os = "linux"), allow(dead_code))] // see `precise`
 pub(crate) type Instant = std::time::Instant;
 
 /// A cheap monotonic clock; `Copy`, read with [`Clock::now`].
@@ -49,8 +50,8 @@ impl Clock {
     }
 
     /// A precise instant, for latency histograms; follows paused tokio time with `test-util`.
-    #[allow(dead_code)]
     #[inline]
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))] // read by the latency histogram only
     pub(crate) fn precise() -> Instant {
         Instant::now()
     }

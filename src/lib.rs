@@ -158,6 +158,7 @@ pub mod retry;
 #[cfg(feature = "axum")]
 pub mod shutdown;
 pub mod stack;
+mod stripe;
 pub(crate) mod sync;
 pub mod timeout;
 

@@ -393,7 +393,7 @@ pub(crate) struct Config {
     pub(crate) open_backoff: Option<(f64, u64)>,
     pub(crate) max_probe: u64,
     pub(crate) listener: ListenerSlot,
-    #[allow(dead_code)]
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))] // read by the latency histogram only
     pub(crate) record_latency: bool,
 }
 

@@ -30,7 +30,9 @@ use std::time::Duration;
 use super::config::Config;
 use super::error::CircuitOpen;
 use super::observe::Observe;
-use super::window::{Counts, Window};
+#[cfg(all(test, harden_loom))]
+use super::window::Counts;
+use super::window::Window;
 use super::{State, Stats};
 use crate::classify::Outcome;
 use crate::clock::Clock;
@@ -264,7 +266,7 @@ impl Core {
     }
 
     /// The current generation (bumped by every transition and manual change).
-    #[allow(dead_code)]
+    #[cfg(test)]
     pub(crate) fn generation(&self) -> u32 {
         // Relaxed: diagnostic read for tests; nothing is published through it.
         gen_of(self.hot.0.word.load(Ordering::Relaxed))
@@ -301,11 +303,12 @@ impl Core {
         self.tx.subscribe()
     }
 
+    #[cfg(all(test, not(harden_loom)))]
     pub(crate) fn heap_bytes(&self) -> usize {
         std::mem::size_of::<Core>() + self.window.heap_bytes() + self.config.name.len()
     }
 
-    #[allow(dead_code)]
+    #[cfg(all(test, harden_loom))]
     pub(crate) fn counts(&self, now: u64) -> Counts {
         self.window.counts(now)
     }
@@ -468,7 +471,7 @@ impl Core {
     }
 
     /// [`try_acquire_with`](Self::try_acquire_with) with a known `now`.
-    #[allow(dead_code)]
+    #[cfg(test)]
     pub(crate) fn try_acquire(&self, now: u64) -> Result<Permit, CircuitOpen> {
         self.try_acquire_with(|| now)
             .map_err(|rejection| rejection.into_error(self.config.name_static))
@@ -593,7 +596,7 @@ impl Core {
     }
 
     /// Record and judge a call admitted at `start` that ended at `now`.
-    #[allow(dead_code)]
+    #[cfg(test)]
     pub(crate) fn on_result(&self, permit: Permit, start: u64, outcome: Outcome, now: u64) {
         self.on_result_with(permit, start, outcome, || now);
     }

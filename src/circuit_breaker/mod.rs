@@ -405,7 +405,7 @@ impl CircuitBreaker {
     }
 
     /// Heap bytes owned by this breaker (its shared state and window).
-    #[allow(dead_code)]
+    #[cfg(all(test, not(harden_loom)))]
     pub(crate) fn heap_bytes(&self) -> usize {
         self.core.heap_bytes()
     }

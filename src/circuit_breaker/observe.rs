@@ -78,6 +78,7 @@ struct BreakerMetrics {
     calls: [metrics::Counter; 4],
     slow: metrics::Counter,
     failure_rate: metrics::Gauge,
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))] // see `duration`
     duration: metrics::Histogram,
     /// Indexed like [`metrics::labels::STATES`].
     states: [metrics::Gauge; 5],
@@ -231,7 +232,7 @@ impl Observe {
 
     /// A call's duration, for the latency histogram.
     #[inline]
-    #[allow(dead_code)]
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))] // read by the latency histogram only
     pub(crate) fn duration(&self, duration: Duration) {
         self.metrics.duration.record(duration.as_secs_f64());
     }

@@ -5,9 +5,9 @@ use tower_service::Service;
 
 use super::core::Core;
 use super::future::{Guard, ResponseFuture};
-use super::window::thread_token;
 use super::CircuitBreaker;
 use crate::classify::Classify;
+use crate::stripe::thread_token;
 use crate::sync::Arc;
 use crate::BoxError;
 

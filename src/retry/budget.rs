@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::clock::{duration_to_nanos, Clock};
+use crate::stripe;
 use crate::sync::{Arc, AtomicU64, Ordering};
 use crate::ConfigError;
 
@@ -160,7 +161,9 @@ impl RetryBudgetBuilder {
         let reserve = u64::from(self.min_retries_per_sec)
             .saturating_mul(u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX));
         let inner = Arc::new(Inner {
-            stripes: (0..stripe_count()).map(|_| Stripe::new()).collect(),
+            stripes: (0..stripe::count(MAX_STRIPES))
+                .map(|_| Stripe::new())
+                .collect(),
             withdrawn: AtomicU64::new(0),
             exhausted: AtomicU64::new(0),
             last_epoch: AtomicU64::new(0),
@@ -216,6 +219,8 @@ struct Inner {
 /// (2^64 ns / 100 ms < 2^38), and 2^26 deposits per slot per stripe (670 million a second) is
 /// more than one counter can take; it saturates rather than spill into the epoch.
 const COUNT_BITS: u32 = 26;
+/// The most deposit stripes a budget uses (one per thread up to 64 cores).
+const MAX_STRIPES: usize = 64;
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 
 /// One thread's deposit counters, alone on their lines (128 bytes: adjacent-line prefetch
@@ -236,32 +241,6 @@ impl Stripe {
             epoch: AtomicU64::new(0),
         }
     }
-}
-
-#[cfg(not(harden_loom))]
-fn stripe_count() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .next_power_of_two()
-        .min(64)
-}
-
-#[cfg(harden_loom)]
-fn stripe_count() -> usize {
-    2
-}
-
-/// This thread's stripe number, handed out once per thread.
-#[inline]
-fn thread_stripe() -> usize {
-    // NOTE: std atomics on purpose: this counter only spreads threads over stripes and is not part
-    // of any loom model (under loom every model thread shares one OS thread, hence one stripe).
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    thread_local! {
-        // Relaxed: only uniqueness of the handed-out numbers matters, which any ordering gives.
-        static STRIPE: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-    STRIPE.try_with(|s| *s).unwrap_or(0)
 }
 
 impl Inner {
@@ -393,7 +372,7 @@ impl RetryBudget {
     /// stripe, in the slot of the current time.
     #[inline]
     pub fn deposit(&self) {
-        self.deposit_on(thread_stripe() & (self.inner.stripes.len() - 1));
+        self.deposit_on(stripe::thread_token() & (self.inner.stripes.len() - 1));
     }
 
     #[inline]
@@ -404,13 +383,13 @@ impl RetryBudget {
     #[cfg(test)]
     pub(crate) fn deposit_at(&self, now: u64) {
         self.inner
-            .deposit_at(thread_stripe() & (self.inner.stripes.len() - 1), now);
+            .deposit_at(stripe::thread_token() & (self.inner.stripes.len() - 1), now);
     }
 
     /// Deposit for one request and return this thread's handle, for a later withdrawal.
     #[inline]
     pub(crate) fn deposit_and_handle(&self) -> BudgetHandle {
-        let stripe = thread_stripe() & (self.inner.stripes.len() - 1);
+        let stripe = stripe::thread_token() & (self.inner.stripes.len() - 1);
         self.deposit_on(stripe);
         // `handles` has one entry per stripe.
         BudgetHandle(self.handles[stripe].clone())
