@@ -211,6 +211,56 @@ pub fn mt_failure_workers() -> Vec<(String, MakeWorker)> {
         .collect()
 }
 
+/// The bench breaker with another error threshold, on its time window or (`count`) a count
+/// window of VOLUME calls: the failure-storm rows use 75% so that 50% failures keep it closed.
+pub fn breaker_with_threshold(threshold: f64, count: bool) -> CircuitBreaker {
+    let b = CircuitBreaker::builder()
+        .name("bench")
+        .error_threshold_percentage(threshold)
+        .volume_threshold(VOLUME)
+        .reset_timeout(RESET)
+        .half_open_max_calls(1);
+    let b = if count {
+        b.count_window(VOLUME)
+    } else {
+        b.rolling_window(WINDOW, BUCKETS)
+    };
+    b.build().expect("bench breaker config")
+}
+
+/// Failure-storm workers sharing one breaker (time window, then count window): every
+/// `fail_every`-th call fails against a 75% threshold, so the breaker stays closed and judges
+/// its window after each failure. (label, maker).
+pub fn mt_storm_workers(fail_every: u64) -> Vec<(String, MakeWorker)> {
+    [false, true]
+        .into_iter()
+        .map(|count| {
+            let b = breaker_with_threshold(75.0, count);
+            let svc = b.layer().layer(bare(fail_every));
+            let window = if count {
+                format!(" (count window {VOLUME})")
+            } else {
+                String::new()
+            };
+            (format!("harden{window}"), mt_tower(svc, classify))
+        })
+        .collect()
+}
+
+/// Workers sharing one open breaker (driven open by failures first, the operation keeps
+/// failing, the reset timeout is an hour): every call is a rejection. (label, maker).
+pub fn mt_open_workers() -> Vec<(String, MakeWorker)> {
+    windows()
+        .into_iter()
+        .map(|(window, b)| {
+            let mut svc = b.layer().layer(bare(1));
+            drive_open("harden", |i| classify(&call_now(&mut svc, i)));
+            assert_eq!(b.state(), State::Open, "harden breaker should be open");
+            (format!("harden{window}"), mt_tower(svc, classify))
+        })
+        .collect()
+}
+
 /// Task loops sharing one breaker: (label, maker).
 pub fn mt_tasks() -> Vec<(String, MakeTask)> {
     let svc = breaker(RESET).layer().layer(bare(0));

@@ -597,6 +597,42 @@ fn main() {
     mt.run();
     println!("{}", mt.table());
 
+    // Failure storms: half the calls fail (75% threshold: closed, every failure judges), then
+    // every call fails and the open breaker rejects.
+    let mut mt = MtGroup::new(
+        "Threads sharing one breaker in a failure storm: 50% failures (threshold 75%, closed), 100% failures (open)",
+        &cfg,
+    );
+    let mut add_storm = |label: &str, expect: Expect, make: MakeWorker| {
+        let one = format!("{label}: 1 thread");
+        let note = "one breaker, own service clone per thread";
+        mt.threads(&one, note, 1, Some(&one), expect, make.clone());
+        mt.threads(
+            &format!("{label}: 2 threads"),
+            note,
+            2,
+            Some(&one),
+            expect,
+            make,
+        );
+    };
+    for (label, make) in harden_rows::mt_storm_workers(2) {
+        add_storm(
+            &format!("50% failures, {label}"),
+            Expect::InnerErrorEveryPerWorker(2),
+            make,
+        );
+    }
+    for (label, make) in harden_rows::mt_open_workers() {
+        add_storm(
+            &format!("100% failures, open, {label}"),
+            Expect::AllRejected,
+            make,
+        );
+    }
+    mt.run();
+    println!("{}", mt.table());
+
     // Heap per breaker instance (default window where the crate has one).
     println!("### Heap bytes per breaker instance\n");
     println!("| crate | bytes per instance | config |\n|---|---:|---|");
