@@ -30,13 +30,12 @@ use std::time::Duration;
 use super::config::Config;
 use super::error::CircuitOpen;
 use super::observe::Observe;
-#[cfg(all(test, harden_loom))]
 use super::window::Counts;
 use super::window::Window;
 use super::{State, Stats};
 use crate::classify::Outcome;
 use crate::clock::Clock;
-use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 const TAG_MASK: u64 = 0b111;
 const COUNT_BITS: u32 = 12;
@@ -122,7 +121,6 @@ struct Hot {
 #[derive(Debug)]
 struct Counters {
     consecutive: AtomicU32,
-    rejections: AtomicU64,
 }
 
 /// Keeps a hot atomic on a cache line of its own.
@@ -220,8 +218,7 @@ impl Rejection {
 pub(crate) struct Core {
     /// The state word and `aux`, read together on the open path: one line.
     hot: Padded<Hot>,
-    /// Written in different states (the run of failures while closed, rejections while not),
-    /// so they can share a line.
+    /// The run of failures while closed (the consecutive-failure rule).
     counters: Padded<Counters>,
     window: Window,
     pub(crate) config: Config,
@@ -244,7 +241,6 @@ impl Core {
             }),
             counters: Padded(Counters {
                 consecutive: AtomicU32::new(0),
-                rejections: AtomicU64::new(0),
             }),
             window: Window::new(config.window),
             plain_success: config.slow_call.is_none() && config.consecutive_failures.is_none(),
@@ -325,7 +321,7 @@ impl Core {
             failures: c.failures,
             slow_calls: c.slow,
             // Relaxed: a statistic; no other memory depends on it.
-            rejections: self.counters.0.rejections.load(Ordering::Relaxed),
+            rejections: self.window.rejections(),
             failure_percentage: pct(c.failures),
             slow_call_percentage: self.config.slow_call.and_then(|_| pct(c.slow)),
         }
@@ -553,8 +549,7 @@ impl Core {
 
     #[inline]
     fn reject(&self, retry_after_nanos: Option<u64>) -> Rejection {
-        // Relaxed: a statistic; no other memory depends on it.
-        self.counters.0.rejections.fetch_add(1, Ordering::Relaxed);
+        self.window.count_rejection();
         self.observe.rejected();
         let rejection = Rejection(retry_after_nanos.unwrap_or(u64::MAX));
         if tracing::enabled!(tracing::Level::DEBUG) || self.observe.has_listener() {
@@ -684,19 +679,18 @@ impl Core {
             return;
         }
         if !trip {
-            // SeqCst fence between our record and our read of the (striped) window: of two
-            // concurrent judges at least one sees the other's record, so two racing failures
-            // that together reach the threshold cannot both miss it.
-            fence(Ordering::SeqCst);
+            // Of two concurrent judges at least one sees the other's record, so two racing
+            // failures that together reach the threshold cannot both miss it (the window's
+            // `judge_counts` orders its reads after our record).
             let c = self
                 .window
-                .judge_counts(now, self.config.slow_call.is_some());
+                .judge_counts(now, self.config.slow_call.is_some(), |c: &Counts| {
+                    self.over(c)
+                });
             let total = c.successes + c.failures;
             if total >= self.config.volume && total > 0 {
-                let total_f = total as f64;
-                self.observe.judged(c.failures as f64 / total_f);
-                trip = c.failures as f64 * 100.0 >= self.config.threshold * total_f
-                    || matches!(self.config.slow_call, Some((_, pct)) if c.slow as f64 * 100.0 >= pct * total_f);
+                self.observe.judged(c.failures as f64 / total as f64);
+                trip = self.over(&c);
             }
         }
         if trip {
@@ -716,6 +710,15 @@ impl Core {
                 self.transitioned(State::Closed, State::Open);
             }
         }
+    }
+
+    /// Whether the rates over `c` reach the error threshold or the slow-call rule, whatever
+    /// the volume. Linear in the counts, which the window's judge relies on (its shares).
+    #[inline]
+    fn over(&self, c: &Counts) -> bool {
+        let total = (c.successes + c.failures) as f64;
+        c.failures as f64 * 100.0 >= self.config.threshold * total
+            || matches!(self.config.slow_call, Some((_, pct)) if c.slow as f64 * 100.0 >= pct * total)
     }
 
     /// A probe of generation `gen` ended: `None` = no verdict (cancelled or ignored),

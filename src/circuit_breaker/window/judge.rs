@@ -7,6 +7,27 @@
 //! the current bucket's counters of each stripe plus the `Rest`: one line per stripe. The
 //! first judge of each epoch reads everything and publishes the `Rest`.
 //!
+//! **Shares.** Reading the current bucket of every stripe still pulls, at every failure, the
+//! lines other threads are writing — during a failure storm, the one thing the threads fight
+//! over. So a judge reads only *its own* stripe's current bucket, and trusts a bound for the
+//! others: the trip rule (`failures / calls >= threshold`, and the slow-call rule) is linear in
+//! the counts, so if the rest alone does not trip (so every stripe's share of its headroom is
+//! positive, and a stripe with nothing in the current bucket holds less than its share), the
+//! rest plus `stripes` times this stripe's current bucket does not trip, and no stripe holds
+//! more than that share, the whole window does not trip either. A stripe's count only grows
+//! toward the threshold by a failure or a slow call, and its recorder judges right after. A judge
+//! whose own stripe is over its share says so (the `escalated` word, one per epoch) and reads
+//! every stripe; so does every judge of that epoch after it. The proof that no trip is lost
+//! is store buffering: a judge writes its record, then a SeqCst fence, then reads the
+//! escalation word; an escalating judge writes the escalation word, then a SeqCst fence, then
+//! reads every stripe. So of a judge that stayed within its share and a racing one that
+//! escalated, either the first sees the escalation (and reads every stripe) or the second
+//! sees the first's record. If every stripe is within its share, no trip is due. In a healthy
+//! window the share is large (half the rest's headroom on two stripes), so a storm below the
+//! threshold judges without touching another core's line; near the threshold, judges read
+//! everything, as before. A judge within its share reports the share view (the failure-rate
+//! gauge shows it: the rest exactly, the current bucket as this stripe's times the stripes).
+//!
 //! Decision (a bounded imprecision, for scalability): a record that lands in an *older* bucket
 //! after the `Rest` for the epoch was published — a thread that read the clock just before the
 //! epoch turned and recorded just after — is not seen by judges until the next epoch starts
@@ -33,6 +54,9 @@ pub(super) struct Rest {
     /// Clears begun and finished; totals read while they differ are not published.
     pub(super) clears_started: AtomicU64,
     pub(super) clears_finished: AtomicU64,
+    /// One more than the latest epoch in which a judge found its stripe over its share; only
+    /// grows (`fetch_max`), so a judge never reads an older escalation over a newer one.
+    escalated: AtomicU64,
 }
 
 impl Rest {
@@ -46,6 +70,23 @@ impl Rest {
             slow: AtomicU64::new(0),
             clears_started: AtomicU64::new(0),
             clears_finished: AtomicU64::new(0),
+            escalated: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether a judge of `epoch` or later found its stripe over its share.
+    #[inline]
+    pub(super) fn escalated(&self, epoch: u64) -> bool {
+        // Relaxed: ordered after the judge's own record by its SeqCst fence.
+        self.escalated.load(Ordering::Relaxed) > epoch
+    }
+
+    /// Say that a judge of `epoch` found its stripe over its share: from now on every judge of
+    /// the epoch reads every stripe.
+    pub(super) fn escalate(&self, epoch: u64) {
+        if !self.escalated(epoch) {
+            // Relaxed: ordered before the escalating judge's reads by its SeqCst fence.
+            self.escalated.fetch_max(epoch + 1, Ordering::Relaxed);
         }
     }
 

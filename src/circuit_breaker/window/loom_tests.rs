@@ -98,11 +98,11 @@ fn loom_published_rest_never_outlives_a_clear() {
         let w = Arc::new(judged_window());
         let w2 = w.clone();
         let t = loom::thread::spawn(move || {
-            w2.judge_counts(110 * MS, true);
+            w2.judge_counts(110 * MS, true, |_| true);
         });
         w.clear();
         t.join().unwrap();
-        assert_eq!(w.judge_counts(120 * MS, true), Counts::default());
+        assert_eq!(w.judge_counts(120 * MS, true, |_| true), Counts::default());
     });
 }
 
@@ -114,11 +114,11 @@ fn loom_judges_read_whole_published_totals() {
         let w = Arc::new(judged_window());
         let expected = w.counts(110 * MS);
         let w2 = w.clone();
-        let t = loom::thread::spawn(move || w2.judge_counts(110 * MS, true));
-        let mine = w.judge_counts(110 * MS, true);
+        let t = loom::thread::spawn(move || w2.judge_counts(110 * MS, true, |_| true));
+        let mine = w.judge_counts(110 * MS, true, |_| true);
         assert_eq!(t.join().unwrap(), expected);
         assert_eq!(mine, expected);
-        assert_eq!(w.judge_counts(110 * MS, true), expected);
+        assert_eq!(w.judge_counts(110 * MS, true, |_| true), expected);
     });
 }
 
@@ -181,5 +181,70 @@ fn loom_count_window_keeps_exactly_the_last_n() {
         w.record(0, false, false);
         t.join().unwrap();
         assert_eq!(w.counts(0).calls(), 1);
+    });
+}
+
+/// The breaker's rule at 50%, without volume.
+fn half(c: &Counts) -> bool {
+    c.failures * 2 >= c.calls()
+}
+
+/// Shares (`judge`'s docs): two failures on two stripes race; one judge stays within its share
+/// and reads only its stripe, the other is over its share and escalates. Together they reach
+/// 50%: at least one of them must see it.
+#[test]
+fn loom_judges_on_their_shares_never_both_miss_a_trip() {
+    model(|| {
+        let w = Arc::new(Window::with_stripes(
+            WindowSpec::Time {
+                window: Duration::from_millis(200),
+                buckets: 2,
+            },
+            2,
+        ));
+        // Rest: 3 successes in epoch 0. Epoch 1: stripe 0 has one judged failure.
+        for _ in 0..3 {
+            w.record_in(0, 10 * MS, false, false);
+        }
+        w.record_in(0, 110 * MS, true, false);
+        assert!(!half(&w.judge_counts_in(0, 110 * MS, false, half)));
+        let w2 = w.clone();
+        // Stripe 0 then holds 2 failures: rest + 2 x own = 4 of 7, over its share.
+        let a = loom::thread::spawn(move || {
+            w2.record_in(0, 120 * MS, true, false);
+            half(&w2.judge_counts_in(0, 120 * MS, false, half))
+        });
+        // Stripe 1 holds 1 failure: rest + 2 x own = 2 of 5, within its share.
+        w.record_in(1, 120 * MS, true, false);
+        let b = half(&w.judge_counts_in(1, 120 * MS, false, half));
+        let a = a.join().unwrap();
+        assert!(a || b, "3 failures of 6 calls: a trip is due");
+    });
+}
+
+/// The general ring: two failures race into their slots; the judges' fences make at least one
+/// of them see both.
+#[test]
+fn loom_ring_judges_never_both_miss_a_racing_failure() {
+    model(|| {
+        let w = Arc::new(Window::count_ring(4));
+        w.record_in(1, 0, false, false);
+        let w2 = w.clone();
+        let a = loom::thread::spawn(move || {
+            w2.record_in(0, 0, true, false);
+            w2.judge_counts_in(0, 0, false, |_| true)
+        });
+        w.record_in(1, 0, true, false);
+        let b = w.judge_counts_in(1, 0, false, |_| true);
+        let a = a.join().unwrap();
+        assert_eq!(a.failures.max(b.failures), 2, "{a:?} {b:?}");
+        assert_eq!(
+            w.counts(0),
+            Counts {
+                successes: 1,
+                failures: 2,
+                slow: 0
+            }
+        );
     });
 }

@@ -27,9 +27,41 @@ pub(crate) use self::packed::PACKED_MAX_CALLS;
 use self::ring::CountWindow;
 use self::time::TimeWindow;
 use crate::stripe;
+use crate::sync::{fence, AtomicU64, Ordering};
 
 /// The most stripes a time-based window uses (4 × 256 bytes for the default 10 buckets).
 pub(crate) const MAX_STRIPES: usize = 4;
+
+/// A count window's word per stripe, on a line of its own: the breaker's rejections (see
+/// [`Window::count_rejection`]).
+#[derive(Debug)]
+#[repr(align(64))]
+struct Side {
+    rejections: AtomicU64,
+}
+
+impl Side {
+    /// One per stripe: `stripes` rounded up to a power of two.
+    fn stripes(stripes: usize) -> Box<[Side]> {
+        (0..stripes.clamp(1, MAX_STRIPES).next_power_of_two())
+            .map(|_| Side {
+                rejections: AtomicU64::new(0),
+            })
+            .collect()
+    }
+
+    fn word(sides: &[Side], stripe: usize) -> &AtomicU64 {
+        &sides[stripe & (sides.len() - 1)].rejections
+    }
+
+    fn sum(sides: &[Side]) -> u64 {
+        sides
+            .iter()
+            // Relaxed: a statistic, read word by word.
+            .map(|side| side.rejections.load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
+    }
+}
 
 /// The shape of a window, validated by the breaker's builder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +86,15 @@ impl Counts {
             successes: self.successes + other.successes,
             failures: self.failures + other.failures,
             slow: self.slow + other.slow,
+        }
+    }
+
+    /// Every count `k` times over.
+    fn times(self, k: u64) -> Counts {
+        Counts {
+            successes: self.successes.saturating_mul(k),
+            failures: self.failures.saturating_mul(k),
+            slow: self.slow.saturating_mul(k),
         }
     }
 
@@ -90,9 +131,9 @@ impl Window {
                 Kind::Time(TimeWindow::new(window, buckets, stripes))
             }
             WindowSpec::Count { calls } if calls <= PACKED_MAX_CALLS => {
-                Kind::Packed(PackedRing::new(calls))
+                Kind::Packed(PackedRing::new(calls, stripes))
             }
-            WindowSpec::Count { calls } => Kind::Count(CountWindow::new(calls)),
+            WindowSpec::Count { calls } => Kind::Count(CountWindow::new(calls, stripes)),
         };
         Window { kind }
     }
@@ -102,7 +143,7 @@ impl Window {
     #[cfg(test)]
     pub(crate) fn count_ring(calls: u32) -> Window {
         Window {
-            kind: Kind::Count(CountWindow::new(calls)),
+            kind: Kind::Count(CountWindow::new(calls, 2)),
         }
     }
 
@@ -142,15 +183,66 @@ impl Window {
         }
     }
 
-    /// [`counts`](Self::counts) for judging: a time window reads its current bucket and the
-    /// published totals of the rest (see the module docs); the slow-call counters are skipped
-    /// unless `slow` (they stay 0 when the slow-call rule is off).
+    /// The counts to judge by, called by the thread that just recorded a failure or a slow
+    /// call, with `over`, the breaker's rate rule (linear in the counts, volume aside). Reads
+    /// are ordered after that record (a SeqCst fence) so that of two racing judges at least one
+    /// sees the other's outcome. A time window reads its own stripe's current bucket and the
+    /// published totals of the rest, and every stripe only near the threshold (`judge`'s
+    /// docs): the view it returns decides `over` as the exact counts do. A count window
+    /// returns its counts. The slow-call counters are skipped unless `slow` (they stay 0 when
+    /// the slow-call rule is off).
     #[inline]
-    pub(crate) fn judge_counts(&self, now: u64, slow: bool) -> Counts {
+    pub(crate) fn judge_counts(
+        &self,
+        now: u64,
+        slow: bool,
+        over: impl Fn(&Counts) -> bool,
+    ) -> Counts {
+        self.judge_counts_in(stripe::thread_token(), now, slow, over)
+    }
+
+    /// [`judge_counts`](Self::judge_counts) after a record into a chosen stripe.
+    #[inline]
+    pub(crate) fn judge_counts_in(
+        &self,
+        stripe: usize,
+        now: u64,
+        slow: bool,
+        over: impl Fn(&Counts) -> bool,
+    ) -> Counts {
         match &self.kind {
-            Kind::Time(w) => w.judge_counts(now, slow),
+            Kind::Time(w) => w.judge_counts(stripe, now, slow, over),
             Kind::Packed(w) => w.counts(),
-            Kind::Count(w) => w.counts(),
+            Kind::Count(w) => {
+                // SeqCst fence between our slot's write and the reads: of two racing judges at
+                // least one sees the other's slot (a packed window's one word needs none).
+                fence(Ordering::SeqCst);
+                w.counts()
+            }
+        }
+    }
+
+    /// Count one rejection of the breaker, on this thread's stripe. The window's per-stripe
+    /// lines carry the count: a breaker rejects while nothing records into its window, so the
+    /// threads of an open breaker each add on a line of their own, at no extra memory.
+    #[inline]
+    pub(crate) fn count_rejection(&self) {
+        let stripe = stripe::thread_token();
+        let word = match &self.kind {
+            Kind::Time(w) => w.rejection_word(stripe),
+            Kind::Packed(w) => Side::word(&w.sides, stripe),
+            Kind::Count(w) => Side::word(&w.sides, stripe),
+        };
+        // Relaxed: a statistic; no other memory is published through it.
+        word.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Rejections counted so far (never cleared).
+    pub(crate) fn rejections(&self) -> u64 {
+        match &self.kind {
+            Kind::Time(w) => w.rejections(),
+            Kind::Packed(w) => Side::sum(&w.sides),
+            Kind::Count(w) => Side::sum(&w.sides),
         }
     }
 
@@ -170,7 +262,7 @@ impl Window {
     pub(crate) fn heap_bytes(&self) -> usize {
         match &self.kind {
             Kind::Time(w) => w.heap_bytes(),
-            Kind::Packed(_) => 0,
+            Kind::Packed(w) => std::mem::size_of_val(&*w.sides),
             Kind::Count(w) => w.heap_bytes(),
         }
     }

@@ -6,7 +6,7 @@
 //! popcounts, and a clear stores zero, so every record lands wholly before or after any other
 //! record or clear. It does not read the clock.
 
-use super::Counts;
+use super::{Counts, Side};
 use crate::sync::{AtomicU64, Ordering};
 
 /// The largest count window kept in one word: 2 × 27 outcome bits + 5 bits of position + 5 of
@@ -24,13 +24,16 @@ const PACKED_FIELD: u64 = 0b1_1111;
 pub(super) struct PackedRing {
     word: AtomicU64,
     calls: u64,
+    /// The breaker's rejections, per stripe.
+    pub(super) sides: Box<[Side]>,
 }
 
 impl PackedRing {
-    pub(super) fn new(calls: u32) -> PackedRing {
+    pub(super) fn new(calls: u32, stripes: usize) -> PackedRing {
         PackedRing {
             word: AtomicU64::new(0),
             calls: u64::from(calls.clamp(1, PACKED_MAX_CALLS)),
+            sides: Side::stripes(stripes),
         }
     }
 

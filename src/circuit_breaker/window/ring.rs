@@ -3,7 +3,7 @@
 //! A ring of `calls` words, each holding the sequence number of the call it
 //! records and the outcome bits; a shared sequence counter hands out positions.
 
-use super::Counts;
+use super::{Counts, Side};
 use crate::sync::{AtomicU64, Ordering};
 
 const FAILURE_BIT: u64 = 1;
@@ -18,21 +18,24 @@ pub(super) struct CountWindow {
     next: AtomicU64,
     /// Sequence numbers below this were cleared.
     floor: AtomicU64,
+    /// The breaker's rejections, per stripe.
+    pub(super) sides: Box<[Side]>,
 }
 
 impl CountWindow {
-    pub(super) fn new(calls: u32) -> CountWindow {
+    pub(super) fn new(calls: u32, stripes: usize) -> CountWindow {
         CountWindow {
             slots: (0..calls.max(1)).map(|_| AtomicU64::new(0)).collect(),
             next: AtomicU64::new(0),
             floor: AtomicU64::new(0),
+            sides: Side::stripes(stripes),
         }
     }
 
     /// Heap bytes this window owns.
     #[cfg(all(test, not(harden_loom)))]
     pub(super) fn heap_bytes(&self) -> usize {
-        std::mem::size_of_val(&*self.slots)
+        std::mem::size_of_val(&*self.slots) + std::mem::size_of_val(&*self.sides)
     }
 
     pub(super) fn record(&self, failure: bool, slow: bool) {

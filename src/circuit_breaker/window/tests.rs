@@ -56,7 +56,11 @@ fn counts_hold_for_the_clocks_whole_range() {
                 slow: 1,
             };
             assert_eq!(w.counts(now), both, "{window_ms} ms at {now}");
-            assert_eq!(w.judge_counts(now, true), both, "{window_ms} ms at {now}");
+            assert_eq!(
+                w.judge_counts(now, true, |_| true),
+                both,
+                "{window_ms} ms at {now}"
+            );
             // And they still age out a window later.
             if let Some(later) = now.checked_add(window_ms * MS) {
                 assert_eq!(w.counts(later).calls(), 0);
@@ -107,22 +111,22 @@ fn judges_read_the_current_bucket_fresh_and_the_rest_once_per_epoch() {
     w.record_in(0, 50 * MS, true, false);
     w.record_in(1, 150 * MS, false, false);
     // First judge of the epoch: reads everything, publishes the rest.
-    assert_eq!(w.judge_counts(150 * MS, false).calls(), 2);
+    assert_eq!(w.judge_counts(150 * MS, false, |_| true).calls(), 2);
     // Records into the current bucket are seen by the next judge at once.
     w.record_in(0, 160 * MS, true, false);
     w.record_in(1, 170 * MS, true, false);
-    assert_eq!(w.judge_counts(170 * MS, false).failures, 3);
+    assert_eq!(w.judge_counts(170 * MS, false, |_| true).failures, 3);
     // A late record into an older bucket (its clock was read before the epoch turned) is
     // seen by stats at once and by judges from the next epoch on.
     w.record_in(0, 90 * MS, true, false);
     assert_eq!(w.counts(170 * MS).failures, 4);
-    assert_eq!(w.judge_counts(180 * MS, false).failures, 3);
-    assert_eq!(w.judge_counts(250 * MS, false).failures, 4);
+    assert_eq!(w.judge_counts(180 * MS, false, |_| true).failures, 3);
+    assert_eq!(w.judge_counts(250 * MS, false, |_| true).failures, 4);
     // A clear makes the published rest stale at once.
     w.clear();
-    assert_eq!(w.judge_counts(250 * MS, true), Counts::default());
+    assert_eq!(w.judge_counts(250 * MS, true, |_| true), Counts::default());
     w.record_in(1, 260 * MS, true, false);
-    assert_eq!(w.judge_counts(260 * MS, false).failures, 1);
+    assert_eq!(w.judge_counts(260 * MS, false, |_| true).failures, 1);
 }
 
 #[test]
@@ -263,6 +267,78 @@ fn model_counts(records: &[(u64, bool, bool)], keep: impl Fn(u64) -> bool) -> Co
     c
 }
 
+/// A breaker's rate rule: failures at or over `threshold` percent of calls, or (if set) slow
+/// calls at or over `slow` percent — linear in the counts, as the share judge requires.
+fn rule(threshold: f64, slow: Option<f64>) -> impl Fn(&Counts) -> bool {
+    move |c: &Counts| {
+        let total = c.calls() as f64;
+        c.failures as f64 * 100.0 >= threshold * total
+            || matches!(slow, Some(pct) if c.slow as f64 * 100.0 >= pct * total)
+    }
+}
+
+#[test]
+fn a_judge_within_its_share_reads_only_its_stripe_and_one_over_it_reads_all() {
+    let over = rule(50.0, None);
+    let w = time_window(1000, 10, 2);
+    // A healthy rest: 10 successes in the first bucket.
+    for _ in 0..10 {
+        w.record_in(0, 10 * MS, false, false);
+    }
+    w.record_in(0, 150 * MS, true, false);
+    // First judge of the epoch: exact, and publishes the rest.
+    assert_eq!(w.judge_counts_in(0, 150 * MS, false, &over).failures, 1);
+    // Stripe 1 records failures nobody judges (the breaker never does this): a judge of
+    // stripe 0 within its share does not see them; the view it returns does not trip.
+    for _ in 0..20 {
+        w.record_in(1, 160 * MS, true, false);
+    }
+    w.record_in(0, 160 * MS, false, false);
+    let view = w.judge_counts_in(0, 160 * MS, false, &over);
+    assert_eq!(
+        view,
+        Counts {
+            successes: 10 + 2,
+            failures: 2,
+            slow: 0
+        },
+        "rest + 2 x stripe 0's current bucket"
+    );
+    assert!(!over(&view));
+    // A judge of stripe 1 is over its share: it reads every stripe, and so does every judge
+    // of the epoch after it.
+    assert_eq!(w.judge_counts_in(1, 160 * MS, false, &over).failures, 21);
+    assert_eq!(w.judge_counts_in(0, 170 * MS, false, &over).failures, 21);
+    // The next epoch publishes a new rest and starts without an escalation.
+    w.record_in(0, 250 * MS, false, false);
+    assert_eq!(w.judge_counts_in(0, 250 * MS, false, &over).failures, 21);
+    // That rest (21 failures of 32 calls) is over 50% alone: no shares, every stripe is read.
+    w.record_in(1, 260 * MS, true, false);
+    assert_eq!(w.judge_counts_in(0, 260 * MS, false, &over).failures, 22);
+}
+
+#[test]
+fn a_rest_over_the_threshold_leaves_no_share_to_idle_stripes() {
+    // Regression guard for the share rule: with a rest at or over the threshold, an idle stripe
+    // (nothing in the current bucket) already holds more than a share, so a judge reads all.
+    let over = rule(50.0, None);
+    let w = time_window(1000, 10, 2);
+    for _ in 0..10 {
+        w.record_in(1, 10 * MS, true, false);
+    }
+    w.record_in(0, 150 * MS, false, false);
+    w.record_in(0, 150 * MS, true, false);
+    let _ = w.judge_counts_in(0, 150 * MS, false, &over);
+    for _ in 0..9 {
+        w.record_in(0, 160 * MS, false, false);
+    }
+    w.record_in(0, 160 * MS, true, false);
+    // Exact: 12 failures of 22 calls, over 50%; rest + 2 x own would be 14 of 34.
+    let c = w.judge_counts_in(0, 160 * MS, false, &over);
+    assert_eq!((c.failures, c.successes), (12, 10));
+    assert!(over(&c));
+}
+
 proptest! {
     /// The time window against a list of (epoch, outcome) filtered by age.
     #[test]
@@ -271,7 +347,10 @@ proptest! {
         buckets in 1u32..12,
         stripes in 1usize..5,
         ops in proptest::collection::vec(op(), 1..200),
+        threshold in 1.0f64..=100.0,
+        slow_pct in proptest::option::of(1.0f64..=100.0),
     ) {
+        let over = rule(threshold, slow_pct);
         let window_ms = window_ms.max(u64::from(buckets));
         let w = time_window(window_ms, buckets, stripes);
         let bucket = window_ms * MS / u64::from(buckets);
@@ -283,6 +362,14 @@ proptest! {
                 Op::Record { stripe, failure, slow } => {
                     w.record_in(stripe, now, failure, slow);
                     records.push((now / bucket, failure, slow));
+                    if failure || slow {
+                        // As the breaker does: the recorder judges. Its view decides the rule
+                        // as the exact counts do (shares, `judge`'s docs).
+                        let epoch = now / bucket;
+                        let exact = model_counts(&records, |e| e + u64::from(buckets) > epoch);
+                        let judged = w.judge_counts_in(stripe, now, slow_pct.is_some(), &over);
+                        prop_assert_eq!(over(&judged), over(&exact), "judged {:?}, exact {:?}", judged, exact);
+                    }
                 }
                 Op::Clear => {
                     w.clear();
@@ -293,8 +380,8 @@ proptest! {
             let expected = model_counts(&records, |e| e + u64::from(buckets) > epoch);
             prop_assert_eq!(w.counts(now), expected);
             // A judge reads the same through the published totals of the other buckets.
-            prop_assert_eq!(w.judge_counts(now, true), expected);
-            let judged = w.judge_counts(now, false);
+            prop_assert_eq!(w.judge_counts(now, true, |_| true), expected);
+            let judged = w.judge_counts(now, false, |_| true);
             prop_assert_eq!((judged.successes, judged.failures), (expected.successes, expected.failures));
         }
     }
@@ -316,11 +403,19 @@ proptest! {
         for op in ops {
             match op {
                 Op::Advance(_) => {}
-                Op::Record { failure, slow, .. } => {
-                    w.record(0, failure, slow);
+                Op::Record { stripe, failure, slow } => {
+                    w.record_in(stripe, 0, failure, slow);
                     last.push_back((0, failure, slow));
                     if last.len() > calls as usize {
                         last.pop_front();
+                    }
+                    if failure || slow {
+                        // The recorder's judge sees exactly the last N calls.
+                        let records: Vec<_> = last.iter().copied().collect();
+                        prop_assert_eq!(
+                            w.judge_counts_in(stripe, 0, true, |_| true),
+                            model_counts(&records, |_| true)
+                        );
                     }
                 }
                 Op::Clear => {

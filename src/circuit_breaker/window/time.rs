@@ -26,13 +26,15 @@ use std::time::Duration;
 use super::judge::Rest;
 use super::{Counts, MAX_STRIPES};
 use crate::clock::duration_to_nanos;
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{fence, AtomicU64, Ordering};
 
 const SUCCESS: usize = 0;
 const FAILURE: usize = 1;
 const SLOW: usize = 2;
 const KINDS: usize = 3;
 const WORDS_PER_LINE: usize = 8;
+/// Words per stripe besides the counters: the epoch cache and the breaker's rejection count.
+const EXTRA_WORDS: usize = 2;
 /// The per-stripe epoch cache holds `epoch << EPOCH_CACHE_SHIFT | bucket`.
 const EPOCH_CACHE_SHIFT: u32 = 16;
 const EPOCH_CACHE_BUCKET: u64 = (1 << EPOCH_CACHE_SHIFT) - 1;
@@ -53,8 +55,8 @@ pub(super) struct TimeWindow {
     lines: Box<[Line]>,
     /// A power of two.
     stripes: usize,
-    /// Words per stripe: `buckets * KINDS` counters and one [`EPOCH_CACHE`] word, rounded up to
-    /// whole lines.
+    /// Words per stripe: `buckets * KINDS` counters, the epoch cache and the rejection count,
+    /// rounded up to whole lines.
     stride: usize,
     buckets: u64,
     bucket_nanos: u64,
@@ -69,7 +71,7 @@ impl TimeWindow {
         let buckets = u64::from(buckets.max(1));
         let bucket_nanos = (duration_to_nanos(window) / buckets).max(1);
         let stripes = stripes.clamp(1, MAX_STRIPES).next_power_of_two();
-        let words = buckets as usize * KINDS + 1;
+        let words = buckets as usize * KINDS + EXTRA_WORDS;
         let stride = words.div_ceil(WORDS_PER_LINE) * WORDS_PER_LINE;
         let lines = (0..stripes * stride / WORDS_PER_LINE)
             .map(|_| Line::new())
@@ -161,27 +163,61 @@ impl TimeWindow {
 
     pub(super) fn counts(&self, now: u64, slow: bool) -> Counts {
         let epoch = now / self.bucket_nanos;
-        let (current, rest) = self.read(epoch, slow, true);
+        let (current, rest) = self.read(epoch, slow, true, 0..self.stripes);
         current.plus(rest)
     }
 
-    pub(super) fn judge_counts(&self, now: u64, slow: bool) -> Counts {
+    /// The counts a judge decides on, right after its own record into stripe `stripe` (see
+    /// `judge`'s module docs): exact, or — when the judge's stripe holds no more than its share
+    /// and no stripe said it took more — a view for which `over` is false, as it is for the
+    /// exact counts then.
+    pub(super) fn judge_counts(
+        &self,
+        stripe: usize,
+        now: u64,
+        slow: bool,
+        over: impl Fn(&Counts) -> bool,
+    ) -> Counts {
         let epoch = now / self.bucket_nanos;
+        // SeqCst fence between our record and every read below (the escalation word and the
+        // counters): of two concurrent judges, at least one sees the other's record or its
+        // escalation (store buffering; `judge`'s module docs).
+        fence(Ordering::SeqCst);
         if let Some(rest) = self.rest.read(epoch) {
-            let (current, _) = self.read(epoch, slow, false);
+            let stripe = stripe & (self.stripes - 1);
+            // Shares bound the idle stripes (nothing in the current bucket) only if the rest
+            // alone does not trip: then each share is a positive headroom.
+            if !self.rest.escalated(epoch) && !over(&rest) {
+                let (own, _) = self.read(epoch, slow, false, stripe..stripe + 1);
+                let share = rest.plus(own.times(self.stripes as u64));
+                if !over(&share) {
+                    return share;
+                }
+                self.rest.escalate(epoch);
+                // SeqCst: orders our escalation before the reads of the other stripes below.
+                fence(Ordering::SeqCst);
+            }
+            let (current, _) = self.read(epoch, slow, false, 0..self.stripes);
             return current.plus(rest);
         }
         let clears = self.rest.clears_before_read();
         // The published totals always carry the slow counters, so any judge can use them.
-        let (current, rest) = self.read(epoch, true, true);
+        let (current, rest) = self.read(epoch, true, true, 0..self.stripes);
         if let Some(clears) = clears {
             self.rest.publish(epoch, clears, rest);
         }
         current.plus(rest)
     }
 
-    /// The counts of the bucket of `epoch`, and (if `others`) of the window's other buckets.
-    fn read(&self, epoch: u64, slow: bool, others: bool) -> (Counts, Counts) {
+    /// The counts of the bucket of `epoch`, and (if `others`) of the window's other buckets,
+    /// over the stripes in `stripes`.
+    fn read(
+        &self,
+        epoch: u64,
+        slow: bool,
+        others: bool,
+        stripes: std::ops::Range<usize>,
+    ) -> (Counts, Counts) {
         let current = epoch % self.buckets;
         let kinds = if slow { KINDS } else { SLOW };
         let mut totals = [[0u64; KINDS]; 2];
@@ -199,7 +235,7 @@ impl TimeWindow {
                 continue; // before the clock's origin
             };
             let into = &mut totals[usize::from(back != 0)];
-            for stripe in 0..self.stripes {
+            for stripe in stripes.clone() {
                 let base = stripe * self.stride + bucket as usize * KINDS;
                 for (kind, total) in into.iter_mut().enumerate().take(kinds) {
                     // Relaxed: a statistic; each word is read whole, and a word written after
@@ -227,6 +263,22 @@ impl TimeWindow {
         self.zero_counters();
         // Release: judges that see this finished clear read the zeroed counters.
         self.rest.clears_finished.fetch_add(1, Ordering::Release);
+    }
+
+    /// The word of stripe `stripe` (modulo the stripe count) that counts the breaker's
+    /// rejections: written only while the breaker rejects, when nothing records into the window,
+    /// so it shares the stripe's lines for free.
+    #[inline]
+    pub(super) fn rejection_word(&self, stripe: usize) -> &AtomicU64 {
+        let stripe = stripe & (self.stripes - 1);
+        self.word(stripe * self.stride + self.buckets as usize * KINDS + 1)
+    }
+
+    pub(super) fn rejections(&self) -> u64 {
+        (0..self.stripes)
+            // Relaxed: a statistic, read word by word.
+            .map(|stripe| self.rejection_word(stripe).load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
     }
 
     fn zero_counters(&self) {
