@@ -93,7 +93,14 @@
 //!   (after probes succeed, or on [`reset`](CircuitBreaker::reset)). A time window's judge reads
 //!   the current bucket fresh and the other buckets from totals refreshed once per bucket, so a
 //!   result recorded late into an older bucket (its call read the clock just before the bucket
-//!   turned) counts toward trips from the next bucket on; `stats()` sees it at once.
+//!   turned) counts toward trips from the next bucket on; `stats()` sees it at once. Its
+//!   counters are striped per thread, and while the window is far from tripping a judge reads
+//!   only its own thread's stripe of the current bucket (it holds no more than its share of the
+//!   headroom, and no thread said it holds more): during a failure storm below the threshold,
+//!   threads judging at once touch no line another thread writes. Near the threshold every
+//!   judge reads every stripe, and no trip is lost to a race (the proof is in the window's
+//!   source, checked by loom). The failure-rate gauge shows what the judge read then: the
+//!   other buckets exactly, the current one as the judging thread's stripe times the stripes.
 //! - **Lazy transitions.** There are no timers or background tasks: the first call after the open
 //!   period moves Open → HalfOpen and becomes the probe. [`CircuitBreaker::state`] reports the
 //!   stored state, so an idle breaker reports `Open` past its open period until a call arrives.

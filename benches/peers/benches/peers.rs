@@ -630,6 +630,25 @@ fn main() {
             make,
         );
     }
+    // What bounds a count window across threads: "the last N calls" is one order of every
+    // call, so every call updates one shared word. This row does only that (a load and a
+    // compare-and-swap loop, as a packed count window's record) and nothing else.
+    let shared = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let cas: Arc<dyn Fn(u64) -> Outcome + Send + Sync> = Arc::new(move |i| {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut current = shared.load(Relaxed);
+        while let Err(actual) =
+            shared.compare_exchange_weak(current, current.rotate_left(1) ^ i, Relaxed, Relaxed)
+        {
+            current = actual;
+        }
+        Outcome::Ok
+    });
+    add_storm(
+        "bound: one shared-word compare-and-swap per call",
+        Expect::AllOk,
+        mt_sync(cas),
+    );
     mt.run();
     println!("{}", mt.table());
 
