@@ -389,6 +389,30 @@ fn main() {
         ),
     );
 
+    // What bounds the rows above on this CPU: an uncontended locked read-modify-write (a
+    // window record, a budget deposit), and an `Arc` clone + drop (two of them: what a
+    // `'static` response future pays to keep the breaker or the budget alive).
+    let word = std::sync::atomic::AtomicU64::new(0);
+    g.row(
+        "bound: one uncontended atomic read-modify-write",
+        "`fetch_add` on a word only this thread writes",
+        Expect::AllOk,
+        sync_body(move |i| {
+            word.fetch_add(i, std::sync::atomic::Ordering::Relaxed);
+            Outcome::Ok
+        }),
+    );
+    let shared = Arc::new(0u64);
+    g.row(
+        "bound: Arc clone + drop",
+        "two atomic read-modify-writes on a count only this thread writes",
+        Expect::AllOk,
+        sync_body(move |_| {
+            drop(std::hint::black_box(Arc::clone(&shared)));
+            Outcome::Ok
+        }),
+    );
+
     // full stack
     harden_rows::stack_rows(&mut g, TIMEOUT, ATTEMPTS, RESET);
     {
