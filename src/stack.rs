@@ -291,8 +291,9 @@ impl<F, T, R, B, C, A> Resilience<F, T, R, B, C, A> {
 
     /// Limits concurrent attempts, rejecting the excess.
     ///
-    /// A [`BulkheadLayer`](crate::bulkhead::BulkheadLayer) puts the part in the stack's type; an `Option<BulkheadLayer>` decides
-    /// at run time (`None`: no bulkhead), at the cost of a branch and the bulkhead's size.
+    /// A [`BulkheadLayer`](crate::bulkhead::BulkheadLayer) puts the part in the stack's type;
+    /// an `Option<BulkheadLayer>` decides at run time (`None`: no bulkhead), at the cost of a
+    /// branch and the bulkhead's size.
     pub fn bulkhead<K: part::IntoBulkhead>(
         self,
         bulkhead: K,
@@ -714,6 +715,7 @@ where
 /// `Option`. Like tower's `option_layer`, the service keeps the part's size and a branch when
 /// the part is off; a part given directly is in the type and costs nothing when absent.
 #[derive(Clone, Debug)]
+#[must_use = "a layer does nothing until it wraps a service"]
 pub struct MaybeLayer<L> {
     layer: Option<L>,
 }
