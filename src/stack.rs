@@ -11,10 +11,16 @@
 //! answers whatever is left. A full bulkhead's rejection is not one of the breaker's failures:
 //! it says nothing about the upstream, so a burst of local overload cannot open the circuit on
 //! a healthy upstream (the stack's breaker ignores it; see [`IgnoreBulkheadFull`]). Every part
-//! is optional. [`Resilience`] builds the stack and checks
-//! that its parts fit together; the result, a [`ResilienceLayer`], wraps any tower service.
+//! is optional, and a part not set costs nothing (below). [`Resilience`] builds the stack and
+//! checks that its parts fit together; the result, a [`ResilienceLayer`], wraps any tower
+//! service.
 //!
-//! # Default
+//! # Defaults
+//!
+//! | part | default |
+//! |---|---|
+//! | every part (fallback, total timeout, retry, breaker, bulkhead, attempt timeout) | off: not in the stack |
+//! | `name` | none: the timeouts are labelled [`TOTAL_TIMEOUT_NAME`] = `"total"` and [`ATTEMPT_TIMEOUT_NAME`] = `"attempt"` |
 //!
 //! With nothing configured the layer passes calls through (errors boxed):
 //!
@@ -51,12 +57,53 @@
 //!     .circuit_breaker(breaker.layer())
 //!     .bulkhead(BulkheadLayer::new(64))
 //!     .attempt_timeout(Duration::from_secs(1))
+//!     .name("inventory")
 //!     .build()?;
 //! let service = layer.layer(service_fn(|_: ()| async { Err::<&str, BoxError>("down".into()) }));
 //! assert_eq!(service.oneshot(()).await?, "cached");
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Absent parts cost nothing
+//!
+//! Each part is a type parameter of the builder and of the layer (`Resilience<F, T, R, B, C,
+//! A>`: fallback, total timeout, retry, breaker, bulkhead — a concurrency limit —, attempt
+//! timeout; each [`Identity`] until set), so the service a layer makes holds exactly the parts
+//! that were set, nested as a hand-built `ServiceBuilder` stack would nest them: the same size,
+//! the same future, no branch for a part that is not there. The one addition is the innermost
+//! [`BoxErrors`], which boxes the service's error (so the stack's error is always [`BoxError`]
+//! and its breaker judges `BoxError`s); it adds no byte, and for a service whose error already
+//! is a `BoxError` its conversion is the identity.
+//!
+//! A part that configuration turns on or off takes an `Option` instead: `total_timeout`,
+//! `attempt_timeout` (`Option<Duration>`) and `bulkhead` (`Option<BulkheadLayer>`) then put a
+//! [`MaybeLayer`] in the stack, whose [`Maybe`] service keeps the part's size and a branch
+//! whether it is on or off — what tower's `option_layer` does. The HTTP preset
+//! ([`HttpPreset`](crate::http::HttpPreset)) builds its stack that way, since each of those
+//! parts can be `None` there.
+//!
+//! ```
+//! use std::time::Duration;
+//! use harden::bulkhead::BulkheadLayer;
+//! use harden::Resilience;
+//! use tower::{service_fn, Layer, ServiceExt};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), harden::BoxError> {
+//! # let max_concurrent_from_config: Option<usize> = None;
+//! let layer = Resilience::new()
+//!     .total_timeout(Duration::from_secs(5))             // always on: in the type
+//!     .bulkhead(max_concurrent_from_config.map(BulkheadLayer::new)) // decided at run time
+//!     .build()?;
+//! let service = layer.layer(service_fn(|x: u32| async move { Ok::<_, harden::BoxError>(x) }));
+//! assert_eq!(service.oneshot(7).await?, 7);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Per call the stack does what the hand-built one does, with one difference that is not the
+//! builder's: its retry knows the total timeout (see [`build`](Resilience::build)), and the
+//! retry reads the clock once per call to start that deadline.
 //!
 //! # Errors
 //!
@@ -73,10 +120,20 @@
 //! `{timeout="attempt"}`; a stack given a [`name`](Resilience::name) prefixes them with it
 //! (`{timeout="payments.total"}`), so two stacks in one process export distinct series. The
 //! breaker, retry and bulkhead are labelled by their own names.
+//!
+//! # Compared with a `tower::ServiceBuilder`
+//!
+//! tower has no composed stack; the same parts in a `ServiceBuilder` (with
+//! [`ServiceBuilderExt`](crate::ServiceBuilderExt)) make the same service, minus the checks of
+//! `build()`, the breaker's [`IgnoreBulkheadFull`] (which only matters with a custom
+//! classifier: the default one already ignores harden's rejections), the retry's knowledge of
+//! the total timeout, and the boxing of an inner error. In a `ServiceBuilder` the order is
+//! the user's to get right; here it is fixed.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -85,12 +142,12 @@ use tower_layer::{Identity, Layer};
 use tower_service::Service;
 
 use crate::bulkhead::error::BulkheadFull;
-use crate::bulkhead::{Bulkhead, BulkheadLayer};
+use crate::bulkhead::Bulkhead;
 use crate::circuit_breaker::CircuitBreakerLayer;
 use crate::classify::{Classify, Outcome};
 use crate::fallback::FallbackLayer;
 use crate::retry::RetryLayer;
-use crate::timeout::{Timeout, TimeoutLayer};
+use crate::timeout::Timeout;
 use crate::{BoxError, ConfigError};
 
 /// The metrics name of the stack's total timeout.
@@ -100,19 +157,28 @@ pub const ATTEMPT_TIMEOUT_NAME: &str = "attempt";
 
 /// Builds a [`ResilienceLayer`]: the standard stack, each part optional.
 ///
-/// The fallback, retry and breaker parts change the builder's type (they are generic over the
-/// user's functions and classifiers); the timeouts and the bulkhead do not, so they can be set
-/// from configuration with `Option`s. See the [module docs](self).
+/// Each part is a type parameter, in stack order: `F` fallback, `T` total timeout, `R` retry,
+/// `B` circuit breaker, `C` bulkhead (concurrency limit), `A` attempt timeout. A part not set is
+/// [`Identity`] and costs nothing; setting it changes the builder's type. The timeouts and the
+/// bulkhead also take an `Option`, for parts decided at run time (see
+/// [the module docs](self#absent-parts-cost-nothing)).
 #[must_use = "a builder does nothing until `build` is called"]
-pub struct Resilience<F = Identity, R = Identity, B = Identity> {
+pub struct Resilience<
+    F = Identity,
+    T = Identity,
+    R = Identity,
+    B = Identity,
+    C = Identity,
+    A = Identity,
+> {
     fallback: F,
-    total_timeout: Option<Duration>,
+    total_timeout: T,
     retry: R,
     breaker: B,
     breaker_window: Option<Duration>,
-    bulkhead: Option<BulkheadLayer>,
-    attempt_timeout: Option<Duration>,
-    name: Option<std::sync::Arc<str>>,
+    bulkhead: C,
+    attempt_timeout: A,
+    name: Option<Arc<str>>,
 }
 
 impl Resilience {
@@ -120,12 +186,12 @@ impl Resilience {
     pub fn new() -> Self {
         Resilience {
             fallback: Identity::new(),
-            total_timeout: None,
+            total_timeout: Identity::new(),
             retry: Identity::new(),
             breaker: Identity::new(),
             breaker_window: None,
-            bulkhead: None,
-            attempt_timeout: None,
+            bulkhead: Identity::new(),
+            attempt_timeout: Identity::new(),
             name: None,
         }
     }
@@ -137,12 +203,12 @@ impl Default for Resilience {
     }
 }
 
-impl<F, R, B> Resilience<F, R, B> {
+impl<F, T, R, B, C, A> Resilience<F, T, R, B, C, A> {
     /// The outermost part: turns errors into responses.
     pub fn fallback<Fb, P>(
         self,
         fallback: FallbackLayer<Fb, P>,
-    ) -> Resilience<FallbackLayer<Fb, P>, R, B> {
+    ) -> Resilience<FallbackLayer<Fb, P>, T, R, B, C, A> {
         Resilience {
             fallback,
             total_timeout: self.total_timeout,
@@ -158,7 +224,7 @@ impl<F, R, B> Resilience<F, R, B> {
     /// Names the stack: the labels of its own parts (the timeouts) are prefixed with it,
     /// `harden_timeouts_total{timeout="<name>.total"}` and `"<name>.attempt"`. Without a name
     /// they are `"total"` and `"attempt"`, which collide when a process runs two stacks.
-    pub fn name(self, name: impl Into<std::sync::Arc<str>>) -> Self {
+    pub fn name(self, name: impl Into<Arc<str>>) -> Self {
         Resilience {
             name: Some(name.into()),
             ..self
@@ -166,19 +232,31 @@ impl<F, R, B> Resilience<F, R, B> {
     }
 
     /// Bounds the whole call, retries and backoff sleeps included.
-    pub fn total_timeout(self, timeout: impl Into<Option<Duration>>) -> Self {
+    ///
+    /// A [`Duration`] puts the part in the stack's type; an `Option<Duration>` decides at run
+    /// time (`None`: no total timeout), at the cost of a branch and the timeout's size.
+    pub fn total_timeout<D: part::IntoTimeout>(
+        self,
+        timeout: D,
+    ) -> Resilience<F, D::Slot, R, B, C, A> {
         Resilience {
-            total_timeout: timeout.into(),
-            ..self
+            fallback: self.fallback,
+            total_timeout: timeout.into_slot(),
+            retry: self.retry,
+            breaker: self.breaker,
+            breaker_window: self.breaker_window,
+            bulkhead: self.bulkhead,
+            attempt_timeout: self.attempt_timeout,
+            name: self.name,
         }
     }
 
     /// Retries failed attempts; takes a [`RetryLayer`] or a
     /// [`RetryPolicy`](crate::retry::RetryPolicy).
-    pub fn retry<C, H>(
+    pub fn retry<Rc, Rh>(
         self,
-        retry: impl Into<RetryLayer<C, H>>,
-    ) -> Resilience<F, RetryLayer<C, H>, B> {
+        retry: impl Into<RetryLayer<Rc, Rh>>,
+    ) -> Resilience<F, T, RetryLayer<Rc, Rh>, B, C, A> {
         Resilience {
             fallback: self.fallback,
             total_timeout: self.total_timeout,
@@ -195,10 +273,10 @@ impl<F, R, B> Resilience<F, R, B> {
     ///
     /// The breaker's classifier is wrapped in [`IgnoreBulkheadFull`]: the bulkhead's rejections
     /// are not counted; every other outcome is judged by the layer's classifier.
-    pub fn circuit_breaker<C>(
+    pub fn circuit_breaker<Cl>(
         self,
-        breaker: CircuitBreakerLayer<C>,
-    ) -> Resilience<F, R, CircuitBreakerLayer<IgnoreBulkheadFull<C>>> {
+        breaker: CircuitBreakerLayer<Cl>,
+    ) -> Resilience<F, T, R, CircuitBreakerLayer<IgnoreBulkheadFull<Cl>>, C, A> {
         Resilience {
             fallback: self.fallback,
             total_timeout: self.total_timeout,
@@ -212,18 +290,43 @@ impl<F, R, B> Resilience<F, R, B> {
     }
 
     /// Limits concurrent attempts, rejecting the excess.
-    pub fn bulkhead(self, bulkhead: impl Into<Option<BulkheadLayer>>) -> Self {
+    ///
+    /// A [`BulkheadLayer`](crate::bulkhead::BulkheadLayer) puts the part in the stack's type;
+    /// an `Option<BulkheadLayer>` decides at run time (`None`: no bulkhead), at the cost of a
+    /// branch and the bulkhead's size.
+    pub fn bulkhead<K: part::IntoBulkhead>(
+        self,
+        bulkhead: K,
+    ) -> Resilience<F, T, R, B, K::Slot, A> {
         Resilience {
-            bulkhead: bulkhead.into(),
-            ..self
+            fallback: self.fallback,
+            total_timeout: self.total_timeout,
+            retry: self.retry,
+            breaker: self.breaker,
+            breaker_window: self.breaker_window,
+            bulkhead: bulkhead.into_slot(),
+            attempt_timeout: self.attempt_timeout,
+            name: self.name,
         }
     }
 
     /// Bounds each attempt; a timed-out attempt is a breaker failure and may be retried.
-    pub fn attempt_timeout(self, timeout: impl Into<Option<Duration>>) -> Self {
+    ///
+    /// A [`Duration`] puts the part in the stack's type; an `Option<Duration>` decides at run
+    /// time (`None`: no attempt timeout), at the cost of a branch and the timeout's size.
+    pub fn attempt_timeout<D: part::IntoTimeout>(
+        self,
+        timeout: D,
+    ) -> Resilience<F, T, R, B, C, D::Slot> {
         Resilience {
-            attempt_timeout: timeout.into(),
-            ..self
+            fallback: self.fallback,
+            total_timeout: self.total_timeout,
+            retry: self.retry,
+            breaker: self.breaker,
+            breaker_window: self.breaker_window,
+            bulkhead: self.bulkhead,
+            attempt_timeout: timeout.into_slot(),
+            name: self.name,
         }
     }
 
@@ -238,11 +341,15 @@ impl<F, R, B> Resilience<F, R, B> {
     ///
     /// [`ConfigError`] for an attempt timeout longer than the total timeout, or a breaker window
     /// shorter than twice the attempt timeout.
-    pub fn build(self) -> Result<ResilienceLayer<F, R, B>, ConfigError>
+    pub fn build(self) -> Result<ResilienceLayer<F, T, R, B, C, A>, ConfigError>
     where
-        R: retry_part::RetryPart,
+        T: part::TimeoutSlot,
+        R: part::RetrySlot,
+        A: part::TimeoutSlot,
     {
-        if let (Some(attempt), Some(total)) = (self.attempt_timeout, self.total_timeout) {
+        let total = self.total_timeout.duration();
+        let attempt = self.attempt_timeout.duration();
+        if let (Some(attempt), Some(total)) = (attempt, total) {
             if attempt > total {
                 return Err(ConfigError::new(
                     "attempt_timeout",
@@ -252,7 +359,7 @@ impl<F, R, B> Resilience<F, R, B> {
                 ));
             }
         }
-        if let (Some(attempt), Some(window)) = (self.attempt_timeout, self.breaker_window) {
+        if let (Some(attempt), Some(window)) = (attempt, self.breaker_window) {
             if window < attempt.saturating_mul(2) {
                 return Err(ConfigError::new(
                     "circuit_breaker",
@@ -264,54 +371,175 @@ impl<F, R, B> Resilience<F, R, B> {
                 ));
             }
         }
-        let label = |part: &str| match &self.name {
-            Some(name) => format!("{name}.{part}"),
-            None => part.to_owned(),
-        };
+        let name = self.name.as_deref();
         Ok(ResilienceLayer {
             fallback: self.fallback,
-            total_timeout: self
-                .total_timeout
-                .map(|d| TimeoutLayer::new(d).name(label(TOTAL_TIMEOUT_NAME))),
-            retry: self.retry.with_total_timeout(self.total_timeout),
+            total_timeout: self.total_timeout.named(name, TOTAL_TIMEOUT_NAME),
+            retry: self.retry.with_total_timeout(total),
             breaker: self.breaker,
             bulkhead: self.bulkhead,
-            attempt_timeout: self
-                .attempt_timeout
-                .map(|d| TimeoutLayer::new(d).name(label(ATTEMPT_TIMEOUT_NAME))),
+            attempt_timeout: self.attempt_timeout.named(name, ATTEMPT_TIMEOUT_NAME),
         })
     }
 }
 
-mod retry_part {
+/// The slots of [`Resilience`]: what each part may be, and the arguments its methods take.
+/// Sealed: the traits are public (they appear in bounds) but cannot be named outside the crate.
+mod part {
     use std::time::Duration;
 
-    /// The retry slot of [`Resilience`](super::Resilience): no retry, or a
-    /// [`RetryLayer`](crate::retry::RetryLayer) that learns the stack's total timeout.
-    pub trait RetryPart {
+    use tower_layer::Identity;
+
+    use super::MaybeLayer;
+    use crate::bulkhead::BulkheadLayer;
+    use crate::timeout::TimeoutLayer;
+
+    /// A timeout slot: absent ([`Identity`]), present ([`TimeoutLayer`]) or decided at run time
+    /// ([`MaybeLayer<TimeoutLayer>`]).
+    pub trait TimeoutSlot {
+        /// The timeout, when there is one.
+        fn duration(&self) -> Option<Duration>;
+        /// The slot with its metrics label: `part`, prefixed with the stack's name.
+        fn named(self, stack: Option<&str>, part: &str) -> Self;
+    }
+
+    fn label(stack: Option<&str>, part: &str) -> String {
+        match stack {
+            Some(name) => format!("{name}.{part}"),
+            None => part.to_owned(),
+        }
+    }
+
+    impl TimeoutSlot for Identity {
+        fn duration(&self) -> Option<Duration> {
+            None
+        }
+        fn named(self, _: Option<&str>, _: &str) -> Self {
+            self
+        }
+    }
+
+    impl TimeoutSlot for TimeoutLayer {
+        fn duration(&self) -> Option<Duration> {
+            Some(self.timeout())
+        }
+        fn named(self, stack: Option<&str>, part: &str) -> Self {
+            self.name(label(stack, part))
+        }
+    }
+
+    impl TimeoutSlot for MaybeLayer<TimeoutLayer> {
+        fn duration(&self) -> Option<Duration> {
+            self.get().map(TimeoutLayer::timeout)
+        }
+        fn named(self, stack: Option<&str>, part: &str) -> Self {
+            MaybeLayer::new(self.layer.map(|l| l.named(stack, part)))
+        }
+    }
+
+    /// What `total_timeout` and `attempt_timeout` take: a [`Duration`] (the part is in the
+    /// type) or an `Option<Duration>` (decided at run time).
+    pub trait IntoTimeout {
+        /// The slot it fills.
+        type Slot: TimeoutSlot;
+        /// The filled slot.
+        fn into_slot(self) -> Self::Slot;
+    }
+
+    impl IntoTimeout for Duration {
+        type Slot = TimeoutLayer;
+        fn into_slot(self) -> TimeoutLayer {
+            TimeoutLayer::new(self)
+        }
+    }
+
+    impl IntoTimeout for Option<Duration> {
+        type Slot = MaybeLayer<TimeoutLayer>;
+        fn into_slot(self) -> MaybeLayer<TimeoutLayer> {
+            MaybeLayer::new(self.map(TimeoutLayer::new))
+        }
+    }
+
+    /// A bulkhead slot, for `Debug`: absent, present or decided at run time.
+    pub trait BulkheadSlot {
+        /// The bulkhead, when there is one.
+        fn get(&self) -> Option<&BulkheadLayer>;
+    }
+
+    impl BulkheadSlot for Identity {
+        fn get(&self) -> Option<&BulkheadLayer> {
+            None
+        }
+    }
+
+    impl BulkheadSlot for BulkheadLayer {
+        fn get(&self) -> Option<&BulkheadLayer> {
+            Some(self)
+        }
+    }
+
+    impl BulkheadSlot for MaybeLayer<BulkheadLayer> {
+        fn get(&self) -> Option<&BulkheadLayer> {
+            MaybeLayer::get(self)
+        }
+    }
+
+    /// What `bulkhead` takes: a [`BulkheadLayer`] (the part is in the type) or an
+    /// `Option<BulkheadLayer>` (decided at run time).
+    pub trait IntoBulkhead {
+        /// The slot it fills.
+        type Slot: BulkheadSlot;
+        /// The filled slot.
+        fn into_slot(self) -> Self::Slot;
+    }
+
+    impl IntoBulkhead for BulkheadLayer {
+        type Slot = BulkheadLayer;
+        fn into_slot(self) -> BulkheadLayer {
+            self
+        }
+    }
+
+    impl IntoBulkhead for Option<BulkheadLayer> {
+        type Slot = MaybeLayer<BulkheadLayer>;
+        fn into_slot(self) -> MaybeLayer<BulkheadLayer> {
+            MaybeLayer::new(self)
+        }
+    }
+
+    /// The retry slot: no retry, or a [`RetryLayer`](crate::retry::RetryLayer) that learns the
+    /// stack's total timeout.
+    pub trait RetrySlot {
+        /// The retry, judging server-requested delays against `total_timeout`.
         fn with_total_timeout(self, total_timeout: Option<Duration>) -> Self;
     }
 
-    impl RetryPart for tower_layer::Identity {
+    impl RetrySlot for Identity {
         fn with_total_timeout(self, _: Option<Duration>) -> Self {
             self
         }
     }
 
-    impl<C, H> RetryPart for crate::retry::RetryLayer<C, H> {
+    impl<C, H> RetrySlot for crate::retry::RetryLayer<C, H> {
         fn with_total_timeout(self, total_timeout: Option<Duration>) -> Self {
             self.map_policy(|p| p.with_default_total_timeout(total_timeout))
         }
     }
 }
 
-impl<F, R, B> fmt::Debug for Resilience<F, R, B> {
+impl<F, T, R, B, C, A> fmt::Debug for Resilience<F, T, R, B, C, A>
+where
+    T: part::TimeoutSlot,
+    C: part::BulkheadSlot,
+    A: part::TimeoutSlot,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Resilience")
-            .field("total_timeout", &self.total_timeout)
+            .field("total_timeout", &self.total_timeout.duration())
             .field("breaker_window", &self.breaker_window)
-            .field("bulkhead", &self.bulkhead)
-            .field("attempt_timeout", &self.attempt_timeout)
+            .field("bulkhead", &self.bulkhead.get())
+            .field("attempt_timeout", &self.attempt_timeout.duration())
+            .field("name", &self.name)
             .finish_non_exhaustive()
     }
 }
@@ -335,48 +563,180 @@ where
     }
 }
 
-/// The standard stack as one layer; built by [`Resilience`].
+/// The standard stack as one layer; built by [`Resilience`], with its type parameters.
+///
+/// Around a service `S` it makes, outermost first,
+/// `F(T(R(B(C(A(BoxErrors<S>))))))`, where an absent part ([`Identity`]) is no wrapper at all.
 #[derive(Clone)]
 #[must_use = "a layer does nothing until it wraps a service"]
-pub struct ResilienceLayer<F = Identity, R = Identity, B = Identity> {
+pub struct ResilienceLayer<
+    F = Identity,
+    T = Identity,
+    R = Identity,
+    B = Identity,
+    C = Identity,
+    A = Identity,
+> {
     fallback: F,
-    total_timeout: Option<TimeoutLayer>,
+    total_timeout: T,
     retry: R,
     breaker: B,
-    bulkhead: Option<BulkheadLayer>,
-    attempt_timeout: Option<TimeoutLayer>,
+    bulkhead: C,
+    attempt_timeout: A,
 }
 
-impl<F, R, B> fmt::Debug for ResilienceLayer<F, R, B> {
+impl<F, T, R, B, C, A> fmt::Debug for ResilienceLayer<F, T, R, B, C, A>
+where
+    T: part::TimeoutSlot,
+    C: part::BulkheadSlot,
+    A: part::TimeoutSlot,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResilienceLayer")
-            .field("total_timeout", &self.total_timeout)
-            .field("bulkhead", &self.bulkhead)
-            .field("attempt_timeout", &self.attempt_timeout)
+            .field("total_timeout", &self.total_timeout.duration())
+            .field("bulkhead", &self.bulkhead.get())
+            .field("attempt_timeout", &self.attempt_timeout.duration())
             .finish_non_exhaustive()
     }
 }
 
-/// The attempt-timeout part around a service `S`.
-pub type AttemptTimeout<S> = Maybe<Timeout<S>, S>;
-/// The bulkhead part around `S` (already wrapped by the attempt timeout).
-pub type BulkheadPart<S> = Maybe<Bulkhead<AttemptTimeout<S>>, AttemptTimeout<S>>;
-
-impl<S, F, R, B> Layer<S> for ResilienceLayer<F, R, B>
+impl<S, F, T, R, B, C, A> Layer<S> for ResilienceLayer<F, T, R, B, C, A>
 where
-    B: Layer<BulkheadPart<S>>,
+    A: Layer<BoxErrors<S>>,
+    C: Layer<A::Service>,
+    B: Layer<C::Service>,
     R: Layer<B::Service>,
-    F: Layer<Maybe<Timeout<R::Service>, R::Service>>,
+    T: Layer<R::Service>,
+    F: Layer<T::Service>,
 {
     type Service = F::Service;
 
     fn layer(&self, service: S) -> Self::Service {
-        let service = Maybe::wrap(self.attempt_timeout.as_ref(), service);
-        let service = Maybe::wrap(self.bulkhead.as_ref(), service);
+        let service = self.attempt_timeout.layer(BoxErrors::new(service));
+        let service = self.bulkhead.layer(service);
         let service = self.breaker.layer(service);
         let service = self.retry.layer(service);
-        let service = Maybe::wrap(self.total_timeout.as_ref(), service);
+        let service = self.total_timeout.layer(service);
         self.fallback.layer(service)
+    }
+}
+
+/// The runtime-optional attempt-timeout part around a service `S`
+/// (`attempt_timeout(Option<Duration>)`).
+pub type AttemptTimeout<S> = Maybe<Timeout<S>, S>;
+/// The runtime-optional bulkhead part around `S` (already wrapped by a runtime-optional attempt
+/// timeout): `bulkhead(Option<BulkheadLayer>)`.
+pub type BulkheadPart<S> = Maybe<Bulkhead<AttemptTimeout<S>>, AttemptTimeout<S>>;
+
+/// The innermost wrapper of every [`ResilienceLayer`] service: the service's errors, boxed.
+///
+/// So the stack's error is [`BoxError`] whatever parts it has, and its breaker judges
+/// `BoxError`s ([`IgnoreBulkheadFull`]). Neither it nor its future adds a byte: for a service
+/// whose error already is a `BoxError` the conversion is the identity.
+#[derive(Clone, Debug)]
+pub struct BoxErrors<S> {
+    inner: S,
+}
+
+impl<S> BoxErrors<S> {
+    /// Wraps `inner`.
+    pub const fn new(inner: S) -> Self {
+        BoxErrors { inner }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped service, unwrapped.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, Request> Service<Request> for BoxErrors<S>
+where
+    S: Service<Request>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = BoxErrorsFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, request: Request) -> Self::Future {
+        BoxErrorsFuture {
+            future: self.inner.call(request),
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`BoxErrors`].
+    pub struct BoxErrorsFuture<F> {
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F> fmt::Debug for BoxErrorsFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BoxErrorsFuture")
+    }
+}
+
+impl<F, T, E> Future for BoxErrorsFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().future.poll(cx).map_err(Into::into)
+    }
+}
+
+/// A part decided at run time: a layer or none; it makes a [`Maybe`].
+///
+/// What `total_timeout`, `attempt_timeout` and `bulkhead` put in the stack when given an
+/// `Option`. Like tower's `option_layer`, the service keeps the part's size and a branch when
+/// the part is off; a part given directly is in the type and costs nothing when absent.
+#[derive(Clone, Debug)]
+#[must_use = "a layer does nothing until it wraps a service"]
+pub struct MaybeLayer<L> {
+    layer: Option<L>,
+}
+
+impl<L> MaybeLayer<L> {
+    /// `Some(layer)`: the part is on; `None`: off.
+    pub const fn new(layer: Option<L>) -> Self {
+        MaybeLayer { layer }
+    }
+
+    /// The layer, when the part is on.
+    pub fn get(&self) -> Option<&L> {
+        self.layer.as_ref()
+    }
+}
+
+impl<S, L: Layer<S>> Layer<S> for MaybeLayer<L> {
+    type Service = Maybe<L::Service, S>;
+
+    fn layer(&self, service: S) -> Self::Service {
+        Maybe::wrap(self.layer.as_ref(), service)
     }
 }
 

@@ -345,3 +345,25 @@ async fn named_stacks_export_distinct_timeout_series() {
     assert!(recorder.exists(names::TIMEOUTS, &[("timeout", "payments.total")]));
     assert!(!recorder.exists(names::TIMEOUTS, &[("timeout", "attempt")]));
 }
+
+#[tokio::test(start_paused = true)]
+async fn timeouts_given_as_options_are_named_like_the_others() {
+    let recorder = TestRecorder::new();
+    let mut service = metrics::with_local_recorder(&recorder, || {
+        harden::Resilience::new()
+            .name("config")
+            .total_timeout(Some(Duration::from_millis(50)))
+            .attempt_timeout(Some(Duration::from_millis(10)))
+            .build()
+            .unwrap()
+            .layer(service_fn(|_: ()| async {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Ok::<_, BoxError>(())
+            }))
+    });
+    assert!(service.ready().await.unwrap().call(()).await.is_err());
+    let count = |label: &str| recorder.counter(names::TIMEOUTS, &[("timeout", label)]);
+    assert_eq!(count("config.attempt"), 1);
+    assert!(recorder.exists(names::TIMEOUTS, &[("timeout", "config.total")]));
+    assert!(!recorder.exists(names::TIMEOUTS, &[("timeout", "attempt")]));
+}

@@ -15,8 +15,10 @@ use harden::bulkhead::error::BulkheadFull;
 use harden::bulkhead::BulkheadLayer;
 use harden::circuit_breaker::error::CircuitOpen;
 use harden::circuit_breaker::{CircuitBreaker, State};
+use harden::classify::DefaultClassifier;
 use harden::fallback::FallbackLayer;
 use harden::retry::{Backoff, Jitter, RetryPolicy};
+use harden::stack::{BoxErrors, IgnoreBulkheadFull};
 use harden::timeout::error::Elapsed;
 use harden::{BoxError, Resilience, ServiceBuilderExt};
 use tokio::time::Instant;
@@ -705,4 +707,317 @@ async fn full_stack_runs_in_spawned_tasks() {
     }
     answers.sort_unstable();
     assert_eq!(answers, [1, 2, 3, 4]);
+}
+
+// 11. Absent parts cost nothing: the stack is the hand-built one (issue 14).
+
+/// Compiles only when both values have one type.
+fn same_type<T>(_: &T, _: &T) {}
+
+/// The type's name, to check at run time that no runtime-optional `Maybe` part is in it.
+fn type_of<T>(_: &T) -> &'static str {
+    std::any::type_name::<T>()
+}
+
+/// Asserts that `service` holds no runtime-optional part.
+fn assert_no_maybe<T>(service: &T) {
+    let name = type_of(service);
+    assert!(!name.contains("Maybe"), "{name}");
+}
+
+fn future_size<S: Service<(), Response = u32>>(_: &S) -> usize {
+    std::mem::size_of::<S::Future>()
+}
+
+fn sizes<S: Service<(), Response = u32>>(service: &S) -> (usize, usize) {
+    (std::mem::size_of_val(service), future_size(service))
+}
+
+#[test]
+fn every_part_set_is_the_hand_built_stack_type_for_type() {
+    let breaker = breaker(5);
+    let fallback = FallbackLayer::new(|_err: BoxError| async { Ok(0) });
+    let policy = retry(3, 10 * MS);
+    let bulkhead = BulkheadLayer::new(4);
+    let stack = Resilience::new()
+        .fallback(fallback.clone())
+        .total_timeout(Duration::from_secs(5))
+        .retry(policy.clone())
+        .circuit_breaker(breaker.layer())
+        .bulkhead(bulkhead.clone())
+        .attempt_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap()
+        .layer(Upstream::new(Behaviour::Succeed));
+    let by_hand = ServiceBuilder::new()
+        .layer(fallback)
+        .layer(harden::timeout::TimeoutLayer::new(Duration::from_secs(5)))
+        .layer(harden::retry::RetryLayer::new(policy))
+        .layer(
+            breaker
+                .layer()
+                .with_classifier(IgnoreBulkheadFull(DefaultClassifier)),
+        )
+        .layer(bulkhead)
+        .layer(harden::timeout::TimeoutLayer::new(Duration::from_secs(1)))
+        .service(BoxErrors::new(Upstream::new(Behaviour::Succeed)));
+    same_type(&stack, &by_hand);
+    assert_eq!(type_of(&stack), type_of(&by_hand));
+    assert_no_maybe(&stack);
+    assert_eq!(sizes(&stack), sizes(&by_hand));
+}
+
+#[test]
+fn the_bench_stack_is_as_big_as_the_hand_built_one() {
+    // The issue's row: total timeout + retry (default budget) + breaker + bulkhead, against the
+    // same layers in a `ServiceBuilder` without the stack's innermost `BoxErrors`.
+    let policy = RetryPolicy::builder().max_attempts(3).build().unwrap();
+    let breaker = breaker(20);
+    let stack = Resilience::new()
+        .total_timeout(Duration::from_secs(1))
+        .retry(policy.clone())
+        .circuit_breaker(breaker.layer())
+        .bulkhead(BulkheadLayer::new(64))
+        .build()
+        .unwrap()
+        .layer(Upstream::new(Behaviour::Succeed));
+    let by_hand = ServiceBuilder::new()
+        .harden_timeout(Duration::from_secs(1))
+        .harden_retry(policy)
+        .circuit_breaker(breaker.layer())
+        .bulkhead(64)
+        .service(Upstream::new(Behaviour::Succeed));
+    // The types differ only by `BoxErrors` and the breaker's `IgnoreBulkheadFull`.
+    assert_no_maybe(&stack);
+    assert_eq!(sizes(&stack), sizes(&by_hand));
+}
+
+#[test]
+fn each_part_alone_is_as_big_as_that_layer_alone() {
+    let upstream = || Upstream::new(Behaviour::Succeed);
+    let bare = sizes(&upstream());
+
+    let empty = Resilience::new().build().unwrap().layer(upstream());
+    same_type(&empty, &BoxErrors::new(upstream()));
+    assert_eq!(sizes(&empty), bare);
+
+    let d = Duration::from_secs(1);
+    let timeout = harden::timeout::TimeoutLayer::new(d).layer(upstream());
+    let total = Resilience::new().total_timeout(d).build().unwrap();
+    let attempt = Resilience::new().attempt_timeout(d).build().unwrap();
+    for service in [total.layer(upstream()), attempt.layer(upstream())] {
+        assert_no_maybe(&service);
+        assert_eq!(sizes(&service), sizes(&timeout));
+    }
+
+    let policy = retry(3, 10 * MS);
+    let retried = Resilience::new().retry(policy.clone()).build().unwrap();
+    assert_no_maybe(&retried.layer(upstream()));
+    assert_eq!(
+        sizes(&retried.layer(upstream())),
+        sizes(&harden::retry::RetryLayer::new(policy).layer(upstream()))
+    );
+
+    let b = breaker(5);
+    let guarded = Resilience::new()
+        .circuit_breaker(b.layer())
+        .build()
+        .unwrap();
+    assert_no_maybe(&guarded.layer(upstream()));
+    assert_eq!(
+        sizes(&guarded.layer(upstream())),
+        sizes(&b.layer().layer(upstream()))
+    );
+
+    let limited = Resilience::new()
+        .bulkhead(BulkheadLayer::new(4))
+        .build()
+        .unwrap();
+    assert_no_maybe(&limited.layer(upstream()));
+    assert_eq!(
+        sizes(&limited.layer(upstream())),
+        sizes(&BulkheadLayer::new(4).layer(upstream()))
+    );
+}
+
+#[test]
+fn a_part_given_as_an_option_keeps_its_size_on_or_off() {
+    let upstream = || Upstream::new(Behaviour::Succeed);
+    let d = Duration::from_secs(1);
+    let static_on = sizes(
+        &Resilience::new()
+            .total_timeout(d)
+            .build()
+            .unwrap()
+            .layer(upstream()),
+    );
+    let on = Resilience::new().total_timeout(Some(d)).build().unwrap();
+    let off = Resilience::new().total_timeout(None).build().unwrap();
+    let (on, off) = (on.layer(upstream()), off.layer(upstream()));
+    assert!(on.is_on() && !off.is_on());
+    assert_eq!(sizes(&on), sizes(&off));
+    assert!(
+        sizes(&off).1 >= static_on.1,
+        "{:?} {static_on:?}",
+        sizes(&off)
+    );
+
+    let on = Resilience::new()
+        .bulkhead(Some(BulkheadLayer::new(1)))
+        .build()
+        .unwrap();
+    let off = Resilience::new().bulkhead(None).build().unwrap();
+    let (on, off) = (on.layer(upstream()), off.layer(upstream()));
+    assert!(on.is_on() && !off.is_on());
+    assert_eq!(sizes(&on), sizes(&off));
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeouts_given_as_options_fire_when_some_and_not_when_none() {
+    let hanging = || Upstream::new(Behaviour::Hang);
+    for (total, attempt) in [(Some(Duration::from_secs(1)), None), (None, Some(300 * MS))] {
+        let service = Resilience::new()
+            .total_timeout(total)
+            .attempt_timeout(attempt)
+            .build()
+            .unwrap()
+            .layer(hanging());
+        let start = Instant::now();
+        let err = service.oneshot(()).await.unwrap_err();
+        assert!(err.is::<Elapsed>(), "{err}");
+        assert_eq!(Some(start.elapsed()), total.or(attempt));
+    }
+
+    // Both `None`: nothing bounds the call.
+    let service = Resilience::new()
+        .total_timeout(None)
+        .attempt_timeout(None)
+        .build()
+        .unwrap()
+        .layer(hanging());
+    let call = tokio::spawn(service.oneshot(()));
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert!(!call.is_finished());
+    call.abort();
+
+    // The checks of `build()` see optional parts too.
+    let err = Resilience::new()
+        .total_timeout(Some(Duration::from_secs(1)))
+        .attempt_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "attempt_timeout");
+    let err = Resilience::new()
+        .total_timeout(Duration::from_secs(1))
+        .attempt_timeout(Some(Duration::from_secs(2)))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "attempt_timeout");
+    assert!(Resilience::new()
+        .total_timeout(None)
+        .attempt_timeout(Duration::from_secs(2))
+        .build()
+        .is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn bulkhead_given_as_an_option_limits_when_some_and_not_when_none() {
+    let on = Resilience::new()
+        .bulkhead(Some(BulkheadLayer::new(1)))
+        .build()
+        .unwrap();
+    let mut service = on.layer(Upstream::new(Behaviour::Hang));
+    let _held = service.ready().await.unwrap().call(());
+    let err = service.ready().await.unwrap().call(()).await.unwrap_err();
+    assert!(err.is::<BulkheadFull>(), "{err}");
+
+    let off = Resilience::new().bulkhead(None).build().unwrap();
+    let upstream = Upstream::new(Behaviour::Hang);
+    let mut service = off.layer(upstream.clone());
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(service.ready().await.unwrap().call(()));
+    }
+    // Three calls in flight at once, all let through.
+    assert_eq!(upstream.calls(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn breaker_right_above_the_service_judges_its_boxed_errors() {
+    // No bulkhead and no attempt timeout: the breaker wraps `BoxErrors<S>` directly, and an
+    // inner error that is not a `BoxError` still counts as a failure and comes out boxed.
+    let breaker = breaker(3);
+    let io = tower::service_fn(|ok: bool| async move {
+        if ok {
+            Ok(1u32)
+        } else {
+            Err(std::io::Error::other("io down"))
+        }
+    });
+    let service = Resilience::new()
+        .circuit_breaker(breaker.layer())
+        .build()
+        .unwrap()
+        .layer(io);
+    assert_eq!(service.clone().oneshot(true).await.unwrap(), 1);
+    let err = service.clone().oneshot(false).await.unwrap_err();
+    assert!(err.is::<std::io::Error>(), "{err}");
+    let err = service.clone().oneshot(false).await.unwrap_err();
+    assert!(err.is::<std::io::Error>(), "{err}");
+    let stats = breaker.stats();
+    assert_eq!((stats.successes, stats.failures), (1, 2));
+    assert_eq!(breaker.state(), State::Open);
+    let err = service.oneshot(true).await.unwrap_err();
+    assert!(err.is::<CircuitOpen>(), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_alone_retries_and_boxes_inner_errors() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let counted = Arc::clone(&calls);
+    let io = tower::service_fn(move |()| {
+        let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+        async move {
+            if n < 3 {
+                Err(std::io::Error::other("io down"))
+            } else {
+                Ok(n)
+            }
+        }
+    });
+    let service = Resilience::new()
+        .retry(retry(3, 10 * MS))
+        .build()
+        .unwrap()
+        .layer(io.clone());
+    assert_eq!(service.oneshot(()).await.unwrap(), 3);
+    let service = Resilience::new()
+        .retry(retry(2, 10 * MS))
+        .build()
+        .unwrap()
+        .layer(io);
+    calls.store(0, Ordering::SeqCst);
+    let err = service.oneshot(()).await.unwrap_err();
+    assert!(err.is::<std::io::Error>(), "{err}");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn debug_shows_the_parts_whatever_their_kind() {
+    let builder = Resilience::new()
+        .total_timeout(Duration::from_secs(5))
+        .bulkhead(Some(BulkheadLayer::new(3)))
+        .attempt_timeout(None)
+        .name("inventory");
+    let text = format!("{builder:?}");
+    assert!(text.contains("total_timeout: Some(5s)"), "{text}");
+    assert!(text.contains("max_concurrent: 3"), "{text}");
+    assert!(text.contains("attempt_timeout: None"), "{text}");
+    assert!(text.contains("inventory"), "{text}");
+    let layer = format!("{:?}", builder.build().unwrap());
+    assert!(layer.contains("total_timeout: Some(5s)"), "{layer}");
+    assert!(layer.contains("attempt_timeout: None"), "{layer}");
+    let empty = format!("{:?}", Resilience::new());
+    assert!(empty.contains("total_timeout: None"), "{empty}");
+    assert!(empty.contains("bulkhead: None"), "{empty}");
 }

@@ -11,7 +11,8 @@ use super::retry_after::DEFAULT_RETRY_AFTER_CAP;
 use crate::bulkhead::BulkheadLayer;
 use crate::circuit_breaker::{self, CircuitBreaker, CircuitBreakerLayer};
 use crate::retry::{Backoff, Jitter, RetryBudget, RetryLayer, RetryPolicy};
-use crate::stack::IgnoreBulkheadFull;
+use crate::stack::{IgnoreBulkheadFull, MaybeLayer};
+use crate::timeout::TimeoutLayer;
 use crate::{ConfigError, Resilience, ResilienceLayer};
 
 /// Default name of the preset's breaker and retry (metrics labels): `"http"`.
@@ -51,11 +52,15 @@ pub struct HttpLayer {
     breaker: CircuitBreaker,
 }
 
-/// The [`ResilienceLayer`] inside an [`HttpLayer`].
+/// The [`ResilienceLayer`] inside an [`HttpLayer`]: the preset's timeouts and bulkhead can be
+/// turned off at run time (`None`), so they are [`MaybeLayer`]s.
 pub type HttpResilienceLayer = ResilienceLayer<
     Identity,
+    MaybeLayer<TimeoutLayer>,
     RetryLayer<HttpRetryClassifier, HttpReplay>,
     CircuitBreakerLayer<IgnoreBulkheadFull<HttpClassifier>>,
+    MaybeLayer<BulkheadLayer>,
+    MaybeLayer<TimeoutLayer>,
 >;
 
 impl HttpLayer {
