@@ -96,21 +96,26 @@ impl<S, Req, C, H> Replay<S, Req, C, H> {
         }
     }
 
-    /// What follows an attempt: the delay before the next one, or the end of the call.
-    /// Withdraws from the budget when it says yes.
+    /// The classifier's decision for an attempt's outcome; harden's rejections and the retry's
+    /// own errors are never retried, whatever the classifier says.
     #[inline]
-    fn decide<Res>(&mut self, result: &Result<Res, BoxError>) -> Next
+    fn classify<Res>(&self, result: &Result<Res, BoxError>) -> RetryDecision
     where
         C: RetryClassifier<Res>,
     {
         if let Err(e) = result {
             // NOTE: rejections are never retried, whatever the classifier says (DESIGN).
             if is_rejection(&**e) || e.is::<BudgetExhausted>() || e.is::<RetryAfterTooLong>() {
-                self.metrics.done.increment(1);
-                return Next::Return;
+                return RetryDecision::DoNotRetry;
             }
         }
-        let requested = match self.classifier.classify(result.as_ref()) {
+        self.classifier.classify(result.as_ref())
+    }
+
+    /// What follows an attempt the classifier judged: the delay before the next one, or the
+    /// end of the call. Withdraws from the budget when it says yes.
+    fn decide(&mut self, decision: RetryDecision) -> Next {
+        let requested = match decision {
             RetryDecision::DoNotRetry => {
                 self.metrics.done.increment(1);
                 return Next::Return;
@@ -191,27 +196,106 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        // The common case inline: an attempt finished and is not retried.
-        if let StateProj::Calling { future } = this.state.as_mut().project() {
-            let result = ready!(future.poll(cx)).map_err(Into::into);
-            let replay = &mut *this.replay;
-            match replay.decide(&result) {
-                Next::Return => return Poll::Ready(result),
-                Next::Retry(Duration::ZERO) => this.state.set(State::Checking),
-                Next::Retry(delay) => {
-                    replay.sleep(delay);
-                    this.state.set(State::Waiting);
+        // The common case inline, and nothing else: a response the classifier does not retry.
+        // Everything else (errors, retries, later attempts) is out of line, so this path stays
+        // small enough for the compiler to keep the response in registers.
+        let mut out = None;
+        let ready = match this.state.as_mut().project() {
+            StateProj::Calling { future } => match ready!(future.poll(cx)) {
+                Ok(response) => {
+                    let decision = this.replay.classifier.classify(Ok(&response));
+                    if decision == RetryDecision::DoNotRetry {
+                        this.replay.metrics.done.increment(1);
+                        return Poll::Ready(Ok(response));
+                    }
+                    settle(
+                        this.state,
+                        this.replay,
+                        Ok(response),
+                        decision,
+                        cx,
+                        &mut out,
+                    )
                 }
-                next => return Poll::Ready(finish(next, result)),
-            }
+                Err(e) => {
+                    let result = Err(e.into());
+                    let decision = this.replay.classify(&result);
+                    settle(this.state, this.replay, result, decision, cx, &mut out)
+                }
+            },
+            _ => drive(this.state, this.replay, cx, &mut out),
+        };
+        // The outcome of the out-of-line paths comes back through `out`, not as a returned
+        // `Poll` (which the compiler would build in the same stack slot as the inline path's,
+        // with narrow stores read back wide by the caller: a failed store forward per call).
+        match (ready, out) {
+            (true, Some(result)) => Poll::Ready(result),
+            _ => Poll::Pending,
         }
-        drive(this.state, this.replay, cx)
     }
 }
 
-/// Backoff, readiness and the attempts after the first, until one is not retried.
+/// After an attempt the classifier judged: return its outcome, or start the next attempt.
+#[inline(never)]
+fn settle<S, Req, C, H>(
+    mut state: Pin<&mut State<S::Future>>,
+    replay: &mut Replay<S, Req, C, H>,
+    result: Result<S::Response, BoxError>,
+    decision: RetryDecision,
+    cx: &mut Context<'_>,
+    out: &mut Option<Result<S::Response, BoxError>>,
+) -> bool
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: RetryClassifier<S::Response>,
+    H: CopyRequest<Req>,
+{
+    match replay.decide(decision) {
+        Next::Return => {
+            *out = Some(result);
+            return true;
+        }
+        Next::Retry(Duration::ZERO) => state.set(State::Checking),
+        Next::Retry(delay) => {
+            replay.sleep(delay);
+            state.set(State::Waiting);
+        }
+        next => {
+            *out = Some(finish(next, result));
+            return true;
+        }
+    }
+    drive(state, replay, cx, out)
+}
+
+/// Backoff, readiness and the attempts after the first, until one is not retried: `true` with
+/// the caller's outcome in `out`, `false` while pending.
 #[inline(never)]
 fn drive<S, Req, C, H>(
+    state: Pin<&mut State<S::Future>>,
+    replay: &mut Replay<S, Req, C, H>,
+    cx: &mut Context<'_>,
+    out: &mut Option<Result<S::Response, BoxError>>,
+) -> bool
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: RetryClassifier<S::Response>,
+    H: CopyRequest<Req>,
+{
+    match retry_loop(state, replay, cx) {
+        Poll::Ready(result) => {
+            *out = Some(result);
+            true
+        }
+        Poll::Pending => false,
+    }
+}
+
+/// The loop of [`drive`].
+#[inline]
+fn retry_loop<S, Req, C, H>(
     mut state: Pin<&mut State<S::Future>>,
     replay: &mut Replay<S, Req, C, H>,
     cx: &mut Context<'_>,
@@ -226,7 +310,8 @@ where
         match state.as_mut().project() {
             StateProj::Calling { future } => {
                 let result = ready!(future.poll(cx)).map_err(Into::into);
-                match replay.decide(&result) {
+                let decision = replay.classify(&result);
+                match replay.decide(decision) {
                     Next::Return => return Poll::Ready(result),
                     Next::Retry(Duration::ZERO) => state.set(State::Checking),
                     Next::Retry(delay) => {
