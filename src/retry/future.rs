@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -66,8 +67,38 @@ pub(crate) struct Replay<S, Req, C, H> {
     pub(crate) clock: crate::clock::Clock,
     /// The backoff timer, allocated by the first retry that waits and reset by later ones: a
     /// `Sleep` is over 100 bytes, which a call that is never retried should not carry or move.
-    pub(crate) sleep: Option<Pin<Box<Sleep>>>,
+    pub(crate) sleep: Timer,
     pub(crate) metrics: metrics::Handles<RetryMetrics>,
+}
+
+/// The backoff timer of [`Replay`]: `None` until a retry first waits.
+///
+/// Its drop is a null check inline and the timer's own drop out of line: left to the compiler,
+/// the drop of an `Option<Pin<Box<Sleep>>>` became a call on every response future, timer or not.
+pub(crate) struct Timer(ManuallyDrop<Option<Pin<Box<Sleep>>>>);
+
+impl Timer {
+    pub(crate) const fn new() -> Timer {
+        Timer(ManuallyDrop::new(None))
+    }
+}
+
+impl Drop for Timer {
+    #[inline]
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            drop_timer(ManuallyDrop::into_inner(std::mem::replace(
+                &mut self.0,
+                ManuallyDrop::new(None),
+            )));
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn drop_timer(timer: Option<Pin<Box<Sleep>>>) {
+    drop(timer);
 }
 
 impl<S, Req, C, H> ResponseFuture<S, Req, C, H>
@@ -90,9 +121,9 @@ impl<S, Req, C, H> Replay<S, Req, C, H> {
         let deadline = now
             .checked_add(delay)
             .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
-        match &mut self.sleep {
+        match &mut *self.sleep.0 {
             Some(sleep) => sleep.as_mut().reset(deadline),
-            None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            None => *self.sleep.0 = Some(Box::pin(tokio::time::sleep_until(deadline))),
         }
     }
 
@@ -322,7 +353,7 @@ where
                 }
             }
             StateProj::Waiting => {
-                if let Some(sleep) = replay.sleep.as_mut() {
+                if let Some(sleep) = replay.sleep.0.as_mut() {
                     ready!(sleep.as_mut().poll(cx));
                 }
                 state.set(State::Checking);

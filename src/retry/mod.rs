@@ -216,7 +216,7 @@ where
             previous_delay: std::time::Duration::ZERO,
             deadline,
             clock: policy.clock,
-            sleep: None,
+            sleep: future::Timer::new(),
             metrics: policy.metrics.clone(),
         };
         ResponseFuture::new(future, replay)
