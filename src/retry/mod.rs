@@ -217,20 +217,18 @@ where
         };
         // Call the service that was driven to readiness; retries use a clone, readied afresh.
         let future = self.inner.call(request);
-        let service = copy.as_ref().map(|_| self.inner.clone());
+        let next = copy.map(|copy| (self.inner.clone(), copy));
         let replay = Replay {
-            service,
-            request: copy,
+            next,
             classifier: policy.classifier.clone(),
             copy: policy.copy.clone(),
             backoff: policy.backoff,
             budget,
             max_attempts: policy.max_attempts,
             attempts: 1,
-            previous_delay: std::time::Duration::ZERO,
             deadline,
             clock: policy.clock,
-            sleep: future::Timer::new(),
+            timer: future::Timer::new(),
             metrics: policy.metrics.clone(),
         };
         ResponseFuture::new(future, replay)
