@@ -15,6 +15,7 @@ mod harness;
 use harness::*;
 use std::hint::black_box;
 use std::sync::Arc;
+use tower::Layer;
 
 /// The shape of the budget's per-stripe handle: one reference-counted line of its own.
 #[repr(align(128))]
@@ -73,6 +74,29 @@ fn main() {
                     let handle = black_box(Arc::clone(&carrier));
                     c.record(classify_bare(&call_now(&mut svc, i)));
                     drop(handle);
+                    i += 1;
+                }
+                c
+            })
+        },
+    );
+    // In the full stack the retry's inner service is the breaker over the bulkhead: the clone
+    // each response future keeps for a replay costs their reference counts.
+    let inner = harden::bulkhead::BulkheadLayer::new(harden_rows::BULKHEAD).layer(bare(0));
+    let inner = harden_rows::breaker(RESET).layer().layer(inner);
+    g.row(
+        "floor: clone + drop of the full stack's inner service (breaker + bulkhead), then the bare call",
+        "what the retry's replay copy of the service costs in the full stack",
+        Expect::AllOk,
+        {
+            let mut svc = bare(0);
+            let mut i = 0u64;
+            Box::new(move |n| {
+                let mut c = Counts::default();
+                for _ in 0..n {
+                    let clone = black_box(inner.clone());
+                    c.record(classify_bare(&call_now(&mut svc, i)));
+                    drop(clone);
                     i += 1;
                 }
                 c
