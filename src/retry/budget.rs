@@ -49,7 +49,7 @@ const SCALE: u64 = 1000;
 /// the floor. So a deposit is dated by the (cheap, coarse) clock, read for the first deposit of
 /// a slot and for every eighth after it; the deposits between are dated to the stripe's last
 /// reading. That dates some deposits a little early, never late: early deposits only expire
-/// early, so the budget may undercount a handful per thread (at most seven per thread after a
+/// early, so the budget may undercount a handful per stripe (at most seven per stripe after a
 /// quiet spell) but never lets through a retry the rule above refuses. Withdrawals read the clock and win a compare-and-swap on the withdrawal counter, so
 /// concurrent retries never overdraw the budget.
 ///

@@ -73,7 +73,7 @@ pub(crate) struct Replay<S, Req, C, H> {
 
 pin_project! {
     /// The backoff timer, and the delay the last retry waited (decorrelated jitter reads it).
-    struct Backoffs {
+    struct Wait {
         #[pin]
         sleep: Sleep,
         previous: Duration,
@@ -85,7 +85,7 @@ pin_project! {
 ///
 /// Its drop is a null check inline and the timer's own drop out of line: left to the compiler,
 /// the drop of an `Option<Pin<Box<Sleep>>>` became a call on every response future, timer or not.
-pub(crate) struct Timer(ManuallyDrop<Option<Pin<Box<Backoffs>>>>);
+pub(crate) struct Timer(ManuallyDrop<Option<Pin<Box<Wait>>>>);
 
 impl Timer {
     pub(crate) const fn new() -> Timer {
@@ -118,7 +118,7 @@ impl Timer {
                 *b.previous = delay;
             }
             None => {
-                *self.0 = Some(Box::pin(Backoffs {
+                *self.0 = Some(Box::pin(Wait {
                     sleep: tokio::time::sleep_until(deadline),
                     previous: delay,
                 }))
@@ -149,7 +149,7 @@ impl Drop for Timer {
 
 #[cold]
 #[inline(never)]
-fn drop_timer(timer: Option<Pin<Box<Backoffs>>>) {
+fn drop_timer(timer: Option<Pin<Box<Wait>>>) {
     drop(timer);
 }
 
