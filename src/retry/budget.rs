@@ -42,16 +42,18 @@ const SCALE: u64 = 1000;
 /// `LongAdder`), one epoch-tagged counter per slot, and take no lock. The first threads to use
 /// harden (twice as many as the machine has cores, at most 64) each own a stripe that no other
 /// thread writes, so their deposit is a plain load and store, no locked instruction; the other
-/// threads share a few stripes and deposit with a compare-and-swap. No deposit is lost either
-/// way. A deposit must count in the slot of the time it was made: a deposit that only
-/// added to a running total was attributed to whenever a *withdrawal* next looked, so after a
-/// quiet spell every deposit since was taken for old and the first retries of an outage got only
-/// the floor. So a deposit is dated by the (cheap, coarse) clock, read for the first deposit of
-/// a slot and for every eighth after it; the deposits between are dated to the stripe's last
-/// reading. That dates some deposits a little early, never late: early deposits only expire
-/// early, so the budget may undercount a handful per stripe (at most seven per stripe after a
-/// quiet spell) but never lets through a retry the rule above refuses. Withdrawals read the clock and win a compare-and-swap on the withdrawal counter, so
-/// concurrent retries never overdraw the budget.
+/// threads share a few stripes and deposit with a compare-and-swap. No deposit is lost to a
+/// race either way.
+///
+/// A deposit must count in the slot of the time it was made: a deposit that only added to a
+/// running total was attributed to whenever a *withdrawal* next looked, so after a quiet spell
+/// every deposit since was taken for old and the first retries of an outage got only the floor.
+/// So a deposit is dated by the (cheap, coarse) clock, read for the first deposit of a slot and
+/// for every eighth after it; the deposits between are dated to the stripe's last reading. That
+/// dates some deposits a little early, never late: early deposits only expire early, so the
+/// budget may undercount a handful per stripe (at most seven per stripe after a quiet spell)
+/// but never lets through a retry the rule above refuses. Withdrawals read the clock and win a
+/// compare-and-swap on the withdrawal counter, so concurrent retries never overdraw the budget.
 ///
 /// Cloning is cheap (an `Arc`); every clone, and every layer and service made with it, shares
 /// one budget.
