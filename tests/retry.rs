@@ -295,6 +295,49 @@ async fn a_clone_is_made_only_for_attempts_that_may_be_retried() {
     assert_eq!(clones.load(Ordering::Relaxed), 2);
 }
 
+// Issue 14: the future kept its clone of the inner service until it was dropped; it now lets
+// it go when the last attempt starts (a clone can hold a connection, a permit, a breaker).
+#[tokio::test(start_paused = true)]
+async fn the_service_clone_is_released_when_the_last_attempt_starts() {
+    let token = Arc::new(());
+    let calls = Arc::new(AtomicU32::new(0));
+    let inner = {
+        let (token, calls) = (token.clone(), calls.clone());
+        tower::service_fn(move |()| {
+            let _held = &token; // each clone of the service holds the token
+            let first = calls.fetch_add(1, Ordering::Relaxed) == 0;
+            async move {
+                if first {
+                    Err::<(), BoxError>("down".into())
+                } else {
+                    std::future::pending().await
+                }
+            }
+        })
+    };
+    let mut svc = RetryLayer::new(policy(2, Backoff::constant(Duration::ZERO))).layer(inner);
+    let held_by_svc = Arc::strong_count(&token);
+    ServiceExt::<()>::ready(&mut svc).await.unwrap();
+    let mut fut = Box::pin(svc.call(()));
+    assert_eq!(
+        Arc::strong_count(&token),
+        held_by_svc + 1,
+        "a clone for the retry"
+    );
+    assert!(poll!(&mut fut).is_pending());
+    assert_eq!(
+        calls.load(Ordering::Relaxed),
+        2,
+        "the last attempt is in flight"
+    );
+    assert_eq!(
+        Arc::strong_count(&token),
+        held_by_svc,
+        "and the clone is gone"
+    );
+    drop(fut);
+}
+
 fn retry_after(
     requested: Duration,
     max_delay: Duration,

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -38,7 +39,7 @@ pin_project! {
     enum State<F> {
         // An attempt is in flight.
         Calling { #[pin] future: F },
-        // Sleeping before the next attempt (the timer is `Replay::sleep`).
+        // Sleeping before the next attempt (the timer is `Replay::timer`).
         Waiting,
         // Waiting for the inner service to be ready for the next attempt.
         Checking,
@@ -46,13 +47,13 @@ pin_project! {
 }
 
 /// What a retry needs. Written in full by every call (a branch here made the compiler build it
-/// on the stack and copy it); `service` and `request` are `None` when the request cannot be
-/// replayed (one attempt only, or the copy hook said no).
+/// on the stack and copy it), so it holds nothing a retry can make later: the previous delay
+/// lives with the timer, allocated by the first retry that waits.
 pub(crate) struct Replay<S, Req, C, H> {
-    /// A clone of the inner service, made only when the request could be copied.
-    pub(crate) service: Option<S>,
-    /// The copy for the next attempt; `None` once no further attempt may be made.
-    pub(crate) request: Option<Req>,
+    /// A clone of the inner service and the copy of the request for the next attempt; `None`
+    /// when the request cannot be replayed (one attempt only, or the copy hook said no) and
+    /// once no further attempt may be made.
+    pub(crate) next: Option<(S, Req)>,
     pub(crate) classifier: C,
     pub(crate) copy: H,
     pub(crate) backoff: Backoff,
@@ -60,14 +61,96 @@ pub(crate) struct Replay<S, Req, C, H> {
     pub(crate) max_attempts: u32,
     /// Attempts started so far.
     pub(crate) attempts: u32,
-    pub(crate) previous_delay: Duration,
     /// When the total timeout ends, on `clock`; `u64::MAX` when no deadline is known.
     pub(crate) deadline: u64,
     pub(crate) clock: crate::clock::Clock,
-    /// The backoff timer, allocated by the first retry that waits and reset by later ones: a
-    /// `Sleep` is over 100 bytes, which a call that is never retried should not carry or move.
-    pub(crate) sleep: Option<Pin<Box<Sleep>>>,
+    /// The backoff timer and the previous delay, allocated by the first retry that waits and
+    /// reset by later ones: a `Sleep` is over 100 bytes, which a call that is never retried
+    /// should not carry or move.
+    pub(crate) timer: Timer,
     pub(crate) metrics: metrics::Handles<RetryMetrics>,
+}
+
+pin_project! {
+    /// The backoff timer, and the delay the last retry waited (decorrelated jitter reads it).
+    struct Wait {
+        #[pin]
+        sleep: Sleep,
+        previous: Duration,
+    }
+}
+
+/// The backoff timer of [`Replay`]: `None` until a retry first waits, so the previous delay
+/// is zero while it is `None` (retries so far waited zero).
+///
+/// Its drop is a null check inline and the timer's own drop out of line: left to the compiler,
+/// the drop of an `Option<Pin<Box<Sleep>>>` became a call on every response future, timer or not.
+pub(crate) struct Timer(ManuallyDrop<Option<Pin<Box<Wait>>>>);
+
+impl Timer {
+    pub(crate) const fn new() -> Timer {
+        Timer(ManuallyDrop::new(None))
+    }
+
+    /// The delay the last retry waited; zero before the first.
+    fn previous(&self) -> Duration {
+        self.0.as_ref().map_or(Duration::ZERO, |b| b.previous)
+    }
+
+    /// Start waiting `delay` (zero: no wait, and no timer is made for it).
+    fn start(&mut self, delay: Duration) {
+        if delay.is_zero() {
+            if let Some(b) = self.0.as_mut() {
+                *b.as_mut().project().previous = Duration::ZERO;
+            }
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        // A delay past what an `Instant` holds (max_delay may be `Duration::MAX`): sleep for 30
+        // years instead, as tokio's own `sleep` does.
+        let deadline = now
+            .checked_add(delay)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
+        match self.0.as_mut() {
+            Some(b) => {
+                let b = b.as_mut().project();
+                b.sleep.reset(deadline);
+                *b.previous = delay;
+            }
+            None => {
+                *self.0 = Some(Box::pin(Wait {
+                    sleep: tokio::time::sleep_until(deadline),
+                    previous: delay,
+                }))
+            }
+        }
+    }
+
+    /// Polls the wait started last.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self.0.as_mut() {
+            Some(b) => b.as_mut().project().sleep.poll(cx),
+            None => Poll::Ready(()),
+        }
+    }
+}
+
+impl Drop for Timer {
+    #[inline]
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            drop_timer(ManuallyDrop::into_inner(std::mem::replace(
+                &mut self.0,
+                ManuallyDrop::new(None),
+            )));
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn drop_timer(timer: Option<Pin<Box<Wait>>>) {
+    drop(timer);
 }
 
 impl<S, Req, C, H> ResponseFuture<S, Req, C, H>
@@ -83,34 +166,26 @@ where
 }
 
 impl<S, Req, C, H> Replay<S, Req, C, H> {
-    fn sleep(&mut self, delay: Duration) {
-        let now = tokio::time::Instant::now();
-        // A delay past what an `Instant` holds (max_delay may be `Duration::MAX`): sleep for 30
-        // years instead, as tokio's own `sleep` does.
-        let deadline = now
-            .checked_add(delay)
-            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
-        match &mut self.sleep {
-            Some(sleep) => sleep.as_mut().reset(deadline),
-            None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
-        }
-    }
-
-    /// What follows an attempt: the delay before the next one, or the end of the call.
-    /// Withdraws from the budget when it says yes.
+    /// The classifier's decision for an attempt's outcome; harden's rejections and the retry's
+    /// own errors are never retried, whatever the classifier says.
     #[inline]
-    fn decide<Res>(&mut self, result: &Result<Res, BoxError>) -> Next
+    fn classify<Res>(&self, result: &Result<Res, BoxError>) -> RetryDecision
     where
         C: RetryClassifier<Res>,
     {
         if let Err(e) = result {
             // NOTE: rejections are never retried, whatever the classifier says (DESIGN).
             if is_rejection(&**e) || e.is::<BudgetExhausted>() || e.is::<RetryAfterTooLong>() {
-                self.metrics.done.increment(1);
-                return Next::Return;
+                return RetryDecision::DoNotRetry;
             }
         }
-        let requested = match self.classifier.classify(result.as_ref()) {
+        self.classifier.classify(result.as_ref())
+    }
+
+    /// What follows an attempt the classifier judged: the delay before the next one, or the
+    /// end of the call. Withdraws from the budget when it says yes.
+    fn decide(&mut self, decision: RetryDecision) -> Next {
+        let requested = match decision {
             RetryDecision::DoNotRetry => {
                 self.metrics.done.increment(1);
                 return Next::Return;
@@ -118,14 +193,14 @@ impl<S, Req, C, H> Replay<S, Req, C, H> {
             RetryDecision::Retry => None,
             RetryDecision::RetryAfter(d) => Some(d),
         };
-        if self.attempts >= self.max_attempts || self.request.is_none() {
+        if self.attempts >= self.max_attempts || self.next.is_none() {
             self.metrics.gave_up.increment(1);
             return Next::Return;
         }
         let delay = match requested {
             None => self
                 .backoff
-                .jittered(self.attempts, self.previous_delay, random_u64()),
+                .jittered(self.attempts, self.timer.previous(), random_u64()),
             Some(d) => {
                 let delay = self.backoff.requested(d);
                 if self.deadline != u64::MAX {
@@ -151,7 +226,6 @@ impl<S, Req, C, H> Replay<S, Req, C, H> {
             }
         }
         self.metrics.retried.increment(1);
-        self.previous_delay = delay;
         Next::Retry(delay)
     }
 }
@@ -191,27 +265,109 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        // The common case inline: an attempt finished and is not retried.
-        if let StateProj::Calling { future } = this.state.as_mut().project() {
-            let result = ready!(future.poll(cx)).map_err(Into::into);
-            let replay = &mut *this.replay;
-            match replay.decide(&result) {
-                Next::Return => return Poll::Ready(result),
-                Next::Retry(Duration::ZERO) => this.state.set(State::Checking),
-                Next::Retry(delay) => {
-                    replay.sleep(delay);
-                    this.state.set(State::Waiting);
+        // The common case inline, and nothing else: a response the classifier does not retry.
+        // Everything else (errors, retries, later attempts) is out of line, so this path stays
+        // small enough for the compiler to keep the response in registers.
+        let mut out = None;
+        let ready = match this.state.as_mut().project() {
+            StateProj::Calling { future } => match ready!(future.poll(cx)) {
+                Ok(response) => {
+                    let decision = this.replay.classifier.classify(Ok(&response));
+                    if decision == RetryDecision::DoNotRetry {
+                        this.replay.metrics.done.increment(1);
+                        return Poll::Ready(Ok(response));
+                    }
+                    settle(
+                        this.state,
+                        this.replay,
+                        Ok(response),
+                        decision,
+                        cx,
+                        &mut out,
+                    )
                 }
-                next => return Poll::Ready(finish(next, result)),
-            }
+                Err(e) => {
+                    let result = Err(e.into());
+                    let decision = this.replay.classify(&result);
+                    settle(this.state, this.replay, result, decision, cx, &mut out)
+                }
+            },
+            _ => drive(this.state, this.replay, cx, &mut out),
+        };
+        // The outcome of the out-of-line paths comes back through `out`, not as a returned
+        // `Poll` (which the compiler would build in the same stack slot as the inline path's,
+        // with narrow stores read back wide by the caller: a failed store forward per call).
+        match (ready, out) {
+            (true, Some(result)) => Poll::Ready(result),
+            _ => Poll::Pending,
         }
-        drive(this.state, this.replay, cx)
     }
 }
 
-/// Backoff, readiness and the attempts after the first, until one is not retried.
+/// After an attempt the classifier judged: return its outcome, or start the next attempt.
+#[inline(never)]
+fn settle<S, Req, C, H>(
+    mut state: Pin<&mut State<S::Future>>,
+    replay: &mut Replay<S, Req, C, H>,
+    result: Result<S::Response, BoxError>,
+    decision: RetryDecision,
+    cx: &mut Context<'_>,
+    out: &mut Option<Result<S::Response, BoxError>>,
+) -> bool
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: RetryClassifier<S::Response>,
+    H: CopyRequest<Req>,
+{
+    match replay.decide(decision) {
+        Next::Return => {
+            *out = Some(result);
+            return true;
+        }
+        Next::Retry(delay) => {
+            replay.timer.start(delay);
+            state.set(if delay.is_zero() {
+                State::Checking
+            } else {
+                State::Waiting
+            });
+        }
+        next => {
+            *out = Some(finish(next, result));
+            return true;
+        }
+    }
+    drive(state, replay, cx, out)
+}
+
+/// Backoff, readiness and the attempts after the first, until one is not retried: `true` with
+/// the caller's outcome in `out`, `false` while pending.
 #[inline(never)]
 fn drive<S, Req, C, H>(
+    state: Pin<&mut State<S::Future>>,
+    replay: &mut Replay<S, Req, C, H>,
+    cx: &mut Context<'_>,
+    out: &mut Option<Result<S::Response, BoxError>>,
+) -> bool
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: RetryClassifier<S::Response>,
+    H: CopyRequest<Req>,
+{
+    match retry_loop(state, replay, cx) {
+        Poll::Ready(result) => {
+            *out = Some(result);
+            true
+        }
+        Poll::Pending => false,
+    }
+}
+
+/// The loop of [`drive`].
+#[inline]
+fn retry_loop<S, Req, C, H>(
     mut state: Pin<&mut State<S::Future>>,
     replay: &mut Replay<S, Req, C, H>,
     cx: &mut Context<'_>,
@@ -226,37 +382,43 @@ where
         match state.as_mut().project() {
             StateProj::Calling { future } => {
                 let result = ready!(future.poll(cx)).map_err(Into::into);
-                match replay.decide(&result) {
+                let decision = replay.classify(&result);
+                match replay.decide(decision) {
                     Next::Return => return Poll::Ready(result),
-                    Next::Retry(Duration::ZERO) => state.set(State::Checking),
                     Next::Retry(delay) => {
-                        replay.sleep(delay);
-                        state.set(State::Waiting);
+                        replay.timer.start(delay);
+                        state.set(if delay.is_zero() {
+                            State::Checking
+                        } else {
+                            State::Waiting
+                        });
                     }
                     next => return Poll::Ready(finish(next, result)),
                 }
             }
             StateProj::Waiting => {
-                if let Some(sleep) = replay.sleep.as_mut() {
-                    ready!(sleep.as_mut().poll(cx));
-                }
+                ready!(replay.timer.poll(cx));
                 state.set(State::Checking);
             }
             StateProj::Checking => {
-                let Some(service) = replay.service.as_mut() else {
+                let Some((service, _)) = replay.next.as_mut() else {
                     unreachable!("`decide` checked that the future can replay")
                 };
                 if let Err(e) = ready!(service.poll_ready(cx)) {
                     return Poll::Ready(Err(e.into()));
                 }
-                let Some(request) = replay.request.take() else {
-                    unreachable!("`decide` checked that a copy is there")
+                let Some((mut service, request)) = replay.next.take() else {
+                    unreachable!("checked above")
                 };
                 replay.attempts += 1;
-                if replay.attempts < replay.max_attempts {
-                    replay.request = replay.copy.copy_request(&request);
-                }
+                let copy = if replay.attempts < replay.max_attempts {
+                    replay.copy.copy_request(&request)
+                } else {
+                    None
+                };
                 let future = service.call(request);
+                // The service is kept only while another attempt may follow.
+                replay.next = copy.map(|copy| (service, copy));
                 state.set(State::Calling { future });
             }
         }

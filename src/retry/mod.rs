@@ -94,6 +94,20 @@
 //! retry nested below) are never retried, whatever the
 //! classifier says. Bad configuration is a [`ConfigError`](crate::ConfigError) from `build()`.
 //!
+//! # What a call that is not retried costs
+//!
+//! The response future carries what a retry needs: a clone of the inner service and a copy of
+//! the request (as tower's `Retry` does), the classifier, the backoff and, with a budget, a
+//! handle on it. Its `poll` handles inline only an attempt whose response the classifier keeps;
+//! errors, retries and later attempts run out of line and hand their outcome back through an
+//! out-slot, so the common path returns its response in registers. With a budget, a call also
+//! deposits (a store into its thread's stripe; see [`RetryBudget`]) and the `'static` future
+//! owns a counted reference to the budget: that reference count, one locked increment and one
+//! decrement, is most of what a budget costs a call (`benches/peers/benches/retry_floor.rs`
+//! measures it next to the retry rows). The settings are copied into the future rather than
+//! shared behind an `Arc`, because without a budget that `Arc` would be the call's only
+//! reference count (measured slower; BENCHMARKS.md, issue 14).
+//!
 //! # Compared with `tower::retry`
 //!
 //! tower's `Retry` is a frame for a user-written `Policy`; backoff, jitter and the budget are
@@ -203,20 +217,18 @@ where
         };
         // Call the service that was driven to readiness; retries use a clone, readied afresh.
         let future = self.inner.call(request);
-        let service = copy.as_ref().map(|_| self.inner.clone());
+        let next = copy.map(|copy| (self.inner.clone(), copy));
         let replay = Replay {
-            service,
-            request: copy,
+            next,
             classifier: policy.classifier.clone(),
             copy: policy.copy.clone(),
             backoff: policy.backoff,
             budget,
             max_attempts: policy.max_attempts,
             attempts: 1,
-            previous_delay: std::time::Duration::ZERO,
             deadline,
             clock: policy.clock,
-            sleep: None,
+            timer: future::Timer::new(),
             metrics: policy.metrics.clone(),
         };
         ResponseFuture::new(future, replay)
