@@ -103,7 +103,7 @@
 //!
 //! Per call the stack does what the hand-built one does, with one difference that is not the
 //! builder's: its retry knows the total timeout (see [`build`](Resilience::build)), and the
-//! retry reads the clock once per call to start that deadline.
+//! retry starts that deadline when its future first waits, without a clock read per call.
 //!
 //! # Errors
 //!

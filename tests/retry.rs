@@ -585,3 +585,42 @@ async fn resilience_gives_its_total_timeout_to_the_retry() {
         .unwrap_err();
     assert_eq!(err.field(), "total_timeout");
 }
+
+// The total timeout a server delay is judged against starts when the retry's future first
+// waits, as a `TimeoutLayer` around it counts (so a call that is not retried reads no clock),
+// or, when no attempt waited, at the first server delay judged.
+#[tokio::test(start_paused = true)]
+async fn the_total_timeout_counts_from_the_first_wait() {
+    let policy = RetryPolicy::builder()
+        .max_attempts(2)
+        .no_budget()
+        .retry_on(|r: Result<&u16, &BoxError>| match r {
+            Ok(429) => RetryDecision::RetryAfter(Duration::from_secs(3)),
+            _ => RetryDecision::DoNotRetry,
+        })
+        .total_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    // The first attempt waits 8 s, then asks for 3: 2 s are left of the 10.
+    let slow = tower::service_fn(|_: u32| async {
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        Ok::<u16, BoxError>(429)
+    });
+    let err = RetryLayer::new(policy.clone())
+        .layer(slow)
+        .oneshot(0)
+        .await
+        .unwrap_err();
+    let too_long = err.downcast_ref::<RetryAfterTooLong>().unwrap();
+    assert_eq!(too_long.remaining(), Duration::from_secs(2));
+
+    // A future made now and first polled 20 s later, its attempt answering at once: the whole
+    // 10 s are left when the delay is judged, and 3 s fit.
+    let inner = Scripted::new(vec![Ok(429), Ok(200)]);
+    let mut svc = RetryLayer::new(policy).layer(inner.clone());
+    let future = ServiceExt::<u32>::ready(&mut svc).await.unwrap().call(0);
+    tokio::time::advance(Duration::from_secs(20)).await;
+    assert_eq!(future.await.unwrap(), 200);
+    // The first attempt was made by `call`, 20 s before the poll; the retry 3 s after it.
+    assert_eq!(inner.gaps(), [Duration::from_secs(23)]);
+}

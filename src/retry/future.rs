@@ -61,8 +61,8 @@ pub(crate) struct Replay<S, Req, C, H> {
     pub(crate) max_attempts: u32,
     /// Attempts started so far.
     pub(crate) attempts: u32,
-    /// When the total timeout ends, on `clock`; `u64::MAX` when no deadline is known.
-    pub(crate) deadline: u64,
+    /// When the total timeout ends (see [`Deadline`]).
+    pub(crate) deadline: Deadline,
     pub(crate) clock: crate::clock::Clock,
     /// The backoff timer and the previous delay, allocated by the first retry that waits and
     /// reset by later ones: a `Sleep` is over 100 bytes, which a call that is never retried
@@ -203,8 +203,7 @@ impl<S, Req, C, H> Replay<S, Req, C, H> {
                 .jittered(self.attempts, self.timer.previous(), random_u64()),
             Some(d) => {
                 let delay = self.backoff.requested(d);
-                if self.deadline != u64::MAX {
-                    let remaining = self.deadline.saturating_sub(self.clock.now());
+                if let Some(remaining) = self.deadline.remaining(self.clock) {
                     if crate::clock::duration_to_nanos(delay) > remaining {
                         self.metrics.gave_up.increment(1);
                         // The error carries what the server asked for, not the capped
@@ -253,6 +252,50 @@ fn finish<Res>(next: Next, result: Result<Res, BoxError>) -> Result<Res, BoxErro
     }
 }
 
+/// The end of the total timeout a server-requested delay is judged against. It starts when the
+/// retry's future first waits — as [`TimeoutLayer`](crate::timeout::TimeoutLayer)'s timer,
+/// which is how `Resilience` enforces the same total timeout around the retry — or, for a call
+/// whose attempts never waited, when a delay is first judged. So a call that is not retried
+/// reads no clock. One word: no deadline, a total not started yet (top bit set), or the end on
+/// the retry's clock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline(u64);
+
+const UNSTARTED: u64 = 1 << 63;
+
+impl Deadline {
+    pub(crate) fn new(total: Option<Duration>) -> Deadline {
+        match total {
+            // Totals beyond 2^63 ns (292 years) are as good as none: kept at the bound.
+            Some(total) => {
+                Deadline(UNSTARTED | crate::clock::duration_to_nanos(total).min(UNSTARTED - 1))
+            }
+            None => Deadline(u64::MAX),
+        }
+    }
+
+    /// Start the total timeout now, if there is one and it has not started.
+    #[inline]
+    fn start(&mut self, clock: crate::clock::Clock) {
+        if self.0 != u64::MAX && self.0 & UNSTARTED != 0 {
+            // The clock's readings stay below 2^63 ns (292 years) after boot, so an end never
+            // has the top bit set; one that would saturates just below it.
+            let end = clock.now().saturating_add(self.0 & !UNSTARTED);
+            self.0 = end.min(UNSTARTED - 1);
+        }
+    }
+
+    /// Time left until the end, starting the total timeout if it has not started; `None`
+    /// without a total timeout.
+    fn remaining(&mut self, clock: crate::clock::Clock) -> Option<u64> {
+        if self.0 == u64::MAX {
+            return None;
+        }
+        self.start(clock);
+        Some(self.0.saturating_sub(clock.now()))
+    }
+}
+
 impl<S, Req, C, H> Future for ResponseFuture<S, Req, C, H>
 where
     S: Service<Req>,
@@ -270,8 +313,12 @@ where
         // small enough for the compiler to keep the response in registers.
         let mut out = None;
         let ready = match this.state.as_mut().project() {
-            StateProj::Calling { future } => match ready!(future.poll(cx)) {
-                Ok(response) => {
+            StateProj::Calling { future } => match future.poll(cx) {
+                Poll::Pending => {
+                    this.replay.deadline.start(this.replay.clock);
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(response)) => {
                     let decision = this.replay.classifier.classify(Ok(&response));
                     if decision == RetryDecision::DoNotRetry {
                         this.replay.metrics.done.increment(1);
@@ -286,7 +333,7 @@ where
                         &mut out,
                     )
                 }
-                Err(e) => {
+                Poll::Ready(Err(e)) => {
                     let result = Err(e.into());
                     let decision = this.replay.classify(&result);
                     settle(this.state, this.replay, result, decision, cx, &mut out)
@@ -299,7 +346,10 @@ where
         // with narrow stores read back wide by the caller: a failed store forward per call).
         match (ready, out) {
             (true, Some(result)) => Poll::Ready(result),
-            _ => Poll::Pending,
+            _ => {
+                this.replay.deadline.start(this.replay.clock);
+                Poll::Pending
+            }
         }
     }
 }

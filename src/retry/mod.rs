@@ -202,14 +202,8 @@ where
     fn call(&mut self, request: Req) -> Self::Future {
         let policy = &self.policy;
         let budget = policy.budget.as_ref().map(RetryBudget::deposit_and_handle);
-        // One coarse clock read, only when server delays are judged against a deadline.
-        let deadline = match policy.total_timeout {
-            Some(total) => policy
-                .clock
-                .now()
-                .saturating_add(crate::clock::duration_to_nanos(total)),
-            None => u64::MAX,
-        };
+        // No clock read: the total timeout starts when the future first waits (`Deadline`).
+        let deadline = future::Deadline::new(policy.total_timeout);
         let copy = if policy.max_attempts > 1 {
             policy.copy.copy_request(&request)
         } else {

@@ -324,7 +324,9 @@ impl<C, H> RetryPolicyBuilder<C, H> {
         self
     }
 
-    /// The deadline of the whole call, counted from the retry's `call`: a server-requested
+    /// The deadline of the whole call, counted from when the retry's future first waits (as a
+    /// [`TimeoutLayer`](crate::timeout::TimeoutLayer) around it counts; a call whose attempts
+    /// never waited counts from its first server-requested delay): a server-requested
     /// delay ([`RetryDecision::RetryAfter`], after the `max_delay` cap) longer than what is left
     /// of it fails the call at once with
     /// [`RetryAfterTooLong`](super::error::RetryAfterTooLong), carrying the server's delay
