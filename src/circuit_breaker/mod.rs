@@ -428,6 +428,25 @@ mod tests {
         let bytes = breaker.heap_bytes();
         println!("heap bytes per default breaker: {bytes}");
         assert!(bytes <= 2048, "{bytes} bytes");
+        // And on a machine of 4 or more cores, whose window has the most stripes (without the
+        // `metrics` feature, whose handles add their own bytes: the goal is the default build's).
+        #[cfg(not(feature = "metrics"))]
+        let widest = window::Window::with_stripes(
+            window::WindowSpec::Time {
+                window: DEFAULT_ROLLING_WINDOW,
+                buckets: DEFAULT_ROLLING_WINDOW_BUCKETS,
+            },
+            window::MAX_STRIPES,
+        );
+        #[cfg(not(feature = "metrics"))]
+        {
+            let bytes = std::mem::size_of::<core::Core>() + widest.heap_bytes() + "default".len();
+            assert!(
+                bytes <= 2048,
+                "{bytes} bytes with {} stripes",
+                window::MAX_STRIPES
+            );
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! rest plus `stripes` times this stripe's current bucket does not trip, and no stripe holds
 //! more than that share, the whole window does not trip either. A stripe's count only grows
 //! toward the threshold by a failure or a slow call, and its recorder judges right after. A judge
-//! whose own stripe is over its share says so (the `escalated` word, one per epoch) and reads
+//! whose own stripe is over its share says so (the window's `escalated` word, one per epoch) and reads
 //! every stripe; so does every judge of that epoch after it. The proof that no trip is lost
 //! is store buffering: a judge writes its record, then a SeqCst fence, then reads the
 //! escalation word; an escalating judge writes the escalation word, then a SeqCst fence, then
@@ -54,9 +54,6 @@ pub(super) struct Rest {
     /// Clears begun and finished; totals read while they differ are not published.
     pub(super) clears_started: AtomicU64,
     pub(super) clears_finished: AtomicU64,
-    /// One more than the latest epoch in which a judge found its stripe over its share; only
-    /// grows (`fetch_max`), so a judge never reads an older escalation over a newer one.
-    escalated: AtomicU64,
 }
 
 impl Rest {
@@ -70,23 +67,6 @@ impl Rest {
             slow: AtomicU64::new(0),
             clears_started: AtomicU64::new(0),
             clears_finished: AtomicU64::new(0),
-            escalated: AtomicU64::new(0),
-        }
-    }
-
-    /// Whether a judge of `epoch` or later found its stripe over its share.
-    #[inline]
-    pub(super) fn escalated(&self, epoch: u64) -> bool {
-        // Relaxed: ordered after the judge's own record by its SeqCst fence.
-        self.escalated.load(Ordering::Relaxed) > epoch
-    }
-
-    /// Say that a judge of `epoch` found its stripe over its share: from now on every judge of
-    /// the epoch reads every stripe.
-    pub(super) fn escalate(&self, epoch: u64) {
-        if !self.escalated(epoch) {
-            // Relaxed: ordered before the escalating judge's reads by its SeqCst fence.
-            self.escalated.fetch_max(epoch + 1, Ordering::Relaxed);
         }
     }
 

@@ -62,7 +62,11 @@ pub(super) struct TimeWindow {
     bucket_nanos: u64,
     /// Bits of the count; the epoch sits above them.
     shift: u32,
-    count_mask: u64,
+    /// One more than the latest epoch in which a judge found its stripe over its share
+    /// (`judge`'s module docs); only grows (`fetch_max`), so a judge never reads an older
+    /// escalation over a newer one. Beside the read-only settings: written at most once per
+    /// bucket, read by every judge, and no extra line.
+    escalated: AtomicU64,
     rest: Rest,
 }
 
@@ -86,7 +90,7 @@ impl TimeWindow {
             buckets,
             bucket_nanos,
             shift,
-            count_mask: (1 << shift) - 1,
+            escalated: AtomicU64::new(0),
             rest: Rest::new(),
         }
     }
@@ -95,6 +99,13 @@ impl TimeWindow {
     #[cfg(all(test, not(harden_loom)))]
     pub(super) fn heap_bytes(&self) -> usize {
         std::mem::size_of_val(&*self.lines)
+    }
+
+    /// The count's bits (below the epoch). Computed, not stored: one field fewer keeps the
+    /// window's settings and the judge cache in two lines.
+    #[inline]
+    fn count_mask(&self) -> u64 {
+        (1 << self.shift) - 1
     }
 
     #[inline]
@@ -144,7 +155,7 @@ impl TimeWindow {
         loop {
             let tag = current >> self.shift;
             let next = if tag == epoch {
-                if current & self.count_mask == self.count_mask {
+                if current & self.count_mask() == self.count_mask() {
                     return; // saturated; never spill into the epoch bits
                 }
                 current + 1
@@ -187,13 +198,13 @@ impl TimeWindow {
             let stripe = stripe & (self.stripes - 1);
             // Shares bound the idle stripes (nothing in the current bucket) only if the rest
             // alone does not trip: then each share is a positive headroom.
-            if !self.rest.escalated(epoch) && !over(&rest) {
+            if !self.escalated(epoch) && !over(&rest) {
                 let (own, _) = self.read(epoch, slow, false, stripe..stripe + 1);
                 let share = rest.plus(own.times(self.stripes as u64));
                 if !over(&share) {
                     return share;
                 }
-                self.rest.escalate(epoch);
+                self.escalate(epoch);
                 // SeqCst: orders our escalation before the reads of the other stripes below.
                 fence(Ordering::SeqCst);
             }
@@ -243,7 +254,7 @@ impl TimeWindow {
                     // orders these reads after its own record with a SeqCst fence.)
                     let value = self.word(base + kind).load(Ordering::Relaxed);
                     if value >> self.shift == tag {
-                        *total += value & self.count_mask;
+                        *total += value & self.count_mask();
                     }
                 }
             }
@@ -263,6 +274,22 @@ impl TimeWindow {
         self.zero_counters();
         // Release: judges that see this finished clear read the zeroed counters.
         self.rest.clears_finished.fetch_add(1, Ordering::Release);
+    }
+
+    /// Whether a judge of `epoch` or later found its stripe over its share.
+    #[inline]
+    fn escalated(&self, epoch: u64) -> bool {
+        // Relaxed: ordered after the judge's own record by its SeqCst fence.
+        self.escalated.load(Ordering::Relaxed) > epoch
+    }
+
+    /// Say that a judge of `epoch` found its stripe over its share: from now on every judge of
+    /// the epoch reads every stripe.
+    fn escalate(&self, epoch: u64) {
+        if !self.escalated(epoch) {
+            // Relaxed: ordered before the escalating judge's reads by its SeqCst fence.
+            self.escalated.fetch_max(epoch + 1, Ordering::Relaxed);
+        }
     }
 
     /// The word of stripe `stripe` (modulo the stripe count) that counts the breaker's
@@ -289,7 +316,7 @@ impl TimeWindow {
                 // Relaxed: zeroes the count and keeps the epoch in one atomic step; a concurrent
                 // record lands wholly before or wholly after it.
                 self.word(index)
-                    .fetch_and(!self.count_mask, Ordering::Relaxed);
+                    .fetch_and(!self.count_mask(), Ordering::Relaxed);
             }
         }
     }
