@@ -902,6 +902,11 @@ mod loom_tests {
             .unwrap()
     }
 
+    /// Withdraws until the budget refuses; how many it granted.
+    fn spend_all(b: &RetryBudget) -> usize {
+        std::iter::from_fn(|| b.try_withdraw_at(0).then_some(())).count()
+    }
+
     #[test]
     fn loom_concurrent_withdrawals_never_exceed_the_balance() {
         loom_model(|| {
@@ -948,10 +953,7 @@ mod loom_tests {
             let spent = spender.join().unwrap() + mine;
             assert!(spent <= 2);
             // Deposits are not lost: after the race, whatever was not spent is still there.
-            let mut more = 0;
-            while b.try_withdraw_at(0) {
-                more += 1;
-            }
+            let more = spend_all(&b);
             assert_eq!(spent + more, 2);
         });
     }
@@ -1021,10 +1023,7 @@ mod loom_tests {
             sharer.join().unwrap();
             assert!(spent <= 2);
             assert_eq!(b.inner.deposited(0), 3);
-            let mut more = 0;
-            while b.try_withdraw_at(0) {
-                more += 1;
-            }
+            let more = spend_all(&b);
             assert_eq!(spent + more, 3);
         });
     }
@@ -1048,10 +1047,7 @@ mod loom_tests {
                 o.join().unwrap();
             }
             assert_eq!(b.inner.deposited(0), 3);
-            let mut more = 0;
-            while b.try_withdraw_at(0) {
-                more += 1;
-            }
+            let more = spend_all(&b);
             assert_eq!(spent + more, 3);
         });
     }

@@ -232,10 +232,12 @@ impl TimeWindow {
         let current = epoch % self.buckets;
         let kinds = if slow { KINDS } else { SLOW };
         let mut totals = [[0u64; KINDS]; 2];
-        for bucket in 0..self.buckets {
-            if !others && bucket != current {
-                continue;
-            }
+        let buckets = if others {
+            0..self.buckets
+        } else {
+            current..current + 1
+        };
+        for bucket in buckets {
             // The one epoch this bucket may hold inside the window that ends at `epoch`.
             let back = if bucket <= current {
                 current - bucket
