@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use harden::http::HttpPreset;
+use harden::http::{HttpLayer, HttpLayerBuilder};
 use harden::retry::{Backoff, Jitter};
 
 /// What the server does now; changed by `main` between phases.
@@ -60,15 +60,13 @@ async fn main() -> Result<(), harden::BoxError> {
     // The preset with a breaker that trips quickly, so the demo is short.
     let client = harden::reqwest::Client::builder()
         .preset(
-            HttpPreset::new()
+            HttpLayer::builder()
                 .name("prices")
                 .total_timeout(Duration::from_secs(5))
                 .attempt_timeout(Duration::from_secs(1))
-                .backoff(
-                    Backoff::exponential(Duration::from_millis(50), 2.0).with_jitter(Jitter::Full),
-                )
+                .backoff(Backoff::exponential(Duration::from_millis(50), 2.0).jitter(Jitter::Full))
                 .breaker(
-                    HttpPreset::default_breaker()
+                    HttpLayerBuilder::default_breaker()
                         .volume_threshold(4)
                         .error_threshold_percentage(50.0)
                         .reset_timeout(Duration::from_secs(1)),

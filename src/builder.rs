@@ -1,5 +1,15 @@
 //! [`ServiceBuilderExt`]: harden's layers inline in a `tower::ServiceBuilder` chain.
 //!
+//! One naming rule and one argument rule, as in tower-http's extension trait: each method is
+//! `harden_` and the layer's name (`harden_circuit_breaker` adds a [`CircuitBreakerLayer`]), and
+//! takes what that layer's `new` takes (a [`CircuitBreaker`], a `Duration`, a [`RetryPolicy`], a
+//! `usize`, a closure, a [`Chaos`](crate::chaos::Chaos)). The composed stack, whose layer only its
+//! builder makes, takes the built [`ResilienceLayer`].
+//!
+//! The prefix is there because `ServiceBuilder` has inherent `timeout` and `retry` methods
+//! (tower's own middleware) when tower's features are on, and an inherent method always wins
+//! over a trait method of the same name: unprefixed, `.timeout(d)` would silently be tower's.
+//!
 //! ```
 //! use std::time::Duration;
 //! use harden::circuit_breaker::CircuitBreaker;
@@ -11,21 +21,17 @@
 //!
 //! let breaker = CircuitBreaker::builder().name("search").build()?;
 //! let service = ServiceBuilder::new()
-//!     .fallback(|_err: BoxError| async { Ok("nothing found") })
+//!     .harden_fallback(|_err: BoxError| async { Ok("nothing found") })
 //!     .harden_timeout(Duration::from_secs(5))
 //!     .harden_retry(RetryPolicy::builder().max_attempts(2).build()?)
-//!     .circuit_breaker(breaker.layer())
-//!     .bulkhead(32)
+//!     .harden_circuit_breaker(breaker.clone())
+//!     .harden_bulkhead(32)
 //!     .harden_timeout(Duration::from_secs(1))
 //!     .service(service_fn(|q: &'static str| async move { Ok::<_, BoxError>(q) }));
 //! assert_eq!(service.oneshot("rust").await?, "rust");
 //! # Ok(())
 //! # }
 //! ```
-//!
-//! The timeout and retry methods are prefixed with `harden_` because `ServiceBuilder` has
-//! inherent `timeout` and `retry` methods (tower's own middleware) when tower's features are
-//! on, and an inherent method always wins over a trait method of the same name.
 
 use std::future::Future;
 use std::time::Duration;
@@ -34,9 +40,10 @@ use tower::ServiceBuilder;
 use tower_layer::Stack;
 
 use crate::bulkhead::BulkheadLayer;
-use crate::circuit_breaker::CircuitBreakerLayer;
+use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
 use crate::fallback::FallbackLayer;
-use crate::retry::RetryLayer;
+use crate::retry::{RetryLayer, RetryPolicy};
+use crate::stack::ResilienceLayer;
 use crate::timeout::TimeoutLayer;
 use crate::BoxError;
 
@@ -47,40 +54,59 @@ mod sealed {
 
 /// harden's layers as `ServiceBuilder` methods. Sealed: implemented for `ServiceBuilder` only.
 pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
-    /// Adds a [`CircuitBreakerLayer`] (`breaker.layer()`).
-    fn circuit_breaker<C>(
+    /// Adds a [`CircuitBreakerLayer`] of `breaker` (every layer of one breaker shares its state).
+    fn harden_circuit_breaker(
         self,
-        layer: CircuitBreakerLayer<C>,
-    ) -> ServiceBuilder<Stack<CircuitBreakerLayer<C>, L>>;
+        breaker: CircuitBreaker,
+    ) -> ServiceBuilder<Stack<CircuitBreakerLayer, L>>;
 
     /// Adds a [`BulkheadLayer`] admitting at most `max_concurrent` calls at once.
-    fn bulkhead(self, max_concurrent: usize) -> ServiceBuilder<Stack<BulkheadLayer, L>>;
+    fn harden_bulkhead(self, max_concurrent: usize) -> ServiceBuilder<Stack<BulkheadLayer, L>>;
 
     /// Adds harden's [`TimeoutLayer`], whose timer costs nothing for calls that finish at once.
     fn harden_timeout(self, timeout: Duration) -> ServiceBuilder<Stack<TimeoutLayer, L>>;
 
-    /// Adds a [`RetryLayer`]; takes the layer or a [`RetryPolicy`](crate::retry::RetryPolicy).
+    /// Adds a [`RetryLayer`] retrying as `policy` says.
     fn harden_retry<C, H>(
         self,
-        retry: impl Into<RetryLayer<C, H>>,
+        policy: RetryPolicy<C, H>,
     ) -> ServiceBuilder<Stack<RetryLayer<C, H>, L>>;
 
     /// Adds a [`FallbackLayer`] answering every error with `fallback(err).await`.
-    fn fallback<F, Fut, Response>(self, fallback: F) -> ServiceBuilder<Stack<FallbackLayer<F>, L>>
+    fn harden_fallback<F, Fut, Response>(
+        self,
+        fallback: F,
+    ) -> ServiceBuilder<Stack<FallbackLayer<F>, L>>
     where
         F: Fn(BoxError) -> Fut,
         Fut: Future<Output = Result<Response, BoxError>>;
+
+    /// Adds a [`ChaosLayer`](crate::chaos::ChaosLayer) injecting `chaos`'s faults (feature
+    /// `chaos`).
+    #[cfg(feature = "chaos")]
+    fn harden_chaos(
+        self,
+        chaos: crate::chaos::Chaos,
+    ) -> ServiceBuilder<Stack<crate::chaos::ChaosLayer, L>>;
+
+    /// Adds the composed stack built by
+    /// [`ResilienceLayer::builder`](crate::ResilienceLayer::builder).
+    #[allow(clippy::type_complexity)] // the stack's six parts are its type
+    fn harden_resilience<F, T, R, B, C, A>(
+        self,
+        stack: ResilienceLayer<F, T, R, B, C, A>,
+    ) -> ServiceBuilder<Stack<ResilienceLayer<F, T, R, B, C, A>, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
-    fn circuit_breaker<C>(
+    fn harden_circuit_breaker(
         self,
-        layer: CircuitBreakerLayer<C>,
-    ) -> ServiceBuilder<Stack<CircuitBreakerLayer<C>, L>> {
-        self.layer(layer)
+        breaker: CircuitBreaker,
+    ) -> ServiceBuilder<Stack<CircuitBreakerLayer, L>> {
+        self.layer(CircuitBreakerLayer::new(breaker))
     }
 
-    fn bulkhead(self, max_concurrent: usize) -> ServiceBuilder<Stack<BulkheadLayer, L>> {
+    fn harden_bulkhead(self, max_concurrent: usize) -> ServiceBuilder<Stack<BulkheadLayer, L>> {
         self.layer(BulkheadLayer::new(max_concurrent))
     }
 
@@ -90,16 +116,34 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
 
     fn harden_retry<C, H>(
         self,
-        retry: impl Into<RetryLayer<C, H>>,
+        policy: RetryPolicy<C, H>,
     ) -> ServiceBuilder<Stack<RetryLayer<C, H>, L>> {
-        self.layer(retry.into())
+        self.layer(RetryLayer::new(policy))
     }
 
-    fn fallback<F, Fut, Response>(self, fallback: F) -> ServiceBuilder<Stack<FallbackLayer<F>, L>>
+    fn harden_fallback<F, Fut, Response>(
+        self,
+        fallback: F,
+    ) -> ServiceBuilder<Stack<FallbackLayer<F>, L>>
     where
         F: Fn(BoxError) -> Fut,
         Fut: Future<Output = Result<Response, BoxError>>,
     {
         self.layer(FallbackLayer::new(fallback))
+    }
+
+    #[cfg(feature = "chaos")]
+    fn harden_chaos(
+        self,
+        chaos: crate::chaos::Chaos,
+    ) -> ServiceBuilder<Stack<crate::chaos::ChaosLayer, L>> {
+        self.layer(crate::chaos::ChaosLayer::new(chaos))
+    }
+
+    fn harden_resilience<F, T, R, B, C, A>(
+        self,
+        stack: ResilienceLayer<F, T, R, B, C, A>,
+    ) -> ServiceBuilder<Stack<ResilienceLayer<F, T, R, B, C, A>, L>> {
+        self.layer(stack)
     }
 }

@@ -3,6 +3,9 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::bulkhead::error::BulkheadFull;
+use crate::circuit_breaker::error::CircuitOpen;
+
 /// The error type of every harden service: inner errors and harden's own rejections, boxed.
 ///
 /// Downcast to tell them apart: `err.is::<harden::circuit_breaker::error::CircuitOpen>()`.
@@ -40,6 +43,28 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+// NOTE: the one list of harden's own rejections. Every classifier that must not count them as
+// the upstream's failures, and the retry that must never retry them, asks here.
+
+/// Whether an error is one of harden's own rejections (open circuit, full bulkhead), which are
+/// never retried: retrying them only adds load to a system that asked for less.
+pub(crate) fn is_rejection(err: &(dyn std::error::Error + 'static)) -> bool {
+    err.is::<CircuitOpen>() || err.is::<BulkheadFull>()
+}
+
+/// Whether `e` is one of harden's rejections, whether as itself or boxed.
+#[inline]
+pub(crate) fn is_own_rejection<E: 'static>(e: &E) -> bool {
+    let any: &dyn std::any::Any = e;
+    if let Some(boxed) = any.downcast_ref::<crate::BoxError>() {
+        return is_rejection(&**boxed);
+    }
+    if let Some(boxed) = any.downcast_ref::<Box<dyn std::error::Error + 'static>>() {
+        return is_rejection(&**boxed);
+    }
+    any.is::<CircuitOpen>() || any.is::<BulkheadFull>()
+}
 
 #[cfg(test)]
 mod tests {

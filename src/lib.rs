@@ -2,7 +2,7 @@
 //!
 //! Resilience middleware for [`tower`](https://docs.rs/tower): a circuit breaker in the style of
 //! Node's opossum on a lock-free rolling window, retry with backoff, jitter and a retry budget,
-//! timeout, bulkhead and fallback. Each is a `tower::Layer`; [`Resilience`] composes them in the
+//! timeout, bulkhead and fallback. Each is a `tower::Layer`; [`ResilienceLayerBuilder`] composes them in the
 //! standard order, and the feature `metrics` exports their state through the
 //! [`metrics`](https://docs.rs/metrics) facade.
 //!
@@ -17,8 +17,8 @@
 //! | [`timeout`] | per-call deadline; no timer for calls that finish at once |
 //! | [`bulkhead`] | concurrency limit that rejects instead of queueing |
 //! | [`fallback`] | turns chosen errors into a response |
-//! | [`stack`] | [`Resilience`]: all of the above in the recommended order |
-//! | [`classify`] | what counts as success, failure or ignored |
+//! | [`stack`] | [`ResilienceLayerBuilder`]: all of the above in the recommended order |
+//! | [`circuit_breaker`] | what counts as success, failure or ignored |
 //! | [`metrics`] | series names, label values, `describe()` |
 //! | [`http`] | HTTP classification, `Retry-After`, idempotency, the HTTP preset, and errors as HTTP answers ([`ErrorResponseLayer`](http::ErrorResponseLayer)) (feature `http`) |
 //! | [`reqwest`] | the one-line resilient `reqwest` client, per-host breakers (feature `reqwest`) |
@@ -29,7 +29,7 @@
 //!
 //! One line makes a `reqwest::Client` resilient: HTTP-aware retries (idempotent methods only,
 //! `Retry-After` honoured, a retry budget), total and attempt timeouts, and a circuit breaker and
-//! bulkhead per host, on documented defaults ([`http::HttpPreset`]). Requests keep reqwest's
+//! bulkhead per host, on documented defaults ([`http::HttpLayerBuilder`]). Requests keep reqwest's
 //! builder feel; errors say which layer stopped them ([`reqwest::Error`]).
 //!
 //! ```no_run
@@ -58,7 +58,7 @@
 //! ```
 //!
 //! The same stack is a `tower::Layer` around the `reqwest::Client` itself, which is a
-//! `tower::Service<reqwest::Request>`: `harden::reqwest::preset().build()?.layer(client)`.
+//! `tower::Service<reqwest::Request>`: `harden::http::HttpLayer::builder().build()?.layer(client)`.
 //!
 //! ## A server: an axum route guarded by a breaker and a bulkhead
 //!
@@ -143,7 +143,6 @@ pub mod bulkhead;
 #[cfg(feature = "chaos")]
 pub mod chaos;
 pub mod circuit_breaker;
-pub mod classify;
 pub(crate) mod clock;
 mod error;
 pub mod fallback;
@@ -164,4 +163,4 @@ pub mod timeout;
 
 pub use builder::ServiceBuilderExt;
 pub use error::{BoxError, ConfigError};
-pub use stack::{Resilience, ResilienceLayer};
+pub use stack::{ResilienceLayer, ResilienceLayerBuilder};

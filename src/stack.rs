@@ -11,7 +11,7 @@
 //! answers whatever is left. A full bulkhead's rejection is not one of the breaker's failures:
 //! it says nothing about the upstream, so a burst of local overload cannot open the circuit on
 //! a healthy upstream (the stack's breaker ignores it; see [`IgnoreBulkheadFull`]). Every part
-//! is optional, and a part not set costs nothing (below). [`Resilience`] builds the stack and
+//! is optional, and a part not set costs nothing (below). [`ResilienceLayerBuilder`] builds the stack and
 //! checks that its parts fit together; the result, a [`ResilienceLayer`], wraps any tower
 //! service.
 //!
@@ -25,11 +25,11 @@
 //! With nothing configured the layer passes calls through (errors boxed):
 //!
 //! ```
-//! use harden::Resilience;
+//! use harden::{ResilienceLayer, ResilienceLayerBuilder};
 //! use tower::{service_fn, Layer, ServiceExt};
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), harden::BoxError> {
-//! let layer = Resilience::new().build()?;
+//! let layer = ResilienceLayer::builder().build()?;
 //! let service = layer.layer(service_fn(|x: u32| async move { Ok::<_, harden::BoxError>(x + 1) }));
 //! assert_eq!(service.oneshot(1).await?, 2);
 //! # Ok(())
@@ -44,13 +44,13 @@
 //! use harden::circuit_breaker::CircuitBreaker;
 //! use harden::fallback::FallbackLayer;
 //! use harden::retry::RetryPolicy;
-//! use harden::{BoxError, Resilience};
+//! use harden::{BoxError, ResilienceLayer, ResilienceLayerBuilder};
 //! use tower::{service_fn, Layer, ServiceExt};
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), BoxError> {
 //!
 //! let breaker = CircuitBreaker::builder().name("inventory").build()?;
-//! let layer = Resilience::new()
+//! let layer = ResilienceLayer::builder()
 //!     .fallback(FallbackLayer::new(|_err: BoxError| async { Ok("cached") }))
 //!     .total_timeout(Duration::from_secs(5))
 //!     .retry(RetryPolicy::builder().max_attempts(3).build()?)
@@ -67,7 +67,7 @@
 //!
 //! # Absent parts cost nothing
 //!
-//! Each part is a type parameter of the builder and of the layer (`Resilience<F, T, R, B, C,
+//! Each part is a type parameter of the builder and of the layer (`ResilienceLayerBuilder<F, T, R, B, C,
 //! A>`: fallback, total timeout, retry, breaker, bulkhead — a concurrency limit —, attempt
 //! timeout; each [`Identity`] until set), so the service a layer makes holds exactly the parts
 //! that were set, nested as a hand-built `ServiceBuilder` stack would nest them: the same size,
@@ -80,18 +80,18 @@
 //! `attempt_timeout` (`Option<Duration>`) and `bulkhead` (`Option<BulkheadLayer>`) then put a
 //! [`MaybeLayer`] in the stack, whose [`Maybe`] service keeps the part's size and a branch
 //! whether it is on or off — what tower's `option_layer` does. The HTTP preset
-//! ([`HttpPreset`](crate::http::HttpPreset)) builds its stack that way, since each of those
+//! ([`HttpLayerBuilder`](crate::http::HttpLayerBuilder)) builds its stack that way, since each of those
 //! parts can be `None` there.
 //!
 //! ```
 //! use std::time::Duration;
 //! use harden::bulkhead::BulkheadLayer;
-//! use harden::Resilience;
+//! use harden::{ResilienceLayer, ResilienceLayerBuilder};
 //! use tower::{service_fn, Layer, ServiceExt};
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), harden::BoxError> {
 //! # let max_concurrent_from_config: Option<usize> = None;
-//! let layer = Resilience::new()
+//! let layer = ResilienceLayer::builder()
 //!     .total_timeout(Duration::from_secs(5))             // always on: in the type
 //!     .bulkhead(max_concurrent_from_config.map(BulkheadLayer::new)) // decided at run time
 //!     .build()?;
@@ -102,7 +102,7 @@
 //! ```
 //!
 //! Per call the stack does what the hand-built one does, with one difference that is not the
-//! builder's: its retry knows the total timeout (see [`build`](Resilience::build)), and the
+//! builder's: its retry knows the total timeout (see [`build`](ResilienceLayerBuilder::build)), and the
 //! retry starts that deadline when its future first waits, without a clock read per call.
 //!
 //! # Errors
@@ -111,13 +111,13 @@
 //! rejections ([`Elapsed`](crate::timeout::error::Elapsed),
 //! [`CircuitOpen`](crate::circuit_breaker::error::CircuitOpen),
 //! [`BulkheadFull`]), unless the fallback turns it into a
-//! response. [`Resilience::build`] returns a [`ConfigError`] when the parts do not fit together:
+//! response. [`ResilienceLayerBuilder::build`] returns a [`ConfigError`] when the parts do not fit together:
 //! an attempt timeout longer than the total timeout (retries could never happen), or a breaker
 //! window shorter than twice the attempt timeout (the window would forget a timed-out attempt
 //! about as soon as it learnt of it).
 //!
 //! The timeouts report in metrics as `harden_timeouts_total{timeout="total"}` and
-//! `{timeout="attempt"}`; a stack given a [`name`](Resilience::name) prefixes them with it
+//! `{timeout="attempt"}`; a stack given a [`name`](ResilienceLayerBuilder::name) prefixes them with it
 //! (`{timeout="payments.total"}`), so two stacks in one process export distinct series. The
 //! breaker, retry and bulkhead are labelled by their own names.
 //!
@@ -144,7 +144,7 @@ use tower_service::Service;
 use crate::bulkhead::error::BulkheadFull;
 use crate::bulkhead::Bulkhead;
 use crate::circuit_breaker::CircuitBreakerLayer;
-use crate::classify::{Classify, Outcome};
+use crate::circuit_breaker::{BreakerClassifier, Outcome};
 use crate::fallback::FallbackLayer;
 use crate::retry::RetryLayer;
 use crate::timeout::Timeout;
@@ -163,7 +163,7 @@ pub const ATTEMPT_TIMEOUT_NAME: &str = "attempt";
 /// bulkhead also take an `Option`, for parts decided at run time (see
 /// [the module docs](self#absent-parts-cost-nothing)).
 #[must_use = "a builder does nothing until `build` is called"]
-pub struct Resilience<
+pub struct ResilienceLayerBuilder<
     F = Identity,
     T = Identity,
     R = Identity,
@@ -181,10 +181,17 @@ pub struct Resilience<
     name: Option<Arc<str>>,
 }
 
-impl Resilience {
-    /// An empty stack: every part off.
+impl ResilienceLayer {
+    /// A builder of the stack, every part off.
+    pub fn builder() -> ResilienceLayerBuilder {
+        ResilienceLayerBuilder::new()
+    }
+}
+
+impl ResilienceLayerBuilder {
+    /// An empty stack: every part off (the same as [`ResilienceLayer::builder`]).
     pub fn new() -> Self {
-        Resilience {
+        ResilienceLayerBuilder {
             fallback: Identity::new(),
             total_timeout: Identity::new(),
             retry: Identity::new(),
@@ -197,19 +204,19 @@ impl Resilience {
     }
 }
 
-impl Default for Resilience {
+impl Default for ResilienceLayerBuilder {
     fn default() -> Self {
-        Resilience::new()
+        ResilienceLayerBuilder::new()
     }
 }
 
-impl<F, T, R, B, C, A> Resilience<F, T, R, B, C, A> {
+impl<F, T, R, B, C, A> ResilienceLayerBuilder<F, T, R, B, C, A> {
     /// The outermost part: turns errors into responses.
     pub fn fallback<Fb, P>(
         self,
         fallback: FallbackLayer<Fb, P>,
-    ) -> Resilience<FallbackLayer<Fb, P>, T, R, B, C, A> {
-        Resilience {
+    ) -> ResilienceLayerBuilder<FallbackLayer<Fb, P>, T, R, B, C, A> {
+        ResilienceLayerBuilder {
             fallback,
             total_timeout: self.total_timeout,
             retry: self.retry,
@@ -225,7 +232,7 @@ impl<F, T, R, B, C, A> Resilience<F, T, R, B, C, A> {
     /// `harden_timeouts_total{timeout="<name>.total"}` and `"<name>.attempt"`. Without a name
     /// they are `"total"` and `"attempt"`, which collide when a process runs two stacks.
     pub fn name(self, name: impl Into<Arc<str>>) -> Self {
-        Resilience {
+        ResilienceLayerBuilder {
             name: Some(name.into()),
             ..self
         }
@@ -238,8 +245,8 @@ impl<F, T, R, B, C, A> Resilience<F, T, R, B, C, A> {
     pub fn total_timeout<D: part::IntoTimeout>(
         self,
         timeout: D,
-    ) -> Resilience<F, D::Slot, R, B, C, A> {
-        Resilience {
+    ) -> ResilienceLayerBuilder<F, D::Slot, R, B, C, A> {
+        ResilienceLayerBuilder {
             fallback: self.fallback,
             total_timeout: timeout.into_slot(),
             retry: self.retry,
@@ -256,8 +263,8 @@ impl<F, T, R, B, C, A> Resilience<F, T, R, B, C, A> {
     pub fn retry<Rc, Rh>(
         self,
         retry: impl Into<RetryLayer<Rc, Rh>>,
-    ) -> Resilience<F, T, RetryLayer<Rc, Rh>, B, C, A> {
-        Resilience {
+    ) -> ResilienceLayerBuilder<F, T, RetryLayer<Rc, Rh>, B, C, A> {
+        ResilienceLayerBuilder {
             fallback: self.fallback,
             total_timeout: self.total_timeout,
             retry: retry.into(),
@@ -276,8 +283,8 @@ impl<F, T, R, B, C, A> Resilience<F, T, R, B, C, A> {
     pub fn circuit_breaker<Cl>(
         self,
         breaker: CircuitBreakerLayer<Cl>,
-    ) -> Resilience<F, T, R, CircuitBreakerLayer<IgnoreBulkheadFull<Cl>>, C, A> {
-        Resilience {
+    ) -> ResilienceLayerBuilder<F, T, R, CircuitBreakerLayer<IgnoreBulkheadFull<Cl>>, C, A> {
+        ResilienceLayerBuilder {
             fallback: self.fallback,
             total_timeout: self.total_timeout,
             retry: self.retry,
@@ -297,8 +304,8 @@ impl<F, T, R, B, C, A> Resilience<F, T, R, B, C, A> {
     pub fn bulkhead<K: part::IntoBulkhead>(
         self,
         bulkhead: K,
-    ) -> Resilience<F, T, R, B, K::Slot, A> {
-        Resilience {
+    ) -> ResilienceLayerBuilder<F, T, R, B, K::Slot, A> {
+        ResilienceLayerBuilder {
             fallback: self.fallback,
             total_timeout: self.total_timeout,
             retry: self.retry,
@@ -317,8 +324,8 @@ impl<F, T, R, B, C, A> Resilience<F, T, R, B, C, A> {
     pub fn attempt_timeout<D: part::IntoTimeout>(
         self,
         timeout: D,
-    ) -> Resilience<F, T, R, B, C, D::Slot> {
-        Resilience {
+    ) -> ResilienceLayerBuilder<F, T, R, B, C, D::Slot> {
+        ResilienceLayerBuilder {
             fallback: self.fallback,
             total_timeout: self.total_timeout,
             retry: self.retry,
@@ -383,7 +390,7 @@ impl<F, T, R, B, C, A> Resilience<F, T, R, B, C, A> {
     }
 }
 
-/// The slots of [`Resilience`]: what each part may be, and the arguments its methods take.
+/// The slots of [`ResilienceLayerBuilder`]: what each part may be, and the arguments its methods take.
 /// Sealed: the traits are public (they appear in bounds) but cannot be named outside the crate.
 mod part {
     use std::time::Duration;
@@ -527,14 +534,14 @@ mod part {
     }
 }
 
-impl<F, T, R, B, C, A> fmt::Debug for Resilience<F, T, R, B, C, A>
+impl<F, T, R, B, C, A> fmt::Debug for ResilienceLayerBuilder<F, T, R, B, C, A>
 where
     T: part::TimeoutSlot,
     C: part::BulkheadSlot,
     A: part::TimeoutSlot,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Resilience")
+        f.debug_struct("ResilienceLayerBuilder")
             .field("total_timeout", &self.total_timeout.duration())
             .field("breaker_window", &self.breaker_window)
             .field("bulkhead", &self.bulkhead.get())
@@ -550,9 +557,9 @@ where
 #[derive(Clone, Copy, Debug, Default)]
 pub struct IgnoreBulkheadFull<C>(pub C);
 
-impl<T, C> Classify<T, BoxError> for IgnoreBulkheadFull<C>
+impl<T, C> BreakerClassifier<T, BoxError> for IgnoreBulkheadFull<C>
 where
-    C: Classify<T, BoxError>,
+    C: BreakerClassifier<T, BoxError>,
 {
     #[inline]
     fn classify(&self, result: Result<&T, &BoxError>) -> Outcome {
@@ -563,7 +570,7 @@ where
     }
 }
 
-/// The standard stack as one layer; built by [`Resilience`], with its type parameters.
+/// The standard stack as one layer; built by [`ResilienceLayerBuilder`], with its type parameters.
 ///
 /// Around a service `S` it makes, outermost first,
 /// `F(T(R(B(C(A(BoxErrors<S>))))))`, where an absent part ([`Identity`]) is no wrapper at all.
@@ -944,7 +951,7 @@ mod tests {
     fn stack_classifier_ignores_only_bulkhead_full() {
         // Every `Err` a failure, so only the wrapper can ignore anything (the default classifier
         // also ignores `CircuitOpen`).
-        let c = IgnoreBulkheadFull(crate::classify::classify_fn(
+        let c = IgnoreBulkheadFull(crate::circuit_breaker::breaker_classifier_fn(
             |r: Result<&(), &BoxError>| match r {
                 Ok(_) => Outcome::Success,
                 Err(_) => Outcome::Failure,
@@ -954,19 +961,19 @@ mod tests {
         let open: BoxError = Box::new(crate::circuit_breaker::error::CircuitOpen::new(None));
         let other: BoxError = "boom".into();
         assert_eq!(
-            Classify::<(), _>::classify(&c, Err(&full)),
+            BreakerClassifier::<(), _>::classify(&c, Err(&full)),
             Outcome::Ignored
         );
         assert_eq!(
-            Classify::<(), _>::classify(&c, Err(&open)),
+            BreakerClassifier::<(), _>::classify(&c, Err(&open)),
             Outcome::Failure
         );
         assert_eq!(
-            Classify::<(), _>::classify(&c, Err(&other)),
+            BreakerClassifier::<(), _>::classify(&c, Err(&other)),
             Outcome::Failure
         );
         assert_eq!(
-            Classify::<(), BoxError>::classify(&c, Ok(&())),
+            BreakerClassifier::<(), BoxError>::classify(&c, Ok(&())),
             Outcome::Success
         );
     }

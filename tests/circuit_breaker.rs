@@ -5,8 +5,8 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use harden::circuit_breaker::error::CircuitOpen;
-use harden::circuit_breaker::{Builder, CircuitBreaker, State};
-use harden::classify::{classify_fn, ClassifyFn, Outcome};
+use harden::circuit_breaker::{breaker_classifier_fn, BreakerClassifierFn, Outcome};
+use harden::circuit_breaker::{CircuitBreaker, CircuitBreakerBuilder, State};
 use harden::BoxError;
 use tokio::time::advance;
 use tower::{Layer, Service, ServiceExt};
@@ -27,7 +27,7 @@ enum Call {
 type Upstream = tower::util::ServiceFn<
     fn(Call) -> Pin<Box<dyn Future<Output = Result<u16, std::io::Error>> + Send>>,
 >;
-type Classifier = ClassifyFn<fn(Result<&u16, &std::io::Error>) -> Outcome>;
+type Classifier = BreakerClassifierFn<fn(Result<&u16, &std::io::Error>) -> Outcome>;
 type Svc = harden::circuit_breaker::CircuitBreakerService<Upstream, Classifier>;
 
 fn upstream(call: Call) -> Pin<Box<dyn Future<Output = Result<u16, std::io::Error>> + Send>> {
@@ -59,14 +59,14 @@ fn classify(r: Result<&u16, &std::io::Error>) -> Outcome {
 
 fn service(breaker: &CircuitBreaker) -> Svc {
     let classifier: Classifier =
-        classify_fn(classify as fn(Result<&u16, &std::io::Error>) -> Outcome);
+        breaker_classifier_fn(classify as fn(Result<&u16, &std::io::Error>) -> Outcome);
     breaker
         .layer()
         .with_classifier(classifier)
         .layer(tower::service_fn(upstream as fn(_) -> _))
 }
 
-fn build(b: Builder) -> (CircuitBreaker, Svc) {
+fn build(b: CircuitBreakerBuilder) -> (CircuitBreaker, Svc) {
     let breaker = b.build().expect("valid config");
     let svc = service(&breaker);
     (breaker, svc)
@@ -86,7 +86,7 @@ fn open_err(r: Result<u16, BoxError>) -> CircuitOpen {
     }
 }
 
-fn small() -> Builder {
+fn small() -> CircuitBreakerBuilder {
     CircuitBreaker::builder()
         .volume_threshold(4)
         .error_threshold_percentage(50.0)
@@ -452,11 +452,13 @@ async fn classifier_decides_success_failure_and_ignored() {
     // 2xx success, 5xx failure, 4xx ignored.
     let mut svc = breaker
         .layer()
-        .classify(classify_fn(|r: Result<&u16, &std::io::Error>| match r {
-            Ok(s) if *s >= 500 => Outcome::Failure,
-            Ok(s) if *s >= 400 => Outcome::Ignored,
-            _ => Outcome::Success,
-        }))
+        .classify(breaker_classifier_fn(
+            |r: Result<&u16, &std::io::Error>| match r {
+                Ok(s) if *s >= 500 => Outcome::Failure,
+                Ok(s) if *s >= 400 => Outcome::Ignored,
+                _ => Outcome::Success,
+            },
+        ))
         .layer(tower::service_fn(|s: u16| async move {
             Ok::<_, std::io::Error>(s)
         }));
@@ -542,7 +544,7 @@ async fn poll_ready_stays_ready_while_open() {
 
 #[test]
 fn config_errors_name_the_field_and_range() {
-    let cases: Vec<(Builder, &str)> = vec![
+    let cases: Vec<(CircuitBreakerBuilder, &str)> = vec![
         (
             CircuitBreaker::builder().error_threshold_percentage(0.0),
             "error_threshold_percentage",

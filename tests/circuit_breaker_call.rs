@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use harden::circuit_breaker::{breaker_classifier_fn, Outcome};
 use harden::circuit_breaker::{CallError, CircuitBreaker, State};
-use harden::classify::{classify_fn, Outcome};
 
 fn breaker() -> CircuitBreaker {
     CircuitBreaker::builder()
@@ -73,7 +73,7 @@ async fn a_panicking_probe_gives_its_slot_back() {
 #[test]
 fn a_classifier_can_ignore_outcomes() {
     let b = breaker();
-    let ignore_not_found = classify_fn(|r: Result<&u8, &&str>| match r {
+    let ignore_not_found = breaker_classifier_fn(|r: Result<&u8, &&str>| match r {
         Err(&"not found") => Outcome::Ignored,
         Err(_) => Outcome::Failure,
         Ok(_) => Outcome::Success,

@@ -10,8 +10,8 @@ use std::time::Duration;
 use futures::FutureExt;
 use harden::bulkhead::error::BulkheadFull;
 use harden::circuit_breaker::error::CircuitOpen;
+use harden::circuit_breaker::{breaker_classifier_fn, Outcome};
 use harden::circuit_breaker::{CallError, CircuitBreaker, EventKind, State};
-use harden::classify::{classify_fn, Outcome};
 use harden::{BoxError, ServiceBuilderExt};
 use tokio::time::advance;
 use tower::{service_fn, Layer, Service, ServiceBuilder, ServiceExt};
@@ -53,7 +53,7 @@ async fn the_breaker_closes_again_after_40_000_resets() {
     assert_eq!(breaker.state(), State::Closed);
 }
 
-// Regression (issue 10 #2): outside `Resilience`, a breaker above a bulkhead counted
+// Regression (issue 10 #2): outside `ResilienceLayerBuilder`, a breaker above a bulkhead counted
 // `BulkheadFull` as a failure: two rejected calls opened a breaker whose upstream was healthy.
 #[tokio::test(start_paused = true)]
 async fn a_full_bulkhead_below_never_opens_the_breaker() {
@@ -62,8 +62,8 @@ async fn a_full_bulkhead_below_never_opens_the_breaker() {
         .build()
         .unwrap();
     let svc = ServiceBuilder::new()
-        .circuit_breaker(breaker.layer())
-        .bulkhead(1)
+        .harden_circuit_breaker(breaker.clone())
+        .harden_bulkhead(1)
         .service(service_fn(upstream));
     let mut held = svc.clone();
     let _hung = held.ready().await.unwrap().call(0);
@@ -205,7 +205,7 @@ fn half_open(
 async fn a_panicking_classifier_gives_the_probe_slot_back() {
     let breaker = half_open(|_| {});
     advance(Duration::from_secs(1)).await;
-    let panicky = classify_fn(|r: Result<&u32, &BoxError>| match r {
+    let panicky = breaker_classifier_fn(|r: Result<&u32, &BoxError>| match r {
         Ok(&13) => panic!("classifier bug"),
         _ => Outcome::Success,
     });
@@ -229,7 +229,10 @@ async fn a_panicking_classifier_gives_the_probe_slot_back() {
     let breaker = half_open(|_| {});
     advance(Duration::from_secs(1)).await;
     let unwound = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        breaker.call_classified(&classify_fn(|_: Result<&(), &()>| panic!("bug")), || Ok(()))
+        breaker.call_classified(
+            &breaker_classifier_fn(|_: Result<&(), &()>| panic!("bug")),
+            || Ok(()),
+        )
     }));
     assert!(unwound.is_err());
     assert!(breaker.call(|| Ok::<_, ()>(())).is_ok(), "the slot is free");

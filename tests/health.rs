@@ -223,7 +223,7 @@ async fn custom_paths_are_served() {
 
 #[test]
 fn configuration_is_validated() {
-    let field = |b: harden::health::Builder| b.build().unwrap_err().field();
+    let field = |b: harden::health::HealthBuilder| b.build().unwrap_err().field();
     assert_eq!(field(Health::builder().live_path("health")), "live_path");
     assert_eq!(
         field(Health::builder().ready_path("/health/live")),

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use harden::http::{
-    parse_retry_after, HttpPreset, HttpRetryClassifier, Idempotent, DEFAULT_RETRY_AFTER_CAP,
-    IDEMPOTENCY_KEY,
+    parse_retry_after, HttpLayer, HttpLayerBuilder, HttpRetryClassifier, Idempotent,
+    DEFAULT_RETRY_AFTER_CAP, IDEMPOTENCY_KEY,
 };
 use harden::retry::error::{BudgetExhausted, RetryAfterTooLong};
 use harden::retry::{Backoff, Jitter, RetryBudget, RetryClassifier, RetryDecision};
@@ -50,13 +50,13 @@ fn answer(status: u16, retry_after: Option<&str>) -> Result<Response<()>, BoxErr
     Ok(b.body(())?)
 }
 
-fn preset() -> HttpPreset {
-    HttpPreset::new()
+fn preset() -> HttpLayerBuilder {
+    HttpLayer::builder()
         .max_attempts(3)
         .backoff(
             Backoff::constant(Duration::from_millis(100))
-                .with_jitter(Jitter::None)
-                .with_max_delay(DEFAULT_RETRY_AFTER_CAP),
+                .jitter(Jitter::None)
+                .max_delay(DEFAULT_RETRY_AFTER_CAP),
         )
         .no_budget()
 }

@@ -316,14 +316,14 @@ async fn latency_recording_can_be_turned_off() {
     );
 }
 
-// Regression (issue 10): two `Resilience` stacks exported one colliding `timeout="total"` and
+// Regression (issue 10): two `ResilienceLayerBuilder` stacks exported one colliding `timeout="total"` and
 // `timeout="attempt"` series; a named stack prefixes its timeouts' labels.
 #[tokio::test(start_paused = true)]
 async fn named_stacks_export_distinct_timeout_series() {
     let recorder = TestRecorder::new();
     let (mut a, mut b) = metrics::with_local_recorder(&recorder, || {
         let stack = |name: &str| {
-            harden::Resilience::new()
+            harden::ResilienceLayer::builder()
                 .name(name)
                 .total_timeout(Duration::from_millis(50))
                 .attempt_timeout(Duration::from_millis(10))
@@ -350,7 +350,7 @@ async fn named_stacks_export_distinct_timeout_series() {
 async fn timeouts_given_as_options_are_named_like_the_others() {
     let recorder = TestRecorder::new();
     let mut service = metrics::with_local_recorder(&recorder, || {
-        harden::Resilience::new()
+        harden::ResilienceLayer::builder()
             .name("config")
             .total_timeout(Some(Duration::from_millis(50)))
             .attempt_timeout(Some(Duration::from_millis(10)))

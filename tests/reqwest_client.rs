@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use futures::StreamExt;
 use harden::circuit_breaker::State;
-use harden::http::HttpPreset;
+use harden::http::{HttpLayer, HttpLayerBuilder};
 use harden::reqwest::{Client, ErrorKind};
 use harden::retry::Backoff;
 use tower::{Layer, ServiceExt};
@@ -107,18 +107,16 @@ fn status(s: StatusCode) -> (StatusCode, Vec<(&'static str, String)>) {
 }
 
 /// A preset for tests: short timeouts, a fixed backoff, no budget unless asked.
-fn preset(attempts: u32) -> HttpPreset {
-    HttpPreset::new()
+fn preset(attempts: u32) -> HttpLayerBuilder {
+    HttpLayer::builder()
         .total_timeout(Duration::from_secs(20))
         .attempt_timeout(Duration::from_secs(5))
         .max_attempts(attempts)
-        .backoff(
-            Backoff::constant(Duration::from_millis(10)).with_jitter(harden::retry::Jitter::None),
-        )
+        .backoff(Backoff::constant(Duration::from_millis(10)).jitter(harden::retry::Jitter::None))
         .no_budget()
 }
 
-fn client(preset: HttpPreset) -> Client {
+fn client(preset: HttpLayerBuilder) -> Client {
     Client::builder().preset(preset).build().unwrap()
 }
 
@@ -141,7 +139,7 @@ async fn outage_opens_the_breaker_rejects_locally_and_heals() {
     };
     let client = client(
         preset(3).breaker(
-            HttpPreset::default_breaker()
+            HttpLayerBuilder::default_breaker()
                 .volume_threshold(VOLUME)
                 .error_threshold_percentage(50.0)
                 .reset_timeout(RESET),
@@ -225,9 +223,8 @@ async fn retry_after_http_date_is_waited_for() {
 #[tokio::test]
 async fn retry_after_in_the_past_retries_at_once_and_garbage_uses_the_backoff() {
     // A backoff of 3 s: a past date must not wait for it.
-    let slow = preset(3).backoff(
-        Backoff::constant(Duration::from_secs(3)).with_jitter(harden::retry::Jitter::None),
-    );
+    let slow = preset(3)
+        .backoff(Backoff::constant(Duration::from_secs(3)).jitter(harden::retry::Jitter::None));
     let up = upstream(then_ok(StatusCode::TOO_MANY_REQUESTS, || {
         "Sun, 06 Nov 1994 08:49:37 GMT".into()
     }))
@@ -236,9 +233,8 @@ async fn retry_after_in_the_past_retries_at_once_and_garbage_uses_the_backoff() 
     assert_eq!(r.status(), 200);
     assert!(up.gap(0) < Duration::from_secs(2), "{:?}", up.gap(0));
 
-    let backoff = preset(3).backoff(
-        Backoff::constant(Duration::from_millis(400)).with_jitter(harden::retry::Jitter::None),
-    );
+    let backoff = preset(3)
+        .backoff(Backoff::constant(Duration::from_millis(400)).jitter(harden::retry::Jitter::None));
     let up = upstream(then_ok(StatusCode::SERVICE_UNAVAILABLE, || {
         "in a while".into()
     }))
@@ -387,8 +383,8 @@ async fn not_found_is_neither_retried_nor_a_failure() {
 
 #[tokio::test]
 async fn too_many_requests_follows_its_settings() {
-    use harden::classify::Outcome;
-    use harden::http::{HttpClassifier, HttpRetryClassifier};
+    use harden::circuit_breaker::Outcome;
+    use harden::http::{HttpBreakerClassifier, HttpRetryClassifier};
     let throttled = || always(StatusCode::TOO_MANY_REQUESTS);
 
     // Default: retried, and ignored by the breaker.
@@ -405,7 +401,7 @@ async fn too_many_requests_follows_its_settings() {
     let c = client(
         preset(3)
             .retry_classifier(HttpRetryClassifier::new().too_many_requests(false))
-            .breaker_classifier(HttpClassifier::new().too_many_requests(Outcome::Failure)),
+            .breaker_classifier(HttpBreakerClassifier::new().too_many_requests(Outcome::Failure)),
     );
     let url: reqwest::Url = up.url("/").parse().unwrap();
     assert_eq!(c.get(url.clone()).send().await.unwrap().status(), 429);
@@ -418,7 +414,7 @@ async fn too_many_requests_follows_its_settings() {
 async fn one_sick_host_opens_only_its_own_breaker() {
     let sick = upstream(always(StatusCode::INTERNAL_SERVER_ERROR)).await;
     let well = upstream(always(StatusCode::OK)).await;
-    let c = client(preset(1).breaker(HttpPreset::default_breaker().volume_threshold(3)));
+    let c = client(preset(1).breaker(HttpLayerBuilder::default_breaker().volume_threshold(3)));
     for _ in 0..10 {
         let _ = c.get(sick.url("/")).send().await;
         assert_eq!(c.get(well.url("/")).send().await.unwrap().status(), 200);
@@ -496,7 +492,9 @@ async fn errors_name_the_timeout_that_fired() {
         preset(10)
             .attempt_timeout(Duration::from_millis(200))
             .total_timeout(Duration::from_millis(500))
-            .breaker(HttpPreset::default_breaker().rolling_window(Duration::from_secs(10), 10)),
+            .breaker(
+                HttpLayerBuilder::default_breaker().rolling_window(Duration::from_secs(10), 10),
+            ),
     );
     let e = c.get(&silent_url).send().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TotalTimeout, "{e}");
@@ -511,20 +509,19 @@ async fn bad_configuration_is_an_error() {
     let e = Client::builder().max_authorities(0).build().unwrap_err();
     assert_eq!(e.field(), "max_authorities");
     let e = Client::builder()
-        .preset(HttpPreset::new().attempt_timeout(Duration::from_secs(60)))
+        .preset(HttpLayer::builder().attempt_timeout(Duration::from_secs(60)))
         .build()
         .unwrap_err();
     assert_eq!(e.field(), "attempt_timeout");
     let e = Client::builder()
-        .preset(HttpPreset::new().max_attempts(0))
+        .preset(HttpLayer::builder().max_attempts(0))
         .build()
         .unwrap_err();
     assert_eq!(e.field(), "max_attempts");
     let e = Client::builder()
-        .preset(
-            HttpPreset::new()
-                .breaker(HttpPreset::default_breaker().rolling_window(Duration::from_secs(5), 10)),
-        )
+        .preset(HttpLayer::builder().breaker(
+            HttpLayerBuilder::default_breaker().rolling_window(Duration::from_secs(5), 10),
+        ))
         .build()
         .unwrap_err();
     assert_eq!(e.field(), "circuit_breaker");

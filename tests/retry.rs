@@ -88,7 +88,7 @@ impl<Req> Service<Req> for Scripted {
 fn policy(max_attempts: u32, backoff: Backoff) -> RetryPolicy {
     RetryPolicy::builder()
         .max_attempts(max_attempts)
-        .backoff(backoff.with_jitter(Jitter::None))
+        .backoff(backoff.jitter(Jitter::None))
         .no_budget()
         .build()
         .unwrap()
@@ -137,19 +137,11 @@ async fn exact_delay_sequences_without_jitter() {
     );
     // The cap.
     assert_eq!(
-        gaps(
-            Backoff::exponential(100 * MS, 3.0).with_max_delay(500 * MS),
-            5
-        )
-        .await,
+        gaps(Backoff::exponential(100 * MS, 3.0).max_delay(500 * MS), 5).await,
         [100 * MS, 300 * MS, 500 * MS, 500 * MS]
     );
     assert_eq!(
-        gaps(
-            Backoff::linear(100 * MS, 100 * MS).with_max_delay(250 * MS),
-            5
-        )
-        .await,
+        gaps(Backoff::linear(100 * MS, 100 * MS).max_delay(250 * MS), 5).await,
         [100 * MS, 200 * MS, 250 * MS, 250 * MS]
     );
     // Zero delay: retries at once, with no timer.
@@ -344,7 +336,7 @@ fn retry_after(
 ) -> RetryPolicy<impl harden::retry::RetryClassifier<u16> + Clone> {
     RetryPolicy::builder()
         .max_attempts(3)
-        .backoff(Backoff::constant(MS).with_jitter(Jitter::Full))
+        .backoff(Backoff::constant(MS).jitter(Jitter::Full))
         .max_delay(max_delay)
         .no_budget()
         .retry_on(move |r: Result<&u16, &BoxError>| match r {
@@ -566,7 +558,7 @@ async fn resilience_gives_its_total_timeout_to_the_retry() {
         .unwrap();
     assert_eq!(policy.total_timeout(), None);
     let inner = Scripted::new(vec![Ok(503), Ok(200)]);
-    let layer = harden::Resilience::new()
+    let layer = harden::ResilienceLayer::builder()
         .total_timeout(Duration::from_secs(2))
         .retry(policy.clone())
         .build()

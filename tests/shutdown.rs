@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-fn builder() -> harden::shutdown::Builder {
+fn builder() -> harden::shutdown::ShutdownBuilder {
     Shutdown::builder().signals(false)
 }
 

@@ -1,4 +1,4 @@
-//! The standard stack (`Resilience` / `ResilienceLayer`) and `ServiceBuilderExt` under paused
+//! The standard stack (`ResilienceLayerBuilder` / `ResilienceLayer`) and `ServiceBuilderExt` under paused
 //! time: how the parts interact (attempt timeouts feed the breaker, rejections are not retried,
 //! the total timeout bounds retries and their sleeps, the fallback answers what is left), the
 //! checks of `build()`, shared state across clones, and the auto traits axum and `spawn` need.
@@ -14,13 +14,13 @@ use futures::poll;
 use harden::bulkhead::error::BulkheadFull;
 use harden::bulkhead::BulkheadLayer;
 use harden::circuit_breaker::error::CircuitOpen;
+use harden::circuit_breaker::DefaultBreakerClassifier;
 use harden::circuit_breaker::{CircuitBreaker, State};
-use harden::classify::DefaultClassifier;
 use harden::fallback::FallbackLayer;
 use harden::retry::{Backoff, Jitter, RetryPolicy};
 use harden::stack::{BoxErrors, IgnoreBulkheadFull};
 use harden::timeout::error::Elapsed;
-use harden::{BoxError, Resilience, ServiceBuilderExt};
+use harden::{BoxError, ResilienceLayer, ServiceBuilderExt};
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
@@ -124,7 +124,7 @@ fn count_any(calls: &Arc<AtomicU32>) -> CountLayer {
 fn retry(attempts: u32, delay: Duration) -> RetryPolicy {
     RetryPolicy::builder()
         .max_attempts(attempts)
-        .backoff(Backoff::constant(delay).with_jitter(Jitter::None))
+        .backoff(Backoff::constant(delay).jitter(Jitter::None))
         .no_budget()
         .build()
         .unwrap()
@@ -144,7 +144,7 @@ fn breaker(volume: u32) -> CircuitBreaker {
 async fn attempt_timeouts_are_breaker_failures_and_trip_it() {
     let upstream = Upstream::new(Behaviour::Hang);
     let breaker = breaker(5);
-    let service = Resilience::new()
+    let service = ResilienceLayer::builder()
         .retry(retry(3, 10 * MS))
         .circuit_breaker(breaker.layer())
         .attempt_timeout(100 * MS)
@@ -180,7 +180,7 @@ async fn forced_open_rejection_is_not_retried() {
     let upstream = Upstream::new(Behaviour::Succeed);
     let breaker = breaker(5);
     breaker.force_open();
-    let mut service = Resilience::new()
+    let mut service = ResilienceLayer::builder()
         .total_timeout(Duration::from_secs(10))
         .retry(retry(5, 10 * MS))
         .circuit_breaker(breaker.layer())
@@ -216,7 +216,7 @@ async fn tripped_breaker_rejection_is_not_retried_exactly_one_attempt() {
     let service = ServiceBuilder::new()
         .harden_retry(retry(5, 10 * MS))
         .layer(count_any(&attempts))
-        .circuit_breaker(breaker.layer())
+        .harden_circuit_breaker(breaker.clone())
         .service(upstream.clone());
 
     // Attempt 1 fails (volume 1 of 2), attempt 2 fails and trips the breaker, attempt 3 is
@@ -246,7 +246,7 @@ async fn tripped_breaker_rejection_is_not_retried_exactly_one_attempt() {
 async fn bulkhead_full_is_not_retried() {
     let upstream = Upstream::new(Behaviour::Hang);
     let bulkhead = BulkheadLayer::new(1);
-    let mut service = Resilience::new()
+    let mut service = ResilienceLayer::builder()
         .retry(retry(5, 10 * MS))
         .bulkhead(bulkhead.clone())
         .build()
@@ -280,7 +280,7 @@ async fn bulkhead_full_exactly_one_attempt() {
     let mut service = ServiceBuilder::new()
         .harden_retry(retry(5, 10 * MS))
         .layer(count_any(&attempts))
-        .bulkhead(1)
+        .harden_bulkhead(1)
         .service(upstream.clone());
 
     let _first = service.ready().await.unwrap().call(());
@@ -295,7 +295,7 @@ async fn bulkhead_rejections_do_not_trip_the_breaker() {
     // A burst of local overload says nothing about the upstream: it must not open the circuit.
     let breaker = breaker(2);
     let bulkhead = BulkheadLayer::new(1);
-    let layer = Resilience::new()
+    let layer = ResilienceLayer::builder()
         .retry(retry(3, 10 * MS))
         .circuit_breaker(breaker.layer())
         .bulkhead(bulkhead.clone())
@@ -324,7 +324,7 @@ async fn bulkhead_rejections_do_not_trip_the_breaker() {
 #[tokio::test(start_paused = true)]
 async fn total_timeout_bounds_retries_and_backoff_sleeps() {
     let upstream = Upstream::new(Behaviour::Fail);
-    let service = Resilience::new()
+    let service = ResilienceLayer::builder()
         .total_timeout(Duration::from_secs(1))
         .retry(retry(10, 300 * MS))
         .build()
@@ -348,7 +348,7 @@ async fn total_timeout_bounds_attempt_timeouts_too() {
     // Attempts of 400 ms that time out, 50 ms apart: 0-400, 450-850, 900-cut at 1 s.
     let upstream = Upstream::new(Behaviour::Hang);
     let breaker = breaker(100);
-    let service = Resilience::new()
+    let service = ResilienceLayer::builder()
         .total_timeout(Duration::from_secs(1))
         .retry(retry(10, 50 * MS))
         .circuit_breaker(breaker.layer())
@@ -371,7 +371,7 @@ async fn total_timeout_bounds_attempt_timeouts_too() {
 async fn retry_then_success_counts_every_attempt_in_the_breaker() {
     let upstream = Upstream::new(Behaviour::FailFirst(2));
     let breaker = breaker(20);
-    let service = Resilience::new()
+    let service = ResilienceLayer::builder()
         .total_timeout(Duration::from_secs(5))
         .retry(retry(3, 50 * MS))
         .circuit_breaker(breaker.layer())
@@ -396,7 +396,7 @@ async fn fallback_answers_an_open_breaker() {
     let upstream = Upstream::new(Behaviour::Succeed);
     let breaker = breaker(5);
     breaker.force_open();
-    let service = Resilience::new()
+    let service = ResilienceLayer::builder()
         .fallback(FallbackLayer::new(|err: BoxError| async move {
             assert!(err.is::<CircuitOpen>(), "{err}");
             Ok(999)
@@ -414,7 +414,7 @@ async fn fallback_answers_an_open_breaker() {
 #[tokio::test(start_paused = true)]
 async fn fallback_when_circuit_open_lets_other_errors_through() {
     let breaker = breaker(100);
-    let layer = Resilience::new()
+    let layer = ResilienceLayer::builder()
         .fallback(
             FallbackLayer::new(|_err: BoxError| async { Ok(999) })
                 .when(|err: &BoxError| err.is::<CircuitOpen>()),
@@ -446,7 +446,7 @@ async fn fallback_when_circuit_open_lets_other_errors_through() {
 // 7. `build()` validation.
 #[test]
 fn attempt_timeout_longer_than_total_timeout_is_rejected() {
-    let err = Resilience::new()
+    let err = ResilienceLayer::builder()
         .total_timeout(Duration::from_secs(1))
         .attempt_timeout(Duration::from_secs(2))
         .build()
@@ -455,16 +455,16 @@ fn attempt_timeout_longer_than_total_timeout_is_rejected() {
     assert!(err.to_string().contains("attempt_timeout"), "{err}");
 
     // Equal is accepted, and so is either one alone.
-    assert!(Resilience::new()
+    assert!(ResilienceLayer::builder()
         .total_timeout(Duration::from_secs(1))
         .attempt_timeout(Duration::from_secs(1))
         .build()
         .is_ok());
-    assert!(Resilience::new()
+    assert!(ResilienceLayer::builder()
         .attempt_timeout(Duration::from_secs(2))
         .build()
         .is_ok());
-    assert!(Resilience::new()
+    assert!(ResilienceLayer::builder()
         .total_timeout(Duration::from_millis(1))
         .build()
         .is_ok());
@@ -478,7 +478,7 @@ fn breaker_window_shorter_than_twice_the_attempt_timeout_is_rejected() {
             .build()
             .unwrap()
     };
-    let err = Resilience::new()
+    let err = ResilienceLayer::builder()
         .circuit_breaker(window(Duration::from_secs(10)).layer())
         .attempt_timeout(Duration::from_millis(5001))
         .build()
@@ -487,7 +487,7 @@ fn breaker_window_shorter_than_twice_the_attempt_timeout_is_rejected() {
     assert!(err.to_string().contains("circuit_breaker"), "{err}");
 
     // The check does not depend on the order the parts were given in.
-    let err = Resilience::new()
+    let err = ResilienceLayer::builder()
         .attempt_timeout(Duration::from_millis(5001))
         .circuit_breaker(window(Duration::from_secs(10)).layer())
         .build()
@@ -495,14 +495,14 @@ fn breaker_window_shorter_than_twice_the_attempt_timeout_is_rejected() {
     assert_eq!(err.field(), "circuit_breaker");
 
     // Exactly twice is accepted.
-    assert!(Resilience::new()
+    assert!(ResilienceLayer::builder()
         .circuit_breaker(window(Duration::from_secs(10)).layer())
         .attempt_timeout(Duration::from_secs(5))
         .build()
         .is_ok());
     // A count-based window has no length to compare.
     let counted = CircuitBreaker::builder().count_window(50).build().unwrap();
-    assert!(Resilience::new()
+    assert!(ResilienceLayer::builder()
         .circuit_breaker(counted.layer())
         .attempt_timeout(Duration::from_secs(3600))
         .build()
@@ -511,7 +511,7 @@ fn breaker_window_shorter_than_twice_the_attempt_timeout_is_rejected() {
 
 #[tokio::test(start_paused = true)]
 async fn empty_stack_passes_through_with_boxed_errors() {
-    let layer = Resilience::new().build().unwrap();
+    let layer = ResilienceLayer::builder().build().unwrap();
     let ok = Upstream::new(Behaviour::Succeed);
     assert_eq!(layer.layer(ok.clone()).oneshot(()).await.unwrap(), 1);
     assert_eq!(ok.calls(), 1);
@@ -534,7 +534,7 @@ async fn empty_stack_passes_through_with_boxed_errors() {
 async fn services_and_clones_from_one_layer_share_breaker_and_bulkhead() {
     let breaker = breaker(2);
     let bulkhead = BulkheadLayer::new(1);
-    let layer = Resilience::new()
+    let layer = ResilienceLayer::builder()
         .retry(retry(1, 10 * MS))
         .circuit_breaker(breaker.layer())
         .bulkhead(bulkhead.clone())
@@ -593,7 +593,7 @@ async fn service_builder_ext_composes_every_part() {
     let build = |upstream: Upstream| {
         let fallbacks = Arc::clone(&fallback_count);
         ServiceBuilder::new()
-            .fallback(move |err: BoxError| {
+            .harden_fallback(move |err: BoxError| {
                 let fallbacks = Arc::clone(&fallbacks);
                 async move {
                     fallbacks.fetch_add(1, Ordering::SeqCst);
@@ -607,8 +607,8 @@ async fn service_builder_ext_composes_every_part() {
             .harden_timeout(Duration::from_secs(1))
             .harden_retry(retry(3, 100 * MS))
             .layer(count_any(&attempts))
-            .circuit_breaker(breaker.layer())
-            .bulkhead(4)
+            .harden_circuit_breaker(breaker.clone())
+            .harden_bulkhead(4)
             .harden_timeout(300 * MS)
             .service(upstream)
     };
@@ -658,7 +658,7 @@ fn assert_layer<L: Clone + Send + Sync + 'static>(_: &L) {}
 #[test]
 fn full_stack_is_clone_send_sync_static_with_a_send_future() {
     let breaker = breaker(5);
-    let layer = Resilience::new()
+    let layer = ResilienceLayer::builder()
         .fallback(FallbackLayer::new(|_err: BoxError| async { Ok(0) }))
         .total_timeout(Duration::from_secs(5))
         .retry(retry(3, 10 * MS))
@@ -671,16 +671,16 @@ fn full_stack_is_clone_send_sync_static_with_a_send_future() {
     let service = layer.layer(Upstream::new(Behaviour::Succeed));
     assert_service::<_, ()>(&service);
 
-    let empty = Resilience::new().build().unwrap();
+    let empty = ResilienceLayer::builder().build().unwrap();
     assert_layer(&empty);
     assert_service::<_, ()>(&empty.layer(Upstream::new(Behaviour::Succeed)));
 
     let built = ServiceBuilder::new()
-        .fallback(|_err: BoxError| async { Ok(0) })
+        .harden_fallback(|_err: BoxError| async { Ok(0) })
         .harden_timeout(Duration::from_secs(5))
         .harden_retry(retry(3, 10 * MS))
-        .circuit_breaker(breaker.layer())
-        .bulkhead(4)
+        .harden_circuit_breaker(breaker.clone())
+        .harden_bulkhead(4)
         .harden_timeout(Duration::from_secs(1))
         .service(Upstream::new(Behaviour::Succeed));
     assert_service::<_, ()>(&built);
@@ -689,7 +689,7 @@ fn full_stack_is_clone_send_sync_static_with_a_send_future() {
 #[tokio::test(start_paused = true)]
 async fn full_stack_runs_in_spawned_tasks() {
     let upstream = Upstream::new(Behaviour::Succeed);
-    let service = Resilience::new()
+    let service = ResilienceLayer::builder()
         .total_timeout(Duration::from_secs(5))
         .retry(retry(3, 10 * MS))
         .circuit_breaker(breaker(5).layer())
@@ -739,7 +739,7 @@ fn every_part_set_is_the_hand_built_stack_type_for_type() {
     let fallback = FallbackLayer::new(|_err: BoxError| async { Ok(0) });
     let policy = retry(3, 10 * MS);
     let bulkhead = BulkheadLayer::new(4);
-    let stack = Resilience::new()
+    let stack = ResilienceLayer::builder()
         .fallback(fallback.clone())
         .total_timeout(Duration::from_secs(5))
         .retry(policy.clone())
@@ -756,7 +756,7 @@ fn every_part_set_is_the_hand_built_stack_type_for_type() {
         .layer(
             breaker
                 .layer()
-                .with_classifier(IgnoreBulkheadFull(DefaultClassifier)),
+                .with_classifier(IgnoreBulkheadFull(DefaultBreakerClassifier)),
         )
         .layer(bulkhead)
         .layer(harden::timeout::TimeoutLayer::new(Duration::from_secs(1)))
@@ -773,7 +773,7 @@ fn the_bench_stack_is_as_big_as_the_hand_built_one() {
     // same layers in a `ServiceBuilder` without the stack's innermost `BoxErrors`.
     let policy = RetryPolicy::builder().max_attempts(3).build().unwrap();
     let breaker = breaker(20);
-    let stack = Resilience::new()
+    let stack = ResilienceLayer::builder()
         .total_timeout(Duration::from_secs(1))
         .retry(policy.clone())
         .circuit_breaker(breaker.layer())
@@ -784,8 +784,8 @@ fn the_bench_stack_is_as_big_as_the_hand_built_one() {
     let by_hand = ServiceBuilder::new()
         .harden_timeout(Duration::from_secs(1))
         .harden_retry(policy)
-        .circuit_breaker(breaker.layer())
-        .bulkhead(64)
+        .harden_circuit_breaker(breaker.clone())
+        .harden_bulkhead(64)
         .service(Upstream::new(Behaviour::Succeed));
     // The types differ only by `BoxErrors` and the breaker's `IgnoreBulkheadFull`.
     assert_no_maybe(&stack);
@@ -797,21 +797,30 @@ fn each_part_alone_is_as_big_as_that_layer_alone() {
     let upstream = || Upstream::new(Behaviour::Succeed);
     let bare = sizes(&upstream());
 
-    let empty = Resilience::new().build().unwrap().layer(upstream());
+    let empty = ResilienceLayer::builder()
+        .build()
+        .unwrap()
+        .layer(upstream());
     same_type(&empty, &BoxErrors::new(upstream()));
     assert_eq!(sizes(&empty), bare);
 
     let d = Duration::from_secs(1);
     let timeout = harden::timeout::TimeoutLayer::new(d).layer(upstream());
-    let total = Resilience::new().total_timeout(d).build().unwrap();
-    let attempt = Resilience::new().attempt_timeout(d).build().unwrap();
+    let total = ResilienceLayer::builder().total_timeout(d).build().unwrap();
+    let attempt = ResilienceLayer::builder()
+        .attempt_timeout(d)
+        .build()
+        .unwrap();
     for service in [total.layer(upstream()), attempt.layer(upstream())] {
         assert_no_maybe(&service);
         assert_eq!(sizes(&service), sizes(&timeout));
     }
 
     let policy = retry(3, 10 * MS);
-    let retried = Resilience::new().retry(policy.clone()).build().unwrap();
+    let retried = ResilienceLayer::builder()
+        .retry(policy.clone())
+        .build()
+        .unwrap();
     assert_no_maybe(&retried.layer(upstream()));
     assert_eq!(
         sizes(&retried.layer(upstream())),
@@ -819,7 +828,7 @@ fn each_part_alone_is_as_big_as_that_layer_alone() {
     );
 
     let b = breaker(5);
-    let guarded = Resilience::new()
+    let guarded = ResilienceLayer::builder()
         .circuit_breaker(b.layer())
         .build()
         .unwrap();
@@ -829,7 +838,7 @@ fn each_part_alone_is_as_big_as_that_layer_alone() {
         sizes(&b.layer().layer(upstream()))
     );
 
-    let limited = Resilience::new()
+    let limited = ResilienceLayer::builder()
         .bulkhead(BulkheadLayer::new(4))
         .build()
         .unwrap();
@@ -845,14 +854,20 @@ fn a_part_given_as_an_option_keeps_its_size_on_or_off() {
     let upstream = || Upstream::new(Behaviour::Succeed);
     let d = Duration::from_secs(1);
     let static_on = sizes(
-        &Resilience::new()
+        &ResilienceLayer::builder()
             .total_timeout(d)
             .build()
             .unwrap()
             .layer(upstream()),
     );
-    let on = Resilience::new().total_timeout(Some(d)).build().unwrap();
-    let off = Resilience::new().total_timeout(None).build().unwrap();
+    let on = ResilienceLayer::builder()
+        .total_timeout(Some(d))
+        .build()
+        .unwrap();
+    let off = ResilienceLayer::builder()
+        .total_timeout(None)
+        .build()
+        .unwrap();
     let (on, off) = (on.layer(upstream()), off.layer(upstream()));
     assert!(on.is_on() && !off.is_on());
     assert_eq!(sizes(&on), sizes(&off));
@@ -862,11 +877,11 @@ fn a_part_given_as_an_option_keeps_its_size_on_or_off() {
         sizes(&off)
     );
 
-    let on = Resilience::new()
+    let on = ResilienceLayer::builder()
         .bulkhead(Some(BulkheadLayer::new(1)))
         .build()
         .unwrap();
-    let off = Resilience::new().bulkhead(None).build().unwrap();
+    let off = ResilienceLayer::builder().bulkhead(None).build().unwrap();
     let (on, off) = (on.layer(upstream()), off.layer(upstream()));
     assert!(on.is_on() && !off.is_on());
     assert_eq!(sizes(&on), sizes(&off));
@@ -876,7 +891,7 @@ fn a_part_given_as_an_option_keeps_its_size_on_or_off() {
 async fn timeouts_given_as_options_fire_when_some_and_not_when_none() {
     let hanging = || Upstream::new(Behaviour::Hang);
     for (total, attempt) in [(Some(Duration::from_secs(1)), None), (None, Some(300 * MS))] {
-        let service = Resilience::new()
+        let service = ResilienceLayer::builder()
             .total_timeout(total)
             .attempt_timeout(attempt)
             .build()
@@ -889,7 +904,7 @@ async fn timeouts_given_as_options_fire_when_some_and_not_when_none() {
     }
 
     // Both `None`: nothing bounds the call.
-    let service = Resilience::new()
+    let service = ResilienceLayer::builder()
         .total_timeout(None)
         .attempt_timeout(None)
         .build()
@@ -901,19 +916,19 @@ async fn timeouts_given_as_options_fire_when_some_and_not_when_none() {
     call.abort();
 
     // The checks of `build()` see optional parts too.
-    let err = Resilience::new()
+    let err = ResilienceLayer::builder()
         .total_timeout(Some(Duration::from_secs(1)))
         .attempt_timeout(Duration::from_secs(2))
         .build()
         .unwrap_err();
     assert_eq!(err.field(), "attempt_timeout");
-    let err = Resilience::new()
+    let err = ResilienceLayer::builder()
         .total_timeout(Duration::from_secs(1))
         .attempt_timeout(Some(Duration::from_secs(2)))
         .build()
         .unwrap_err();
     assert_eq!(err.field(), "attempt_timeout");
-    assert!(Resilience::new()
+    assert!(ResilienceLayer::builder()
         .total_timeout(None)
         .attempt_timeout(Duration::from_secs(2))
         .build()
@@ -922,7 +937,7 @@ async fn timeouts_given_as_options_fire_when_some_and_not_when_none() {
 
 #[tokio::test(start_paused = true)]
 async fn bulkhead_given_as_an_option_limits_when_some_and_not_when_none() {
-    let on = Resilience::new()
+    let on = ResilienceLayer::builder()
         .bulkhead(Some(BulkheadLayer::new(1)))
         .build()
         .unwrap();
@@ -931,7 +946,7 @@ async fn bulkhead_given_as_an_option_limits_when_some_and_not_when_none() {
     let err = service.ready().await.unwrap().call(()).await.unwrap_err();
     assert!(err.is::<BulkheadFull>(), "{err}");
 
-    let off = Resilience::new().bulkhead(None).build().unwrap();
+    let off = ResilienceLayer::builder().bulkhead(None).build().unwrap();
     let upstream = Upstream::new(Behaviour::Hang);
     let mut service = off.layer(upstream.clone());
     let mut held = Vec::new();
@@ -954,7 +969,7 @@ async fn breaker_right_above_the_service_judges_its_boxed_errors() {
             Err(std::io::Error::other("io down"))
         }
     });
-    let service = Resilience::new()
+    let service = ResilienceLayer::builder()
         .circuit_breaker(breaker.layer())
         .build()
         .unwrap()
@@ -985,13 +1000,13 @@ async fn retry_alone_retries_and_boxes_inner_errors() {
             }
         }
     });
-    let service = Resilience::new()
+    let service = ResilienceLayer::builder()
         .retry(retry(3, 10 * MS))
         .build()
         .unwrap()
         .layer(io.clone());
     assert_eq!(service.oneshot(()).await.unwrap(), 3);
-    let service = Resilience::new()
+    let service = ResilienceLayer::builder()
         .retry(retry(2, 10 * MS))
         .build()
         .unwrap()
@@ -1004,7 +1019,7 @@ async fn retry_alone_retries_and_boxes_inner_errors() {
 
 #[test]
 fn debug_shows_the_parts_whatever_their_kind() {
-    let builder = Resilience::new()
+    let builder = ResilienceLayer::builder()
         .total_timeout(Duration::from_secs(5))
         .bulkhead(Some(BulkheadLayer::new(3)))
         .attempt_timeout(None)
@@ -1017,7 +1032,7 @@ fn debug_shows_the_parts_whatever_their_kind() {
     let layer = format!("{:?}", builder.build().unwrap());
     assert!(layer.contains("total_timeout: Some(5s)"), "{layer}");
     assert!(layer.contains("attempt_timeout: None"), "{layer}");
-    let empty = format!("{:?}", Resilience::new());
+    let empty = format!("{:?}", ResilienceLayer::builder());
     assert!(empty.contains("total_timeout: None"), "{empty}");
     assert!(empty.contains("bulkhead: None"), "{empty}");
 }

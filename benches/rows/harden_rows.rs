@@ -178,7 +178,7 @@ pub fn stack_rows(g: &mut Group, timeout: Duration, attempts: usize, reset: Dura
         Expect::AllOk,
         tower_body(svc, classify),
     );
-    let layer = harden::Resilience::new()
+    let layer = harden::ResilienceLayer::builder()
         .total_timeout(timeout)
         .retry(retry_policy(attempts, true))
         .circuit_breaker(breaker(reset).layer())
@@ -186,8 +186,8 @@ pub fn stack_rows(g: &mut Group, timeout: Duration, attempts: usize, reset: Dura
         .build()
         .expect("bench stack config");
     g.row(
-        "full stack: harden::Resilience (same parts)",
-        "`Resilience::new()...build()` layer",
+        "full stack: harden::ResilienceLayerBuilder (same parts)",
+        "`ResilienceLayer::builder()...build()` layer",
         Expect::AllOk,
         tower_body(layer.layer(bare(0)), classify),
     );
@@ -315,9 +315,9 @@ pub fn future_sizes() -> Vec<(String, usize)> {
         ),
         ("full stack".to_string(), future_size(&stack)),
         (
-            "full stack as `harden::Resilience` (same parts)".to_string(),
+            "full stack as `harden::ResilienceLayerBuilder` (same parts)".to_string(),
             future_size(
-                &harden::Resilience::new()
+                &harden::ResilienceLayer::builder()
                     .total_timeout(TIMEOUT)
                     .retry(retry_policy(ATTEMPTS, true))
                     .circuit_breaker(breaker(RESET).layer())

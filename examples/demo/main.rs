@@ -19,7 +19,7 @@
 //! calls kept off the sick upstream).
 //!
 //! The caller is harden's HTTP preset for reqwest on the tower path
-//! (`harden::reqwest::preset()` around `reqwest::Client`, see [`resilient_client`]) rather
+//! (`harden::http::HttpLayer::builder()` around `reqwest::Client`, see [`resilient_client`]) rather
 //! than the one-line `harden::reqwest::Client`, on purpose: the convenience client wraps a
 //! finished `reqwest::Client`, so nothing sits between its retry layer and the network to count
 //! the attempts of each call, and the per-second "retries" column is half of what the scene
@@ -119,13 +119,13 @@ fn phases() -> [Phase; 4] {
     ]
 }
 
-/// The caller: harden's HTTP preset for reqwest (`harden::reqwest::preset()`: HTTP
+/// The caller: harden's HTTP preset for reqwest (`harden::http::HttpLayer::builder()`: HTTP
 /// classification for the breaker and the retry, `Retry-After`, idempotent replay, a retry
 /// budget, total and attempt timeouts, a bulkhead), tuned for a 10-second story, around a
 /// `reqwest::Client` without its own retries, and a fallback on top. Returns the service and
 /// the preset's breaker.
 fn resilient_client(
-    breaker: harden::circuit_breaker::Builder,
+    breaker: harden::circuit_breaker::CircuitBreakerBuilder,
     budget: &RetryBudget,
     attempts: &Attempts,
 ) -> Result<
@@ -152,7 +152,7 @@ fn resilient_client(
         })
         .service(http);
 
-    let preset = harden::reqwest::preset()
+    let preset = harden::http::HttpLayer::builder()
         .name("upstream")
         .total_timeout(Duration::from_secs(1))
         .attempt_timeout(Duration::from_millis(100))

@@ -80,8 +80,8 @@
 //!
 //! let breaker = CircuitBreaker::builder().volume_threshold(1).build()?;
 //! let svc = ServiceBuilder::new()
-//!     .circuit_breaker(breaker.layer()) // above: counts what the upstream did
-//!     .bulkhead(0)                      // below: rejects every call here
+//!     .harden_circuit_breaker(breaker.clone()) // above: counts what the upstream did
+//!     .harden_bulkhead(0)                      // below: rejects every call here
 //!     .service(service_fn(|x: u32| async move { Ok::<_, harden::BoxError>(x) }));
 //! assert!(svc.clone().oneshot(1).await.is_err());
 //! assert_eq!(breaker.state(), State::Closed);

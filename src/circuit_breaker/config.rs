@@ -1,4 +1,4 @@
-//! Builder, validated configuration and defaults of the circuit breaker.
+//! CircuitBreakerBuilder, validated configuration and defaults of the circuit breaker.
 
 use std::sync::Arc as StdArc;
 use std::time::Duration;
@@ -9,42 +9,42 @@ use super::CircuitBreaker;
 use crate::clock::duration_to_nanos;
 use crate::ConfigError;
 
-/// Default [`name`](Builder::name): `"circuit_breaker"`.
+/// Default [`name`](CircuitBreakerBuilder::name): `"circuit_breaker"`.
 pub const DEFAULT_NAME: &str = "circuit_breaker";
-/// Default [`error_threshold_percentage`](Builder::error_threshold_percentage): 50 %.
+/// Default [`error_threshold_percentage`](CircuitBreakerBuilder::error_threshold_percentage): 50 %.
 pub const DEFAULT_ERROR_THRESHOLD_PERCENTAGE: f64 = 50.0;
-/// Default [`volume_threshold`](Builder::volume_threshold): 20 calls in the window.
+/// Default [`volume_threshold`](CircuitBreakerBuilder::volume_threshold): 20 calls in the window.
 pub const DEFAULT_VOLUME_THRESHOLD: u32 = 20;
-/// Default length of the [`rolling_window`](Builder::rolling_window): 10 s.
+/// Default length of the [`rolling_window`](CircuitBreakerBuilder::rolling_window): 10 s.
 pub const DEFAULT_ROLLING_WINDOW: Duration = Duration::from_secs(10);
-/// Default number of buckets of the [`rolling_window`](Builder::rolling_window): 10 (1 s each).
+/// Default number of buckets of the [`rolling_window`](CircuitBreakerBuilder::rolling_window): 10 (1 s each).
 pub const DEFAULT_ROLLING_WINDOW_BUCKETS: u32 = 10;
-/// Default [`reset_timeout`](Builder::reset_timeout): 10 s.
+/// Default [`reset_timeout`](CircuitBreakerBuilder::reset_timeout): 10 s.
 pub const DEFAULT_RESET_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default [`half_open_max_calls`](Builder::half_open_max_calls): 1 probe at a time.
+/// Default [`half_open_max_calls`](CircuitBreakerBuilder::half_open_max_calls): 1 probe at a time.
 pub const DEFAULT_HALF_OPEN_MAX_CALLS: u32 = 1;
-/// Default [`max_probe_duration`](Builder::max_probe_duration): 10 s.
+/// Default [`max_probe_duration`](CircuitBreakerBuilder::max_probe_duration): 10 s.
 pub const DEFAULT_MAX_PROBE_DURATION: Duration = Duration::from_secs(10);
 
-/// Largest accepted [`half_open_max_calls`](Builder::half_open_max_calls) (it is packed into the
+/// Largest accepted [`half_open_max_calls`](CircuitBreakerBuilder::half_open_max_calls) (it is packed into the
 /// breaker's 64-bit state word).
 pub const MAX_HALF_OPEN_MAX_CALLS: u32 = 4095;
 /// Longest accepted duration for `reset_timeout`, `open_backoff`'s cap and `max_probe_duration`.
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
-/// Largest accepted [`count_window`](Builder::count_window).
+/// Largest accepted [`count_window`](CircuitBreakerBuilder::count_window).
 pub const MAX_COUNT_WINDOW: u32 = 100_000;
-/// Largest accepted number of buckets of a [`rolling_window`](Builder::rolling_window).
+/// Largest accepted number of buckets of a [`rolling_window`](CircuitBreakerBuilder::rolling_window).
 pub const MAX_BUCKETS: u32 = 1_000;
 
 const MIN_BUCKET: Duration = Duration::from_millis(1);
 
 /// Builds a [`CircuitBreaker`]; start with [`CircuitBreaker::builder`].
 ///
-/// Settings are checked once, by [`build`](Builder::build); see the [module docs](super) for
+/// Settings are checked once, by [`build`](CircuitBreakerBuilder::build); see the [module docs](super) for
 /// every default and the accepted ranges.
 #[derive(Debug, Clone)]
 #[must_use]
-pub struct Builder {
+pub struct CircuitBreakerBuilder {
     name: StdArc<str>,
     threshold: f64,
     volume: u32,
@@ -65,16 +65,16 @@ enum WindowSetting {
     Count(u32),
 }
 
-impl Default for Builder {
+impl Default for CircuitBreakerBuilder {
     fn default() -> Self {
-        Builder::new()
+        CircuitBreakerBuilder::new()
     }
 }
 
-impl Builder {
+impl CircuitBreakerBuilder {
     /// A builder with every setting at its default.
     pub fn new() -> Self {
-        Builder {
+        CircuitBreakerBuilder {
             name: StdArc::from(DEFAULT_NAME),
             threshold: DEFAULT_ERROR_THRESHOLD_PERCENTAGE,
             volume: DEFAULT_VOLUME_THRESHOLD,

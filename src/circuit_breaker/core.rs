@@ -33,7 +33,7 @@ use super::observe::Observe;
 use super::window::Counts;
 use super::window::Window;
 use super::{State, Stats};
-use crate::classify::Outcome;
+use crate::circuit_breaker::Outcome;
 use crate::clock::Clock;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -854,13 +854,13 @@ impl Core {
 #[cfg(all(test, not(harden_loom)))]
 mod tests {
     use super::*;
-    use crate::circuit_breaker::config::Builder;
+    use crate::circuit_breaker::config::CircuitBreakerBuilder;
 
     const MS: u64 = 1_000_000;
     const SEC: u64 = 1_000 * MS;
     const YEAR: u64 = 365 * 24 * 3600 * SEC;
 
-    fn core(b: Builder) -> Core {
+    fn core(b: CircuitBreakerBuilder) -> Core {
         Core::new(b.validate().expect("valid"), Clock::new(), 0)
     }
 
@@ -881,7 +881,7 @@ mod tests {
             (u64::MAX / SEC - 60) * SEC,
         ] {
             let core = core(
-                Builder::new()
+                CircuitBreakerBuilder::new()
                     .volume_threshold(1)
                     .reset_timeout(std::time::Duration::from_secs(1))
                     .max_probe_duration(std::time::Duration::from_secs(10)),
@@ -919,7 +919,7 @@ mod tests {
             500 * YEAR,
             (u64::MAX / SEC - 60) * SEC,
         ] {
-            let core = core(Builder::new().volume_threshold(2));
+            let core = core(CircuitBreakerBuilder::new().volume_threshold(2));
             let p = core.try_acquire(t).unwrap();
             core.on_result(p, t, Outcome::Failure, t);
             assert_eq!(core.stats(t).failures, 1, "at {t}");
@@ -935,7 +935,7 @@ mod tests {
     #[test]
     fn many_manual_changes_never_hide_the_next_open_deadline() {
         let core = core(
-            Builder::new()
+            CircuitBreakerBuilder::new()
                 .volume_threshold(1)
                 .reset_timeout(std::time::Duration::from_secs(1)),
         );

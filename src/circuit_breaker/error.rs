@@ -35,7 +35,7 @@ impl CircuitOpen {
     }
 
     /// The name of the breaker that rejected the call (its builder's
-    /// [`name`](super::Builder::name), [`DEFAULT_NAME`](super::DEFAULT_NAME) unless set).
+    /// [`name`](super::CircuitBreakerBuilder::name), [`DEFAULT_NAME`](super::DEFAULT_NAME) unless set).
     pub fn breaker(&self) -> &str {
         self.breaker
     }

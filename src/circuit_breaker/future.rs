@@ -10,7 +10,7 @@ use pin_project_lite::pin_project;
 use super::core::{Permit, Rejection};
 use super::error::CircuitOpen;
 use super::service::Local;
-use crate::classify::Classify;
+use crate::circuit_breaker::BreakerClassifier;
 use crate::sync::Arc;
 use crate::BoxError;
 
@@ -112,7 +112,7 @@ impl<F, T, E, C> Future for ResponseFuture<F, C>
 where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
-    C: Classify<T, E>,
+    C: BreakerClassifier<T, E>,
 {
     type Output = Result<T, BoxError>;
 
@@ -121,7 +121,7 @@ where
         match self.project().kind.project() {
             KindProj::Called { future, guard } => {
                 let result = ready!(future.poll(cx));
-                // Classify before taking the permit out of the guard: a classifier that panics
+                // BreakerClassifier before taking the permit out of the guard: a classifier that panics
                 // leaves the permit to the guard's `Drop`, which frees a probe slot.
                 let outcome = guard.local.classifier.classify(result.as_ref());
                 if let Some(permit) = guard.permit.take() {

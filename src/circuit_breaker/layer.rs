@@ -2,7 +2,7 @@ use tower_layer::Layer;
 
 use super::service::CircuitBreakerService;
 use super::CircuitBreaker;
-use crate::classify::DefaultClassifier;
+use crate::circuit_breaker::DefaultBreakerClassifier;
 
 /// Wraps services in a [`CircuitBreakerService`] sharing one [`CircuitBreaker`].
 ///
@@ -10,7 +10,7 @@ use crate::classify::DefaultClassifier;
 /// breaker's state.
 #[derive(Debug, Clone)]
 #[must_use]
-pub struct CircuitBreakerLayer<C = DefaultClassifier> {
+pub struct CircuitBreakerLayer<C = DefaultBreakerClassifier> {
     breaker: CircuitBreaker,
     classifier: C,
 }
@@ -20,14 +20,14 @@ impl CircuitBreakerLayer {
     pub fn new(breaker: CircuitBreaker) -> Self {
         CircuitBreakerLayer {
             breaker,
-            classifier: DefaultClassifier,
+            classifier: DefaultBreakerClassifier,
         }
     }
 }
 
 impl<C> CircuitBreakerLayer<C> {
     /// Decide success, failure or ignored with `classifier`, any
-    /// [`Classify<S::Response, S::Error>`](crate::classify::Classify).
+    /// [`BreakerClassifier<S::Response, S::Error>`](crate::circuit_breaker::BreakerClassifier).
     pub fn with_classifier<C2>(self, classifier: C2) -> CircuitBreakerLayer<C2> {
         CircuitBreakerLayer {
             breaker: self.breaker,

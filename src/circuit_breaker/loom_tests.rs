@@ -5,17 +5,17 @@ use std::time::Duration;
 
 use loom::thread;
 
-use super::config::Builder;
+use super::config::CircuitBreakerBuilder;
 use super::core::Core;
 use super::State;
-use crate::classify::Outcome;
+use crate::circuit_breaker::Outcome;
 use crate::clock::Clock;
 use crate::sync::{Arc, AtomicUsize, Ordering};
 
 const MS: u64 = 1_000_000;
 
 /// A one-bucket window keeps the window's own interleavings (modelled in `window.rs`) out of the way.
-fn core(b: Builder) -> Arc<Core> {
+fn core(b: CircuitBreakerBuilder) -> Arc<Core> {
     let b = b.rolling_window(Duration::from_secs(1), 1);
     Arc::new(Core::new(b.validate().expect("valid"), Clock::new(), 0))
 }
@@ -26,7 +26,7 @@ use crate::sync::loom_model as model;
 fn loom_concurrent_failures_trip_closed_to_open_exactly_once() {
     model(|| {
         let core = core(
-            Builder::new()
+            CircuitBreakerBuilder::new()
                 .volume_threshold(2)
                 .error_threshold_percentage(50.0),
         );
@@ -50,7 +50,7 @@ fn loom_concurrent_failures_trip_closed_to_open_exactly_once() {
 fn loom_half_open_never_admits_more_than_max_calls() {
     model(|| {
         let core = core(
-            Builder::new()
+            CircuitBreakerBuilder::new()
                 .volume_threshold(1)
                 .reset_timeout(Duration::from_millis(1))
                 .half_open_max_calls(1),
@@ -88,7 +88,7 @@ fn loom_half_open_never_admits_more_than_max_calls() {
 #[test]
 fn loom_reset_racing_record_leaves_a_consistent_state() {
     model(|| {
-        let core = core(Builder::new().volume_threshold(1));
+        let core = core(CircuitBreakerBuilder::new().volume_threshold(1));
         let permit = core.try_acquire(0).unwrap();
         let recorder = {
             let core = core.clone();
@@ -118,7 +118,7 @@ fn loom_reset_racing_record_leaves_a_consistent_state() {
 fn loom_reader_racing_the_opener_never_leaves_open_without_a_deadline() {
     model(|| {
         let core = core(
-            Builder::new()
+            CircuitBreakerBuilder::new()
                 .volume_threshold(1)
                 .reset_timeout(Duration::from_millis(10)),
         );

@@ -31,7 +31,7 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), harden::BoxError> {
 //! use std::time::Duration;
 //! use harden::circuit_breaker::{error::CircuitOpen, CircuitBreaker, State};
-//! use harden::classify::{classify_fn, Outcome};
+//! use harden::circuit_breaker::{breaker_classifier_fn, Outcome};
 //! use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
 //!
 //! let breaker = CircuitBreaker::builder()
@@ -47,7 +47,7 @@
 //!     .max_probe_duration(Duration::from_secs(30))
 //!     .build()?;
 //! // Status codes: 5xx fail, 4xx say nothing about the upstream's health.
-//! let classifier = classify_fn(|r: Result<&u16, &std::io::Error>| match r {
+//! let classifier = breaker_classifier_fn(|r: Result<&u16, &std::io::Error>| match r {
 //!     Ok(s) if *s >= 500 => Outcome::Failure,
 //!     Ok(s) if *s >= 400 => Outcome::Ignored,
 //!     Ok(_) => Outcome::Success,
@@ -74,7 +74,7 @@
 //!   and Hystrix do; opossum uses `>`, so opossum's 50 % needs a failure rate strictly above half. A
 //!   success never opens the breaker.
 //! - **What is counted.** Rejected calls are not counted in the rate (they are in
-//!   [`Stats::rejections`]). Outcomes a classifier marks [`Ignored`](crate::classify::Outcome::Ignored)
+//!   [`Stats::rejections`]). Outcomes a classifier marks [`Ignored`](crate::circuit_breaker::Outcome::Ignored)
 //!   are not counted at all. The default classifier ignores harden's own rejections coming from
 //!   below (a full bulkhead's `BulkheadFull`, another breaker's `CircuitOpen`) on every path:
 //!   local overload says nothing about the upstream, so put the breaker above the bulkhead (the
@@ -88,7 +88,7 @@
 //!   for the clock's whole `u64` range of nanoseconds, and no number of manual
 //!   `reset`/`force_open`/`disable` calls wears anything out: a breaker may live for years.
 //! - **Window.** Time-based by default: `buckets` buckets of `window / buckets`, the oldest aging
-//!   out as time passes; or count-based ([`count_window`](Builder::count_window)): the last N
+//!   out as time passes; or count-based ([`count_window`](CircuitBreakerBuilder::count_window)): the last N
 //!   outcomes. Half-open probes are not recorded in it. It is cleared when the breaker closes
 //!   (after probes succeed, or on [`reset`](CircuitBreaker::reset)). A time window's judge reads
 //!   the current bucket fresh and the other buckets from totals refreshed once per bucket, so a
@@ -115,11 +115,11 @@
 //!   manual change starts a new one. A result from an older generation is neither recorded nor
 //!   judged: a slow success arriving while the breaker is open closes nothing. (A result racing a
 //!   transition by nanoseconds may still land in the fresh window; it never causes a transition.)
-//! - **Optional rules.** [`consecutive_failures`](Builder::consecutive_failures) opens after N
+//! - **Optional rules.** [`consecutive_failures`](CircuitBreakerBuilder::consecutive_failures) opens after N
 //!   failures in a row (without waiting for `volume_threshold`; under concurrency the run length is
-//!   approximate). [`slow_call`](Builder::slow_call) counts calls lasting at least a duration as
+//!   approximate). [`slow_call`](CircuitBreakerBuilder::slow_call) counts calls lasting at least a duration as
 //!   slow (whether they succeed or fail) and opens when the slow rate reaches a percentage, judged
-//!   like the failure rate. [`open_backoff`](Builder::open_backoff) lengthens the open period on
+//!   like the failure rate. [`open_backoff`](CircuitBreakerBuilder::open_backoff) lengthens the open period on
 //!   every consecutive re-open, capped and jittered; closing resets it.
 //! - **Manual control.** [`force_open`](CircuitBreaker::force_open) rejects everything until
 //!   `reset` ([`CircuitOpen::retry_after`](error::CircuitOpen::retry_after) is then `None`);
@@ -156,7 +156,7 @@
 //! `err.is::<CircuitOpen>()`; [`CircuitOpen::breaker`](error::CircuitOpen::breaker) names the
 //! breaker that rejected. `poll_ready` never fails because the circuit is open: while the breaker
 //! admits it forwards to the inner service, while it rejects it is ready at once, and the
-//! rejection is the response future's result. [`Builder::build`]
+//! rejection is the response future's result. [`CircuitBreakerBuilder::build`]
 //! returns [`ConfigError`](crate::ConfigError) for settings outside their accepted range.
 //!
 //! # Compared with tower
@@ -165,6 +165,7 @@
 //! service is not ready; this breaker rejects when the inner service has been failing, and it also
 //! stays ready while open instead of erroring from `poll_ready`.
 
+mod classify;
 mod config;
 mod core;
 pub mod error;
@@ -181,8 +182,12 @@ mod model_tests;
 
 use std::fmt;
 
+pub use self::classify::{
+    breaker_classifier_fn, BreakerClassifier, BreakerClassifierFn, DefaultBreakerClassifier,
+    Outcome,
+};
 pub use self::config::{
-    Builder, DEFAULT_ERROR_THRESHOLD_PERCENTAGE, DEFAULT_HALF_OPEN_MAX_CALLS,
+    CircuitBreakerBuilder, DEFAULT_ERROR_THRESHOLD_PERCENTAGE, DEFAULT_HALF_OPEN_MAX_CALLS,
     DEFAULT_MAX_PROBE_DURATION, DEFAULT_NAME, DEFAULT_RESET_TIMEOUT, DEFAULT_ROLLING_WINDOW,
     DEFAULT_ROLLING_WINDOW_BUCKETS, DEFAULT_VOLUME_THRESHOLD, MAX_BUCKETS, MAX_COUNT_WINDOW,
     MAX_DURATION, MAX_HALF_OPEN_MAX_CALLS,
@@ -275,8 +280,8 @@ impl fmt::Debug for CircuitBreaker {
 
 impl CircuitBreaker {
     /// A builder with every setting at its default (see [Defaults](self#defaults)).
-    pub fn builder() -> Builder {
-        Builder::new()
+    pub fn builder() -> CircuitBreakerBuilder {
+        CircuitBreakerBuilder::new()
     }
 
     pub(crate) fn from_config(config: Config) -> CircuitBreaker {
@@ -343,7 +348,7 @@ impl CircuitBreaker {
 
     /// Run `f` under the breaker, without tower: rejected with [`CallError::Rejected`] while
     /// open, otherwise `f` runs and its result counts (`Ok` a success, `Err` a failure, harden's
-    /// own rejections ignored: see [`DefaultClassifier`](crate::classify::DefaultClassifier)).
+    /// own rejections ignored: see [`DefaultBreakerClassifier`](crate::circuit_breaker::DefaultBreakerClassifier)).
     ///
     /// Borrows the breaker for the call, so it bumps no reference count and a rejection
     /// allocates nothing; this is the cheapest way through a breaker. If `f` panics, a half-open
@@ -361,7 +366,7 @@ impl CircuitBreaker {
     /// # Ok::<(), harden::ConfigError>(())
     /// ```
     pub fn call<T, E: 'static>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, CallError<E>> {
-        self.call_classified(&crate::classify::DefaultClassifier, f)
+        self.call_classified(&crate::circuit_breaker::DefaultBreakerClassifier, f)
     }
 
     /// [`call`](Self::call) with a classifier deciding success, failure or ignored.
@@ -371,7 +376,7 @@ impl CircuitBreaker {
         f: impl FnOnce() -> Result<T, E>,
     ) -> Result<T, CallError<E>>
     where
-        C: crate::classify::Classify<T, E>,
+        C: crate::circuit_breaker::BreakerClassifier<T, E>,
     {
         let core = &*self.core;
         let permit = core
@@ -403,7 +408,7 @@ impl CircuitBreaker {
             permit: Some(permit),
         };
         let result = f();
-        // Classify while the guard still holds the permit: a classifier that panics frees the slot.
+        // BreakerClassifier while the guard still holds the permit: a classifier that panics frees the slot.
         let outcome = classifier.classify(result.as_ref());
         if let Some(permit) = guard.permit.take() {
             core.finish(permit, start, outcome);

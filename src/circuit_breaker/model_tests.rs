@@ -4,11 +4,11 @@
 
 use proptest::prelude::*;
 
-use super::config::{Builder, Config};
+use super::config::{CircuitBreakerBuilder, Config};
 use super::core::{Core, Kind, Permit};
 use super::window::WindowSpec;
 use super::State;
-use crate::classify::Outcome;
+use crate::circuit_breaker::Outcome;
 use crate::clock::Clock;
 use std::time::Duration;
 
@@ -82,7 +82,7 @@ fn config() -> impl Strategy<Value = Config> {
             "volume above count window",
             |((threshold, volume, window, reset, half), (consecutive, slow, backoff, probe))| {
                 let reset = Duration::from_millis(reset * 100);
-                let mut b = Builder::new()
+                let mut b = CircuitBreakerBuilder::new()
                     .error_threshold_percentage(threshold)
                     .volume_threshold(volume)
                     .reset_timeout(reset)
@@ -413,7 +413,7 @@ proptest! {
 
 #[test]
 fn open_duration_is_capped_jittered_and_never_below_reset_timeout() {
-    let cfg = Builder::new()
+    let cfg = CircuitBreakerBuilder::new()
         .reset_timeout(Duration::from_secs(10))
         .open_backoff(2.0, Duration::from_secs(35))
         .validate()

@@ -9,11 +9,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::State;
-use crate::classify::Outcome;
+use crate::circuit_breaker::Outcome;
 use crate::metrics;
 
 /// Something that happened in a breaker, passed to the listener set with
-/// [`Builder::on_event`](super::Builder::on_event).
+/// [`CircuitBreakerBuilder::on_event`](super::CircuitBreakerBuilder::on_event).
 ///
 /// Borrowed, so reporting it costs no allocation and no clone of the name.
 #[derive(Debug, Clone, Copy, PartialEq)]

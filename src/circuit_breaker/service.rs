@@ -6,7 +6,7 @@ use tower_service::Service;
 use super::core::Core;
 use super::future::{Guard, ResponseFuture};
 use super::CircuitBreaker;
-use crate::classify::Classify;
+use crate::circuit_breaker::BreakerClassifier;
 use crate::stripe::thread_token;
 use crate::sync::Arc;
 use crate::BoxError;
@@ -111,7 +111,7 @@ impl<S, C, Req> Service<Req> for CircuitBreakerService<S, C>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
-    C: Classify<S::Response, S::Error> + Clone,
+    C: BreakerClassifier<S::Response, S::Error> + Clone,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -157,18 +157,18 @@ where
 #[cfg(all(test, not(harden_loom)))]
 mod tests {
     use super::*;
-    use crate::classify::DefaultClassifier;
+    use crate::circuit_breaker::DefaultBreakerClassifier;
     use std::future::Ready;
 
     type Svc = CircuitBreakerService<
         tower::util::ServiceFn<fn(u8) -> Ready<Result<u8, BoxError>>>,
-        DefaultClassifier,
+        DefaultBreakerClassifier,
     >;
 
     fn service() -> Svc {
         let breaker = CircuitBreaker::builder().build().unwrap();
         let f: fn(u8) -> Ready<Result<u8, BoxError>> = |x| std::future::ready(Ok(x));
-        CircuitBreakerService::new(tower::service_fn(f), &breaker, DefaultClassifier)
+        CircuitBreakerService::new(tower::service_fn(f), &breaker, DefaultBreakerClassifier)
     }
 
     // Regression: each clone allocated its own `Local`, so a retry cloning its inner service per

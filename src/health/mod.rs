@@ -6,21 +6,21 @@
 //! holds the ones up, `error` the ones down, `details` all of them; 200 for `"ok"`, 503 for
 //! `"error"` and `"shutting_down"`.
 //!
-//! - **Liveness** checks only the process: with [`rss_limit`](Builder::rss_limit), the resident
+//! - **Liveness** checks only the process: with [`rss_limit`](HealthBuilder::rss_limit), the resident
 //!   set size (`VmRSS` from `/proc/self/status`; reported up with a note where it cannot be
 //!   read) against a limit, as indicator `memory_rss` — PM2's `max_memory_restart` done the
 //!   Kubernetes way: the kubelet restarts a pod whose liveness fails. Liveness stays 200 during
 //!   shutdown (a restart then would cut the drain).
 //! - **Readiness**: 503 `{"status":"shutting_down",..}` as soon as the [shutdown](crate::shutdown)
-//!   sequence is triggered (no check runs then); otherwise every [check](Builder::check) runs
+//!   sequence is triggered (no check runs then); otherwise every [check](HealthBuilder::check) runs
 //!   concurrently, each on its own task with its own timeout ([`DEFAULT_CHECK_TIMEOUT`], like
 //!   terminus' pings): a check that fails is down with its error as `message`, one that hangs is
 //!   down with `timed out after N ms` and never hangs the probe, one that panics is down too.
 //!   Breakers are reported as `{"status":..,"state":"closed"}`; Open and forced-open are down
 //!   (Open with `retryAfter`, seconds to the next probe, rounded up), and an Open breaker past its
 //!   reset timeout is `{"status":"up","state":"open","readyToProbe":true}`: the next call probes,
-//!   so it says nothing bad yet. A [critical](Builder::critical_breaker) breaker that is down
-//!   makes readiness fail; an [informational](Builder::breaker) one (the default) appears in
+//!   so it says nothing bad yet. A [critical](HealthBuilder::critical_breaker) breaker that is down
+//!   makes readiness fail; an [informational](HealthBuilder::breaker) one (the default) appears in
 //!   `details` only and never changes the status — a pod that goes unready because a shared
 //!   upstream failed takes the whole service down with it.
 //!
@@ -31,11 +31,11 @@
 //!
 //! | setting | default |
 //! |---|---|
-//! | [`live_path`](Builder::live_path) | [`DEFAULT_LIVE_PATH`] = `/health/live` |
-//! | [`ready_path`](Builder::ready_path) | [`DEFAULT_READY_PATH`] = `/health/ready` |
-//! | check timeout ([`check`](Builder::check)) | [`DEFAULT_CHECK_TIMEOUT`] = 1 s |
-//! | [`rss_limit`](Builder::rss_limit) | none |
-//! | breakers | informational ([`breaker`](Builder::breaker)) |
+//! | [`live_path`](HealthBuilder::live_path) | [`DEFAULT_LIVE_PATH`] = `/health/live` |
+//! | [`ready_path`](HealthBuilder::ready_path) | [`DEFAULT_READY_PATH`] = `/health/ready` |
+//! | check timeout ([`check`](HealthBuilder::check)) | [`DEFAULT_CHECK_TIMEOUT`] = 1 s |
+//! | [`rss_limit`](HealthBuilder::rss_limit) | none |
+//! | breakers | informational ([`breaker`](HealthBuilder::breaker)) |
 //!
 //! # Example
 //!
@@ -87,7 +87,7 @@
 //!
 //! # Errors
 //!
-//! [`Builder::build`] fails with [`ConfigError`] for a path that does not start with `/` (or
+//! [`HealthBuilder::build`] fails with [`ConfigError`] for a path that does not start with `/` (or
 //! live and ready on the same path), a zero check timeout, a zero RSS limit, or two indicators
 //! with the same name.
 //!
@@ -137,7 +137,7 @@ struct BreakerIndicator {
 /// Configures a [`Health`]; see the [defaults](self#defaults).
 #[derive(Clone)]
 #[must_use = "a builder does nothing until `build` is called"]
-pub struct Builder {
+pub struct HealthBuilder {
     live_path: String,
     ready_path: String,
     checks: Vec<Check>,
@@ -146,9 +146,9 @@ pub struct Builder {
     shutdown: Option<ShutdownHandle>,
 }
 
-impl fmt::Debug for Builder {
+impl fmt::Debug for HealthBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
+        f.debug_struct("HealthBuilder")
             .field("live_path", &self.live_path)
             .field("ready_path", &self.ready_path)
             .field(
@@ -161,16 +161,16 @@ impl fmt::Debug for Builder {
     }
 }
 
-impl Default for Builder {
+impl Default for HealthBuilder {
     fn default() -> Self {
-        Builder::new()
+        HealthBuilder::new()
     }
 }
 
-impl Builder {
+impl HealthBuilder {
     /// Every setting at its default: both probes, no checks, no breakers.
     pub fn new() -> Self {
-        Builder {
+        HealthBuilder {
             live_path: DEFAULT_LIVE_PATH.to_owned(),
             ready_path: DEFAULT_READY_PATH.to_owned(),
             checks: Vec::new(),
@@ -305,13 +305,13 @@ impl Builder {
 /// Liveness and readiness; a cheap `Clone` handle. See the [module docs](self).
 #[derive(Clone, Debug)]
 pub struct Health {
-    inner: Arc<Builder>,
+    inner: Arc<HealthBuilder>,
 }
 
 impl Health {
     /// A builder with every setting at its default.
-    pub fn builder() -> Builder {
-        Builder::new()
+    pub fn builder() -> HealthBuilder {
+        HealthBuilder::new()
     }
 
     /// A router with the two probes, to `merge` into the application's.

@@ -6,7 +6,8 @@ use std::time::Duration;
 use http::{HeaderMap, StatusCode};
 
 use super::retry_after::{retry_after, DEFAULT_RETRY_AFTER_CAP};
-use crate::classify::{is_rejection, Classify, Outcome};
+use crate::circuit_breaker::{BreakerClassifier, Outcome};
+use crate::error::is_rejection;
 use crate::retry::{RetryClassifier, RetryDecision};
 use crate::BoxError;
 
@@ -116,20 +117,20 @@ fn is_local(err: &(dyn StdError + 'static)) -> bool {
 /// | a request that could not be built (`reqwest::Error::is_builder`) | ignored |
 /// | any other error (connect, reset, timeout, attempt timeout, body) | failure |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HttpClassifier {
+pub struct HttpBreakerClassifier {
     too_many_requests: Outcome,
 }
 
-impl Default for HttpClassifier {
+impl Default for HttpBreakerClassifier {
     fn default() -> Self {
-        HttpClassifier::new()
+        HttpBreakerClassifier::new()
     }
 }
 
-impl HttpClassifier {
+impl HttpBreakerClassifier {
     /// The classifier of the table above.
     pub const fn new() -> Self {
-        HttpClassifier {
+        HttpBreakerClassifier {
             too_many_requests: Outcome::Ignored,
         }
     }
@@ -137,7 +138,7 @@ impl HttpClassifier {
     /// How a 429 counts (default [`Outcome::Ignored`]).
     #[must_use]
     pub const fn too_many_requests(self, outcome: Outcome) -> Self {
-        HttpClassifier {
+        HttpBreakerClassifier {
             too_many_requests: outcome,
         }
     }
@@ -152,7 +153,7 @@ impl HttpClassifier {
     }
 }
 
-impl<R: HttpResponse, E: HttpError> Classify<R, E> for HttpClassifier {
+impl<R: HttpResponse, E: HttpError> BreakerClassifier<R, E> for HttpBreakerClassifier {
     #[inline]
     fn classify(&self, result: Result<&R, &E>) -> Outcome {
         match result {
@@ -255,8 +256,8 @@ mod tests {
 
     #[test]
     fn breaker_table() {
-        let c = HttpClassifier::new();
-        let outcome = |s| Classify::<_, BoxError>::classify(&c, Ok(&response(s, None)));
+        let c = HttpBreakerClassifier::new();
+        let outcome = |s| BreakerClassifier::<_, BoxError>::classify(&c, Ok(&response(s, None)));
         for s in [500, 502, 503, 504, 599, 408] {
             assert_eq!(outcome(s), Outcome::Failure, "{s}");
         }
@@ -266,13 +267,14 @@ mod tests {
         assert_eq!(outcome(429), Outcome::Ignored);
         let strict = c.too_many_requests(Outcome::Failure);
         assert_eq!(
-            Classify::<_, BoxError>::classify(&strict, Ok(&response(429, None))),
+            BreakerClassifier::<_, BoxError>::classify(&strict, Ok(&response(429, None))),
             Outcome::Failure
         );
         let open: BoxError = Box::new(CircuitOpen::new(None));
         let full: BoxError = Box::new(BulkheadFull::new());
         let reset: BoxError = Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
-        let ignored = |e: &BoxError| Classify::<http::Response<()>, _>::classify(&c, Err(e));
+        let ignored =
+            |e: &BoxError| BreakerClassifier::<http::Response<()>, _>::classify(&c, Err(e));
         assert_eq!(ignored(&open), Outcome::Ignored);
         assert_eq!(ignored(&full), Outcome::Ignored);
         assert_eq!(ignored(&reset), Outcome::Failure);

@@ -2,14 +2,14 @@
 //!
 //! The core knows no HTTP; this module says what a status, a `Retry-After` header and a method
 //! mean to a circuit breaker and a retry, for any client whose responses have a status and
-//! headers ([`HttpResponse`]: `http::Response<B>`, `reqwest::Response`). [`HttpClassifier`]
+//! headers ([`HttpResponse`]: `http::Response<B>`, `reqwest::Response`). [`HttpBreakerClassifier`]
 //! tells the breaker that 5xx, 408 and transport errors are failures and that a 429 or harden's
 //! own rejections say nothing about the upstream; [`HttpRetryClassifier`] retries
 //! 502/503/504/408/429 and transport errors after the server's [`Retry-After`](parse_retry_after);
 //! [`HttpReplay`] sends a request again only when its method is idempotent (or it opted in with
 //! an [`Idempotency-Key`](IDEMPOTENCY_KEY) header or the [`Idempotent`] extension) and its
 //! body can be replayed — anything else is sent exactly once and its real response returned.
-//! [`HttpPreset`] puts them together in the standard stack on documented defaults.
+//! [`HttpLayerBuilder`] puts them together in the standard stack on documented defaults.
 //!
 //! Server side, [`ErrorResponseLayer`]: harden's errors become proper HTTP answers, so an axum
 //! route (or a plain hyper service) wrapped in harden's layers needs no `HandleErrorLayer` —
@@ -24,14 +24,14 @@
 //! once with a 503 and `Retry-After: 1`):
 //!
 //! ```
-//! use harden::http::HttpPreset;
+//! use harden::http::{HttpLayer, HttpLayerBuilder};
 //! use http::{Request, Response, StatusCode};
 //! use tower::{service_fn, Layer, ServiceExt};
 //! # use std::sync::atomic::{AtomicU32, Ordering};
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), harden::BoxError> {
 //! static CALLS: AtomicU32 = AtomicU32::new(0);
-//! let layer = HttpPreset::new().build()?;
+//! let layer = HttpLayer::builder().build()?;
 //! let client = layer.layer(service_fn(|_req: Request<String>| async {
 //!     let status = match CALLS.fetch_add(1, Ordering::Relaxed) {
 //!         0 => StatusCode::SERVICE_UNAVAILABLE,
@@ -50,18 +50,18 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use harden::classify::Outcome;
-//! use harden::http::{HttpClassifier, HttpPreset, HttpReplay, HttpRetryClassifier};
+//! use harden::circuit_breaker::Outcome;
+//! use harden::http::{HttpBreakerClassifier, HttpLayer, HttpLayerBuilder, HttpReplay, HttpRetryClassifier};
 //!
-//! let layer = HttpPreset::new()
+//! let layer = HttpLayer::builder()
 //!     .name("inventory")
 //!     .total_timeout(Duration::from_secs(5))
 //!     .attempt_timeout(Duration::from_secs(1))
 //!     .max_attempts(3)
-//!     .breaker(HttpPreset::default_breaker().volume_threshold(20).error_threshold_percentage(50.0))
+//!     .breaker(HttpLayerBuilder::default_breaker().volume_threshold(20).error_threshold_percentage(50.0))
 //!     // This upstream's 429s mean trouble; do not retry them, count them as failures.
 //!     .retry_classifier(HttpRetryClassifier::new().too_many_requests(false))
-//!     .breaker_classifier(HttpClassifier::new().too_many_requests(Outcome::Failure))
+//!     .breaker_classifier(HttpBreakerClassifier::new().too_many_requests(Outcome::Failure))
 //!     // Its writes are idempotent: replay any method whose body can be replayed.
 //!     .replay(HttpReplay::any_method())
 //!     .bulkhead(64)
@@ -81,7 +81,7 @@
 //! [`RetryAfterTooLong`](crate::retry::error::RetryAfterTooLong) (the server asked for a delay
 //! beyond what is left of the total timeout: the call fails at once, carrying that delay).
 //! A 5xx that is not retried, or whose retries ran out, is a *response*, not an error.
-//! [`HttpPreset::build`] returns a [`ConfigError`](crate::ConfigError) for bad settings. Header
+//! [`HttpLayerBuilder::build`] returns a [`ConfigError`](crate::ConfigError) for bad settings. Header
 //! values never cause an error or a panic: a `Retry-After` that cannot be read is ignored.
 //!
 //! # Compared with `tower-http` and `reqwest-retry`
@@ -101,14 +101,14 @@ mod response;
 mod retry_after;
 
 pub use classify::{
-    is_transport_error, HttpClassifier, HttpError, HttpResponse, HttpRetryClassifier,
+    is_transport_error, HttpBreakerClassifier, HttpError, HttpResponse, HttpRetryClassifier,
 };
 pub use idempotency::{is_idempotent_method, may_retry, Idempotent, IDEMPOTENCY_KEY};
 pub use preset::{
-    HttpLayer, HttpPreset, HttpResilienceLayer, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_BREAK_DURATION,
-    DEFAULT_FAILURE_PERCENTAGE, DEFAULT_INITIAL_DELAY, DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_DELAY, DEFAULT_MINIMUM_THROUGHPUT, DEFAULT_NAME,
-    DEFAULT_SAMPLING_DURATION, DEFAULT_TOTAL_TIMEOUT,
+    HttpLayer, HttpLayerBuilder, HttpResilienceLayer, DEFAULT_ATTEMPT_TIMEOUT,
+    DEFAULT_ERROR_THRESHOLD_PERCENTAGE, DEFAULT_INITIAL_DELAY, DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_DELAY, DEFAULT_NAME, DEFAULT_RESET_TIMEOUT,
+    DEFAULT_ROLLING_WINDOW, DEFAULT_TOTAL_TIMEOUT, DEFAULT_VOLUME_THRESHOLD,
 };
 pub use replay::HttpReplay;
 #[cfg(feature = "axum")]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tower_layer::{Identity, Layer};
 
-use super::classify::{HttpClassifier, HttpRetryClassifier};
+use super::classify::{HttpBreakerClassifier, HttpRetryClassifier};
 use super::replay::HttpReplay;
 use super::retry_after::DEFAULT_RETRY_AFTER_CAP;
 use crate::bulkhead::BulkheadLayer;
@@ -13,7 +13,7 @@ use crate::circuit_breaker::{self, CircuitBreaker, CircuitBreakerLayer};
 use crate::retry::{Backoff, Jitter, RetryBudget, RetryLayer, RetryPolicy};
 use crate::stack::{IgnoreBulkheadFull, MaybeLayer};
 use crate::timeout::TimeoutLayer;
-use crate::{ConfigError, Resilience, ResilienceLayer};
+use crate::{ConfigError, ResilienceLayer};
 
 /// Default name of the preset's breaker and retry (metrics labels): `"http"`.
 pub const DEFAULT_NAME: &str = "http";
@@ -32,18 +32,18 @@ pub const DEFAULT_INITIAL_DELAY: Duration = Duration::from_secs(2);
 pub const DEFAULT_MAX_DELAY: Duration = DEFAULT_RETRY_AFTER_CAP;
 /// Default failure percentage that opens the breaker: 10 % (.NET standard handler's
 /// `FailureRatio` = 0.1).
-pub const DEFAULT_FAILURE_PERCENTAGE: f64 = 10.0;
+pub const DEFAULT_ERROR_THRESHOLD_PERCENTAGE: f64 = 10.0;
 /// Default calls in the window before the breaker judges: 100 (.NET's `MinimumThroughput`).
-pub const DEFAULT_MINIMUM_THROUGHPUT: u32 = 100;
+pub const DEFAULT_VOLUME_THRESHOLD: u32 = 100;
 /// Default breaker window: 30 s (.NET's `SamplingDuration`), in 10 buckets.
-pub const DEFAULT_SAMPLING_DURATION: Duration = Duration::from_secs(30);
+pub const DEFAULT_ROLLING_WINDOW: Duration = Duration::from_secs(30);
 /// Default time the breaker stays open: 5 s (.NET's `BreakDuration`).
-pub const DEFAULT_BREAK_DURATION: Duration = Duration::from_secs(5);
+pub const DEFAULT_RESET_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default bulkhead: 1000 concurrent attempts (.NET standard handler's concurrency limiter
 /// `PermitLimit`, no queue).
 pub const DEFAULT_MAX_CONCURRENT: usize = 1000;
 
-/// The layer an [`HttpPreset`] builds: the standard stack with HTTP classifiers and replay.
+/// The layer an [`HttpLayerBuilder`] builds: the standard stack with HTTP classifiers and replay.
 /// `breaker()` is its circuit breaker.
 #[derive(Clone, Debug)]
 #[must_use = "a layer does nothing until it wraps a service"]
@@ -58,12 +58,17 @@ pub type HttpResilienceLayer = ResilienceLayer<
     Identity,
     MaybeLayer<TimeoutLayer>,
     RetryLayer<HttpRetryClassifier, HttpReplay>,
-    CircuitBreakerLayer<IgnoreBulkheadFull<HttpClassifier>>,
+    CircuitBreakerLayer<IgnoreBulkheadFull<HttpBreakerClassifier>>,
     MaybeLayer<BulkheadLayer>,
     MaybeLayer<TimeoutLayer>,
 >;
 
 impl HttpLayer {
+    /// A builder of the preset, on its defaults (see [`HttpLayerBuilder`]'s `# Defaults`).
+    pub fn builder() -> HttpLayerBuilder {
+        HttpLayerBuilder::new()
+    }
+
     /// The preset's circuit breaker (state, stats, manual control).
     pub fn breaker(&self) -> &CircuitBreaker {
         &self.breaker
@@ -100,60 +105,60 @@ where
 /// | `budget` | a new [`RetryBudget::new`]: 20 % of requests + 10/s over 10 s | Envoy's `budget_percent` 20 %, Finagle |
 /// | retry classifier | [`HttpRetryClassifier::new`]: 502/503/504/408/429 and transport errors, `Retry-After` | .NET, reqwest-retry |
 /// | replay | [`HttpReplay::new`]: idempotent methods or `Idempotency-Key`, replayable bodies | RFC 9110 |
-/// | breaker | [`DEFAULT_FAILURE_PERCENTAGE`] = 10 % over [`DEFAULT_MINIMUM_THROUGHPUT`] = 100 calls in [`DEFAULT_SAMPLING_DURATION`] = 30 s, open for [`DEFAULT_BREAK_DURATION`] = 5 s | .NET |
-/// | breaker classifier | [`HttpClassifier::new`]: 5xx/408/errors fail, 429 ignored | .NET, Envoy |
+/// | breaker | [`DEFAULT_ERROR_THRESHOLD_PERCENTAGE`] = 10 % over [`DEFAULT_VOLUME_THRESHOLD`] = 100 calls in [`DEFAULT_ROLLING_WINDOW`] = 30 s, open for [`DEFAULT_RESET_TIMEOUT`] = 5 s | .NET |
+/// | breaker classifier | [`HttpBreakerClassifier::new`]: 5xx/408/errors fail, 429 ignored | .NET, Envoy |
 /// | `bulkhead` | [`DEFAULT_MAX_CONCURRENT`] = 1000 | .NET |
 /// | `name` | [`DEFAULT_NAME`] = `"http"` | |
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build` is called"]
-pub struct HttpPreset {
+pub struct HttpLayerBuilder {
     pub(crate) name: Cow<'static, str>,
     pub(crate) total_timeout: Option<Duration>,
     pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) max_attempts: u32,
     pub(crate) backoff: Backoff,
     pub(crate) budget: Option<Option<RetryBudget>>,
-    pub(crate) breaker: circuit_breaker::Builder,
+    pub(crate) breaker: circuit_breaker::CircuitBreakerBuilder,
     pub(crate) max_concurrent: Option<usize>,
     pub(crate) retry_classifier: HttpRetryClassifier,
-    pub(crate) breaker_classifier: HttpClassifier,
+    pub(crate) breaker_classifier: HttpBreakerClassifier,
     pub(crate) replay: HttpReplay,
 }
 
-impl Default for HttpPreset {
+impl Default for HttpLayerBuilder {
     fn default() -> Self {
-        HttpPreset::new()
+        HttpLayerBuilder::new()
     }
 }
 
-impl HttpPreset {
+impl HttpLayerBuilder {
     /// The preset on its defaults (see `# Defaults`).
     pub fn new() -> Self {
-        HttpPreset {
+        HttpLayerBuilder {
             name: Cow::Borrowed(DEFAULT_NAME),
             total_timeout: Some(DEFAULT_TOTAL_TIMEOUT),
             attempt_timeout: Some(DEFAULT_ATTEMPT_TIMEOUT),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             backoff: Backoff::exponential(DEFAULT_INITIAL_DELAY, 2.0)
-                .with_jitter(Jitter::Full)
-                .with_max_delay(DEFAULT_MAX_DELAY),
+                .jitter(Jitter::Full)
+                .max_delay(DEFAULT_MAX_DELAY),
             budget: None,
-            breaker: HttpPreset::default_breaker(),
+            breaker: HttpLayerBuilder::default_breaker(),
             max_concurrent: Some(DEFAULT_MAX_CONCURRENT),
             retry_classifier: HttpRetryClassifier::new(),
-            breaker_classifier: HttpClassifier::new(),
+            breaker_classifier: HttpBreakerClassifier::new(),
             replay: HttpReplay::new(),
         }
     }
 
     /// The preset's breaker settings, to adjust and pass back to [`breaker`](Self::breaker).
-    pub fn default_breaker() -> circuit_breaker::Builder {
+    pub fn default_breaker() -> circuit_breaker::CircuitBreakerBuilder {
         CircuitBreaker::builder()
             .name(DEFAULT_NAME)
-            .error_threshold_percentage(DEFAULT_FAILURE_PERCENTAGE)
-            .volume_threshold(DEFAULT_MINIMUM_THROUGHPUT)
-            .rolling_window(DEFAULT_SAMPLING_DURATION, 10)
-            .reset_timeout(DEFAULT_BREAK_DURATION)
+            .error_threshold_percentage(DEFAULT_ERROR_THRESHOLD_PERCENTAGE)
+            .volume_threshold(DEFAULT_VOLUME_THRESHOLD)
+            .rolling_window(DEFAULT_ROLLING_WINDOW, 10)
+            .reset_timeout(DEFAULT_RESET_TIMEOUT)
     }
 
     /// The name of the breaker and the retry (metrics labels); the breaker builder's own name is
@@ -200,7 +205,7 @@ impl HttpPreset {
     }
 
     /// The breaker's settings (start from [`default_breaker`](Self::default_breaker)).
-    pub fn breaker(mut self, breaker: circuit_breaker::Builder) -> Self {
+    pub fn breaker(mut self, breaker: circuit_breaker::CircuitBreakerBuilder) -> Self {
         self.breaker = breaker;
         self
     }
@@ -217,8 +222,8 @@ impl HttpPreset {
         self
     }
 
-    /// The breaker's classifier (e.g. `HttpClassifier::new().too_many_requests(Outcome::Failure)`).
-    pub fn breaker_classifier(mut self, classifier: HttpClassifier) -> Self {
+    /// The breaker's classifier (e.g. `HttpBreakerClassifier::new().too_many_requests(Outcome::Failure)`).
+    pub fn breaker_classifier(mut self, classifier: HttpBreakerClassifier) -> Self {
         self.breaker_classifier = classifier;
         self
     }
@@ -256,10 +261,10 @@ impl HttpPreset {
             .transpose()
     }
 
-    /// The checks of [`Resilience::build`], without building a breaker.
+    /// The checks of [`ResilienceLayerBuilder::build`], without building a breaker.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let window = self.breaker.checked_window()?;
-        let probe = Resilience::new()
+        let probe = ResilienceLayer::builder()
             .total_timeout(self.total_timeout)
             .attempt_timeout(self.attempt_timeout);
         let _checked = probe.build()?;
@@ -282,11 +287,11 @@ impl HttpPreset {
     /// # Errors
     ///
     /// [`ConfigError`] for a setting outside its range (naming it), and the checks of
-    /// [`Resilience::build`].
+    /// [`ResilienceLayerBuilder::build`].
     pub fn build(self) -> Result<HttpLayer, ConfigError> {
         self.validate()?;
         let breaker = self.breaker.clone().name(&*self.name).build()?;
-        let inner = Resilience::new()
+        let inner = ResilienceLayer::builder()
             .total_timeout(self.total_timeout)
             .retry(self.retry_policy()?)
             .circuit_breaker(breaker.layer().with_classifier(self.breaker_classifier))

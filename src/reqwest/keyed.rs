@@ -22,7 +22,7 @@ use std::time::Duration;
 use crate::bulkhead::Bulkhead;
 use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerService};
 use crate::clock::Clock;
-use crate::http::{HttpClassifier, HttpPreset};
+use crate::http::{HttpBreakerClassifier, HttpLayerBuilder};
 use crate::stack::{AttemptTimeout, IgnoreBulkheadFull, Maybe};
 use crate::ConfigError;
 
@@ -36,7 +36,8 @@ pub const DEFAULT_MAX_LABELED_AUTHORITIES: usize = 64;
 
 type Attempt = AttemptTimeout<reqwest::Client>;
 type BulkheadPart = Maybe<Bulkhead<Attempt>, Attempt>;
-pub(crate) type PerKey = CircuitBreakerService<BulkheadPart, IgnoreBulkheadFull<HttpClassifier>>;
+pub(crate) type PerKey =
+    CircuitBreakerService<BulkheadPart, IgnoreBulkheadFull<HttpBreakerClassifier>>;
 
 /// One authority's breaker and service.
 struct Entry {
@@ -68,7 +69,7 @@ pub(crate) struct Keys {
     map: RwLock<Map>,
     hasher: RandomState,
     clock: Clock,
-    preset: HttpPreset,
+    preset: HttpLayerBuilder,
     attempt: Attempt,
     max_keys: usize,
     max_labels: usize,
@@ -77,7 +78,7 @@ pub(crate) struct Keys {
 
 impl Keys {
     pub(crate) fn new(
-        preset: HttpPreset,
+        preset: HttpLayerBuilder,
         attempt: Attempt,
         max_keys: usize,
         max_labels: usize,
@@ -203,7 +204,7 @@ impl Keys {
         now: u64,
     ) -> Entry {
         use tower_layer::Layer;
-        // NOTE: `HttpPreset::validate` ran in `ClientBuilder::build`, so these cannot fail.
+        // NOTE: `HttpLayerBuilder::validate` ran in `ClientBuilder::build`, so these cannot fail.
         let breaker = self
             .preset
             .breaker
@@ -271,7 +272,14 @@ mod tests {
 
     fn keys(max: usize, labels: usize, idle: Duration) -> Keys {
         let attempt = Maybe::wrap(None::<&TimeoutLayer>, reqwest::Client::new());
-        Keys::new(HttpPreset::new(), attempt, max, labels, idle).unwrap()
+        Keys::new(
+            crate::http::HttpLayer::builder(),
+            attempt,
+            max,
+            labels,
+            idle,
+        )
+        .unwrap()
     }
 
     fn url(i: u32) -> reqwest::Url {

@@ -2,7 +2,7 @@
 //!
 //! Three ways in, from the most to the least convenient. [`Client`] wraps a `reqwest::Client`
 //! in one line and keeps reqwest's request-builder feel (`client.get(url).json(&x).send()`):
-//! the [HTTP preset](crate::http::HttpPreset) (HTTP classification, retries with `Retry-After`,
+//! the [HTTP preset](crate::http::HttpLayerBuilder) (HTTP classification, retries with `Retry-After`,
 //! idempotency and a budget, total and attempt timeouts) with a circuit breaker and a bulkhead
 //! *per authority* (scheme, host, port), so one sick host does not open the circuit for the
 //! others, and errors ([`Error`]) that say which layer stopped a request and why. [`preset`]
@@ -37,7 +37,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use harden::http::HttpPreset;
+//! use harden::http::{HttpLayer, HttpLayerBuilder};
 //! use harden::reqwest::{Client, ErrorKind};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -46,12 +46,12 @@
 //!     // reqwest's own settings; harden turns reqwest's retries off.
 //!     .reqwest(reqwest::Client::builder().pool_max_idle_per_host(8))
 //!     .preset(
-//!         HttpPreset::new()
+//!         HttpLayer::builder()
 //!             .name("payments")
 //!             .total_timeout(Duration::from_secs(5))
 //!             .attempt_timeout(Duration::from_secs(1))
 //!             .max_attempts(3)
-//!             .breaker(HttpPreset::default_breaker().volume_threshold(20))
+//!             .breaker(HttpLayerBuilder::default_breaker().volume_threshold(20))
 //!             .bulkhead(64),
 //!     )
 //!     .max_authorities(256)
@@ -99,7 +99,7 @@ use std::time::Duration;
 use tower_service::Service;
 
 use crate::circuit_breaker::CircuitBreaker;
-use crate::http::{HttpPreset, HttpReplay, HttpRetryClassifier, IDEMPOTENCY_KEY};
+use crate::http::{HttpLayer, HttpLayerBuilder, HttpReplay, HttpRetryClassifier, IDEMPOTENCY_KEY};
 use crate::retry::{Retry, RetryBudget, RetryPolicy};
 use crate::stack::{Maybe, ATTEMPT_TIMEOUT_NAME, TOTAL_TIMEOUT_NAME};
 use crate::timeout::TimeoutLayer;
@@ -113,9 +113,8 @@ pub use keyed::{DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_AUTHORITIES, DEFAULT_MAX_LABEL
 
 use keyed::{Keys, PerKey};
 
-/// The HTTP preset, to apply as a `tower::Layer` around a `reqwest::Client`:
-/// `harden::reqwest::preset().build()?.layer(reqwest::Client::new())`. The same as
-/// [`HttpPreset::new`]; see its `# Defaults`.
+/// `reqwest::Client::builder()` with reqwest's own retries off, so that they never multiply
+/// with harden's. The HTTP preset applies as a `tower::Layer` around the client it builds:
 ///
 /// ```
 /// use tower::{Layer, ServiceExt};
@@ -124,7 +123,7 @@ use keyed::{Keys, PerKey};
 /// # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 /// # let url = format!("http://{}/", listener.local_addr()?);
 /// # tokio::spawn(async move { axum::serve(listener, axum::Router::new().route("/", axum::routing::get(|| async { "ok" }))).await });
-/// let layer = harden::reqwest::preset().build()?;
+/// let layer = harden::http::HttpLayer::builder().build()?;
 /// let breaker = layer.breaker().clone();
 /// let client = layer.layer(harden::reqwest::client_builder().build()?);
 /// let response = client.oneshot(reqwest::Request::new(reqwest::Method::GET, url.parse()?)).await?;
@@ -133,12 +132,6 @@ use keyed::{Keys, PerKey};
 /// # Ok(())
 /// # }
 /// ```
-pub fn preset() -> HttpPreset {
-    HttpPreset::new()
-}
-
-/// `reqwest::Client::builder()` with reqwest's own retries off, so that they never multiply
-/// with harden's.
 pub fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder().retry(reqwest::retry::never())
 }
@@ -188,7 +181,7 @@ impl Client {
     /// A builder holding the defaults.
     pub fn builder() -> ClientBuilder {
         ClientBuilder {
-            preset: HttpPreset::new(),
+            preset: HttpLayer::builder(),
             http: Http::Default,
             max_authorities: DEFAULT_MAX_AUTHORITIES,
             max_labels: DEFAULT_MAX_LABELED_AUTHORITIES,
@@ -304,7 +297,7 @@ enum Http {
 ///
 /// | setting | default |
 /// |---|---|
-/// | `preset` | [`HttpPreset::new`] (see its `# Defaults`) |
+/// | `preset` | [`HttpLayerBuilder::new`] (see its `# Defaults`) |
 /// | reqwest client | [`client_builder`]`().build()` |
 /// | `max_authorities` | [`DEFAULT_MAX_AUTHORITIES`] = 1024 |
 /// | `idle_timeout` | [`DEFAULT_IDLE_TIMEOUT`] = 5 min |
@@ -315,7 +308,7 @@ enum Http {
 /// authorities, and `{preset name}/other` after that, so labels stay bounded.
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct ClientBuilder {
-    preset: HttpPreset,
+    preset: HttpLayerBuilder,
     http: Http,
     max_authorities: usize,
     max_labels: usize,
@@ -335,7 +328,7 @@ impl std::fmt::Debug for ClientBuilder {
 
 impl ClientBuilder {
     /// The stack's settings; the breaker and bulkhead settings apply to each authority.
-    pub fn preset(mut self, preset: HttpPreset) -> Self {
+    pub fn preset(mut self, preset: HttpLayerBuilder) -> Self {
         self.preset = preset;
         self
     }

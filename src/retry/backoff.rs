@@ -68,8 +68,8 @@ enum Shape {
 /// use harden::retry::{Backoff, Jitter};
 ///
 /// let backoff = Backoff::exponential(Duration::from_millis(50), 3.0)
-///     .with_jitter(Jitter::None)
-///     .with_max_delay(Duration::from_secs(1));
+///     .jitter(Jitter::None)
+///     .max_delay(Duration::from_secs(1));
 /// assert_eq!(backoff.delay(1), Duration::from_millis(50));
 /// assert_eq!(backoff.delay(3), Duration::from_millis(450));
 /// assert_eq!(backoff.delay(4), Duration::from_secs(1)); // 1.35 s, capped
@@ -121,24 +121,24 @@ impl Backoff {
     }
 
     /// Set the jitter.
-    pub const fn with_jitter(mut self, jitter: Jitter) -> Self {
+    pub const fn jitter(mut self, jitter: Jitter) -> Self {
         self.jitter = jitter;
         self
     }
 
     /// Set the cap on every delay, including server-requested ones.
-    pub const fn with_max_delay(mut self, max_delay: Duration) -> Self {
+    pub const fn max_delay(mut self, max_delay: Duration) -> Self {
         self.max_delay = max_delay;
         self
     }
 
     /// The jitter.
-    pub const fn jitter(&self) -> Jitter {
+    pub const fn jitter_kind(&self) -> Jitter {
         self.jitter
     }
 
     /// The cap on every delay.
-    pub const fn max_delay(&self) -> Duration {
+    pub const fn delay_cap(&self) -> Duration {
         self.max_delay
     }
 
@@ -248,14 +248,14 @@ mod tests {
 
     #[test]
     fn shapes_without_jitter() {
-        let c = Backoff::constant(7 * MS).with_jitter(Jitter::None);
+        let c = Backoff::constant(7 * MS).jitter(Jitter::None);
         assert_eq!((1..4).map(|n| c.delay(n)).collect::<Vec<_>>(), [7 * MS; 3]);
-        let l = Backoff::linear(10 * MS, 5 * MS).with_max_delay(22 * MS);
+        let l = Backoff::linear(10 * MS, 5 * MS).max_delay(22 * MS);
         assert_eq!(
             (1..5).map(|n| l.delay(n)).collect::<Vec<_>>(),
             [10 * MS, 15 * MS, 20 * MS, 22 * MS]
         );
-        let e = Backoff::exponential(10 * MS, 2.0).with_max_delay(50 * MS);
+        let e = Backoff::exponential(10 * MS, 2.0).max_delay(50 * MS);
         assert_eq!(
             (1..5).map(|n| e.delay(n)).collect::<Vec<_>>(),
             [10 * MS, 20 * MS, 40 * MS, 50 * MS]
@@ -266,25 +266,25 @@ mod tests {
     // power overflowed to infinity (0 * inf = NaN was taken for "too large").
     #[test]
     fn a_zero_initial_delay_stays_zero() {
-        let e = Backoff::exponential(Duration::ZERO, 1000.0).with_jitter(Jitter::None);
+        let e = Backoff::exponential(Duration::ZERO, 1000.0).jitter(Jitter::None);
         for n in [1, 2, 103, 104, 105, u32::MAX] {
             assert_eq!(e.delay(n), Duration::ZERO, "retry {n}");
         }
         for jitter in [Jitter::Full, Jitter::Equal] {
-            let e = Backoff::exponential(Duration::ZERO, 1000.0).with_jitter(jitter);
+            let e = Backoff::exponential(Duration::ZERO, 1000.0).jitter(jitter);
             assert_eq!(e.delay(104), Duration::ZERO);
         }
     }
 
     #[test]
     fn overflow_saturates_to_the_cap() {
-        let e = Backoff::exponential(Duration::MAX, 1000.0).with_max_delay(Duration::MAX);
+        let e = Backoff::exponential(Duration::MAX, 1000.0).max_delay(Duration::MAX);
         assert_eq!(e.delay(u32::MAX), Duration::MAX);
-        let l = Backoff::linear(Duration::MAX, Duration::MAX).with_max_delay(Duration::MAX);
+        let l = Backoff::linear(Duration::MAX, Duration::MAX).max_delay(Duration::MAX);
         assert_eq!(l.delay(u32::MAX), Duration::MAX);
         // Invalid multipliers are refused by `build()`, but `delay` must not panic on them either.
         for m in [f64::NAN, -2.0, f64::INFINITY, 0.0] {
-            let b = Backoff::exponential(MS, m).with_max_delay(MS * 5);
+            let b = Backoff::exponential(MS, m).max_delay(MS * 5);
             for n in 0..5 {
                 assert!(b.delay(n) <= MS * 5);
             }
@@ -322,7 +322,7 @@ mod tests {
             Just(Jitter::Decorrelated),
         ];
         let max = prop_oneof![small, dur, Just(Duration::MAX), Just(Duration::ZERO)];
-        (shape, jitter, max).prop_map(|(b, j, m)| b.with_jitter(j).with_max_delay(m))
+        (shape, jitter, max).prop_map(|(b, j, m)| b.jitter(j).max_delay(m))
     }
 
     proptest! {
@@ -336,9 +336,9 @@ mod tests {
             random in any::<u64>(),
         ) {
             let d = backoff.jittered(retry, previous, random);
-            prop_assert!(d <= backoff.max_delay());
+            prop_assert!(d <= backoff.delay_cap());
             let r = backoff.requested(previous);
-            prop_assert!(r <= backoff.max_delay());
+            prop_assert!(r <= backoff.delay_cap());
         }
 
         #[test]
@@ -346,13 +346,13 @@ mod tests {
             backoff in any_backoff(),
             retries in 1u32..300,
         ) {
-            let backoff = backoff.with_jitter(Jitter::None);
+            let backoff = backoff.jitter(Jitter::None);
             let mut last = Duration::ZERO;
             for n in 1..=retries {
                 let d = backoff.jittered(n, last, 0);
                 prop_assert_eq!(d, backoff.delay(n));
                 prop_assert!(d >= last, "retry {}: {:?} < {:?}", n, d, last);
-                prop_assert!(d <= backoff.max_delay());
+                prop_assert!(d <= backoff.delay_cap());
                 last = d;
             }
         }
@@ -362,13 +362,13 @@ mod tests {
             backoff in any_backoff(),
             randoms in proptest::collection::vec(any::<u64>(), 1..50),
         ) {
-            let backoff = backoff.with_jitter(Jitter::Decorrelated);
+            let backoff = backoff.jitter(Jitter::Decorrelated);
             let mut prev = Duration::ZERO;
             for (i, r) in randoms.into_iter().enumerate() {
                 let n = i as u32 + 1;
                 let d = backoff.jittered(n, prev, r);
                 prop_assert!(d >= backoff.delay(n));
-                prop_assert!(d <= backoff.max_delay());
+                prop_assert!(d <= backoff.delay_cap());
                 prev = d;
             }
         }

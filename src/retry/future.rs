@@ -15,7 +15,7 @@ use super::backoff::{random_u64, Backoff};
 use super::budget::BudgetHandle;
 use super::error::{BudgetExhausted, RetryAfterTooLong};
 use super::policy::{CopyRequest, RetryClassifier, RetryDecision, RetryMetrics};
-use crate::classify::is_rejection;
+use crate::error::is_rejection;
 use crate::metrics;
 use crate::BoxError;
 
@@ -254,7 +254,7 @@ fn finish<Res>(next: Next, result: Result<Res, BoxError>) -> Result<Res, BoxErro
 
 /// The end of the total timeout a server-requested delay is judged against. It starts when the
 /// retry's future first waits — as [`TimeoutLayer`](crate::timeout::TimeoutLayer)'s timer,
-/// which is how `Resilience` enforces the same total timeout around the retry — or, for a call
+/// which is how `ResilienceLayerBuilder` enforces the same total timeout around the retry — or, for a call
 /// whose attempts never waited, when a delay is first judged. So a call that is not retried
 /// reads no clock. One word: no deadline, a total not started yet (top bit set), or the end on
 /// the retry's clock.

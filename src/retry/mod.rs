@@ -82,7 +82,7 @@
 //! - [`RetryAfterTooLong`](error::RetryAfterTooLong): the classifier asked for a server delay
 //!   ([`RetryDecision::RetryAfter`], after the `max_delay` cap) longer than what is left of the
 //!   total timeout, which the retry learns from
-//!   [`RetryPolicyBuilder::total_timeout`] or from [`Resilience`](crate::Resilience)'s
+//!   [`RetryPolicyBuilder::total_timeout`] or from [`ResilienceLayerBuilder`](crate::ResilienceLayerBuilder)'s
 //!   `total_timeout`. The call fails at once, carrying the server's delay, instead of sleeping
 //!   into its deadline. Without a known total timeout the delay is slept.
 //!
@@ -138,9 +138,9 @@ pub use budget::{
 };
 pub use layer::RetryLayer;
 pub use policy::{
-    CloneRequest, CopyRequest, CopyWith, DefaultRetryClassifier, RetryClassifier, RetryDecision,
-    RetryOn, RetryPolicy, RetryPolicyBuilder, DEFAULT_MAX_ATTEMPTS, DEFAULT_NAME,
-    MAX_ATTEMPTS_LIMIT,
+    CloneRequest, CopyRequest, CopyWith, DefaultRetryClassifier, RetryClassifier,
+    RetryClassifierFn, RetryDecision, RetryPolicy, RetryPolicyBuilder, DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_NAME, MAX_ATTEMPTS_LIMIT,
 };
 
 use future::{Replay, ResponseFuture};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::backoff::Backoff;
 use super::budget::RetryBudget;
-use crate::classify::is_rejection;
+use crate::error::is_rejection;
 use crate::metrics;
 use crate::{BoxError, ConfigError};
 
@@ -57,17 +57,17 @@ impl<Res> RetryClassifier<Res> for DefaultRetryClassifier {
 
 /// A classifier made from a function; see [`RetryPolicyBuilder::retry_on`].
 #[derive(Clone, Copy)]
-pub struct RetryOn<F> {
+pub struct RetryClassifierFn<F> {
     f: F,
 }
 
-impl<F> fmt::Debug for RetryOn<F> {
+impl<F> fmt::Debug for RetryClassifierFn<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RetryOn").finish_non_exhaustive()
+        f.debug_struct("RetryClassifierFn").finish_non_exhaustive()
     }
 }
 
-impl<F, Res> RetryClassifier<Res> for RetryOn<F>
+impl<F, Res> RetryClassifier<Res> for RetryClassifierFn<F>
 where
     F: Fn(Result<&Res, &BoxError>) -> RetryDecision,
 {
@@ -141,7 +141,7 @@ enum BudgetChoice {
 /// | classifier | [`DefaultRetryClassifier`]: every error except harden's rejections |
 /// | request copy | [`CloneRequest`] |
 /// | `name` | [`DEFAULT_NAME`] = `"retry"` |
-/// | `total_timeout` (deadline for server-requested delays) | none; set by [`Resilience`](crate::Resilience) to its total timeout |
+/// | `total_timeout` (deadline for server-requested delays) | none; set by [`ResilienceLayerBuilder`](crate::ResilienceLayerBuilder) to its total timeout |
 pub struct RetryPolicy<C = DefaultRetryClassifier, H = CloneRequest> {
     pub(crate) max_attempts: u32,
     /// The deadline a server-requested delay is judged against, from the call's start; `None`:
@@ -282,7 +282,7 @@ impl<C, H> RetryPolicy<C, H> {
     }
 
     /// This policy, judging server-requested delays against `total_timeout` unless it already
-    /// has one (what [`Resilience::build`](crate::stack::Resilience::build) does with its own
+    /// has one (what [`ResilienceLayerBuilder::build`](crate::stack::ResilienceLayerBuilder::build) does with its own
     /// total timeout).
     pub(crate) fn with_default_total_timeout(mut self, total_timeout: Option<Duration>) -> Self {
         if self.total_timeout.is_none() {
@@ -332,7 +332,7 @@ impl<C, H> RetryPolicyBuilder<C, H> {
     /// [`RetryAfterTooLong`](super::error::RetryAfterTooLong), carrying the server's delay
     /// (before the cap),
     /// instead of sleeping into the deadline. The retry does not enforce the deadline itself
-    /// (a total timeout layer does); [`Resilience`](crate::Resilience) sets this to its
+    /// (a total timeout layer does); [`ResilienceLayerBuilder`](crate::ResilienceLayerBuilder) sets this to its
     /// `total_timeout` when the policy has none. Accepted (0, ∞).
     pub fn total_timeout(mut self, total_timeout: Duration) -> Self {
         self.total_timeout = Some(total_timeout);
@@ -347,13 +347,13 @@ impl<C, H> RetryPolicyBuilder<C, H> {
 
     /// Replace the backoff's jitter.
     pub fn jitter(mut self, jitter: super::Jitter) -> Self {
-        self.backoff = self.backoff.with_jitter(jitter);
+        self.backoff = self.backoff.jitter(jitter);
         self
     }
 
     /// Replace the backoff's cap on every delay (server-requested ones included).
     pub fn max_delay(mut self, max_delay: Duration) -> Self {
-        self.backoff = self.backoff.with_max_delay(max_delay);
+        self.backoff = self.backoff.max_delay(max_delay);
         self
     }
 
@@ -393,8 +393,8 @@ impl<C, H> RetryPolicyBuilder<C, H> {
     /// # let _ = policy;
     /// # Ok::<(), harden::ConfigError>(())
     /// ```
-    pub fn retry_on<F>(self, f: F) -> RetryPolicyBuilder<RetryOn<F>, H> {
-        self.classifier(RetryOn { f })
+    pub fn retry_on<F>(self, f: F) -> RetryPolicyBuilder<RetryClassifierFn<F>, H> {
+        self.classifier(RetryClassifierFn { f })
     }
 
     /// Decide what is retried with a [`RetryClassifier`].

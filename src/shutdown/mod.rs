@@ -6,17 +6,17 @@
 //! [`ShutdownHandle::trigger`], runs this sequence:
 //!
 //! 1. **Draining**: readiness (see [`harden::health`](crate::health)) reports `shutting_down`
-//!    with 503 at once; requests are still served for [`drain_delay`](Builder::drain_delay), the
+//!    with 503 at once; requests are still served for [`drain_delay`](ShutdownBuilder::drain_delay), the
 //!    time load balancers need to stop sending traffic (use 0 when the pod has a preStop sleep).
 //! 2. **Refusing**: new requests get 503 + `Connection: close` + `Retry-After` and
 //!    `{"statusCode":503,"message":"server is shutting down","retryAfter":5}` (the
-//!    [exempt paths](Builder::exempt_path), `/health/live` by default, are still answered);
+//!    [exempt paths](ShutdownBuilder::exempt_path), `/health/live` by default, are still answered);
 //!    a keep-alive connection is closed after its next answer (that 503), or when the drain is
 //!    over, whichever comes first.
 //! 3. In-flight requests finish; the [`CancellationToken`] of [`ShutdownHandle::token`] is
 //!    cancelled, so long-lived handlers (SSE, WebSocket) end themselves; tasks spawned on
 //!    [`ShutdownHandle::tracker`] are awaited.
-//! 4. At [`deadline`](Builder::deadline) (counted from the end of the drain delay) whatever is
+//! 4. At [`deadline`](ShutdownBuilder::deadline) (counted from the end of the drain delay) whatever is
 //!    left is aborted. A second signal (or [`ShutdownHandle::force`]) aborts at once and skips
 //!    the hooks.
 //! 5. Cleanup hooks ([`ShutdownHandle::on_shutdown`]) run in the order registered, each with its
@@ -55,12 +55,12 @@
 //!
 //! | setting | default |
 //! |---|---|
-//! | [`drain_delay`](Builder::drain_delay) | [`DEFAULT_DRAIN_DELAY`] = 5 s |
-//! | [`deadline`](Builder::deadline) | [`DEFAULT_DEADLINE`] = 20 s |
-//! | [`retry_after`](Builder::retry_after) | [`DEFAULT_RETRY_AFTER`] = 5 s |
-//! | [`header_read_timeout`](Builder::header_read_timeout) | [`DEFAULT_HEADER_READ_TIMEOUT`] = 30 s (hyper's) |
-//! | [`exempt_path`](Builder::exempt_path) | [`DEFAULT_EXEMPT_PATH`] = `/health/live` |
-//! | [`signals`](Builder::signals) | `true`: SIGTERM and SIGINT (Ctrl-C) trigger |
+//! | [`drain_delay`](ShutdownBuilder::drain_delay) | [`DEFAULT_DRAIN_DELAY`] = 5 s |
+//! | [`deadline`](ShutdownBuilder::deadline) | [`DEFAULT_DEADLINE`] = 20 s |
+//! | [`retry_after`](ShutdownBuilder::retry_after) | [`DEFAULT_RETRY_AFTER`] = 5 s |
+//! | [`header_read_timeout`](ShutdownBuilder::header_read_timeout) | [`DEFAULT_HEADER_READ_TIMEOUT`] = 30 s (hyper's) |
+//! | [`exempt_path`](ShutdownBuilder::exempt_path) | [`DEFAULT_EXEMPT_PATH`] = `/health/live` |
+//! | [`signals`](ShutdownBuilder::signals) | `true`: SIGTERM and SIGINT (Ctrl-C) trigger |
 //! | hook timeout | [`DEFAULT_HOOK_TIMEOUT`] = 5 s ([`ShutdownHandle::on_shutdown`]) |
 //!
 //! With the defaults, the drain delay, the deadline and one hook exactly fill Kubernetes' default
@@ -120,7 +120,7 @@
 //!
 //! # Errors
 //!
-//! [`Builder::build`] fails with [`ConfigError`] for a zero `deadline` or `header_read_timeout`,
+//! [`ShutdownBuilder::build`] fails with [`ConfigError`] for a zero `deadline` or `header_read_timeout`,
 //! or a `retry_after` over a day. [`Shutdown::serve`] fails with an `io::Error` only when the signal handler cannot
 //! be installed; accept errors are logged and serving goes on.
 //!
@@ -150,13 +150,13 @@ pub use tokio_util::task::TaskTracker;
 use crate::{BoxError, ConfigError};
 use state::{Hook, Shared};
 
-/// Default [`Builder::drain_delay`]: 5 s, time for endpoints to be removed from load balancers.
+/// Default [`ShutdownBuilder::drain_delay`]: 5 s, time for endpoints to be removed from load balancers.
 pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
-/// Default [`Builder::deadline`]: 20 s after the drain delay.
+/// Default [`ShutdownBuilder::deadline`]: 20 s after the drain delay.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(20);
-/// Default [`Builder::retry_after`]: 5 s.
+/// Default [`ShutdownBuilder::retry_after`]: 5 s.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
-/// Default [`Builder::header_read_timeout`]: 30 s, hyper's.
+/// Default [`ShutdownBuilder::header_read_timeout`]: 30 s, hyper's.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default exempt path: liveness, which stays 200 during shutdown.
 pub const DEFAULT_EXEMPT_PATH: &str = crate::health::DEFAULT_LIVE_PATH;
@@ -178,21 +178,21 @@ struct Config {
 /// Configures a [`Shutdown`]; see the [defaults](self#defaults).
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build` is called"]
-pub struct Builder {
+pub struct ShutdownBuilder {
     config: Config,
     custom_exempt: bool,
 }
 
-impl Default for Builder {
+impl Default for ShutdownBuilder {
     fn default() -> Self {
-        Builder::new()
+        ShutdownBuilder::new()
     }
 }
 
-impl Builder {
+impl ShutdownBuilder {
     /// Every setting at its default.
     pub fn new() -> Self {
-        Builder {
+        ShutdownBuilder {
             config: Config {
                 drain_delay: DEFAULT_DRAIN_DELAY,
                 deadline: DEFAULT_DEADLINE,
@@ -292,8 +292,8 @@ pub struct Shutdown {
 
 impl Shutdown {
     /// A builder with every setting at its default.
-    pub fn builder() -> Builder {
-        Builder::new()
+    pub fn builder() -> ShutdownBuilder {
+        ShutdownBuilder::new()
     }
 
     /// A handle to trigger the sequence and to reach its token, tracker and hooks.

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use harden::http::HttpPreset;
+use harden::http::HttpLayer;
 use reqwest_middleware::ClientWithMiddleware;
 use reqwest_retry::policies::ExponentialBackoff;
 use reqwest_retry::RetryTransientMiddleware;
@@ -120,9 +120,9 @@ fn rows() -> Vec<Arc<Row>> {
             .build()
             .expect("reqwest client")
     };
-    let preset = HttpPreset::new().build().expect("preset").layer(bare());
+    let preset = HttpLayer::builder().build().expect("preset").layer(bare());
     // The same without its two timeouts: what the timers cost (a wheel entry each per request).
-    let untimed = HttpPreset::new()
+    let untimed = HttpLayer::builder()
         .total_timeout(None)
         .attempt_timeout(None)
         .build()

@@ -1,11 +1,11 @@
 //! What counts as a success, a failure or neither.
 //!
-//! The circuit breaker asks a [`Classify`] about every finished call. Without one
-//! ([`DefaultClassifier`]) `Ok` is a success and `Err` a failure, except harden's own rejections
+//! The circuit breaker asks a [`BreakerClassifier`] about every finished call. Without one
+//! ([`DefaultBreakerClassifier`]) `Ok` is a success and `Err` a failure, except harden's own rejections
 //! coming from below (a full [bulkhead](crate::bulkhead)'s `BulkheadFull`, another breaker's
 //! `CircuitOpen`), which are [`Outcome::Ignored`]: local overload says nothing about the
 //! upstream, so a breaker above a bulkhead never opens because the bulkhead shed calls. This
-//! holds on every path: `breaker.layer()` in a `ServiceBuilder`, [`Resilience`](crate::Resilience),
+//! holds on every path: `breaker.layer()` in a `ServiceBuilder`, [`ResilienceLayerBuilder`](crate::ResilienceLayerBuilder),
 //! [`CircuitBreaker::call`](crate::circuit_breaker::CircuitBreaker::call). A classifier of your
 //! own decides for itself. A classifier can also say
 //! [`Outcome::Ignored`]: the call is not counted at all (opossum's `errorFilter`, resilience4j's
@@ -13,10 +13,10 @@
 //! upstream's health.
 //!
 //! ```
-//! use harden::classify::{classify_fn, Outcome};
+//! use harden::circuit_breaker::{breaker_classifier_fn, Outcome};
 //!
 //! // An HTTP-ish response: 5xx, 408 and 429 are failures, 404 is ignored, the rest succeed.
-//! let classifier = classify_fn(|result: Result<&u16, &std::io::Error>| match result {
+//! let classifier = breaker_classifier_fn(|result: Result<&u16, &std::io::Error>| match result {
 //!     Ok(&status) if status >= 500 || status == 408 || status == 429 => Outcome::Failure,
 //!     Ok(&404) => Outcome::Ignored,
 //!     Ok(_) => Outcome::Success,
@@ -26,6 +26,8 @@
 //! ```
 
 use std::fmt;
+
+use crate::error::is_own_rejection;
 
 /// How a finished call counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,7 +41,7 @@ pub enum Outcome {
 }
 
 /// Decides how a call's result counts.
-pub trait Classify<T, E> {
+pub trait BreakerClassifier<T, E> {
     /// The outcome of one call.
     fn classify(&self, result: Result<&T, &E>) -> Outcome;
 }
@@ -50,9 +52,9 @@ pub trait Classify<T, E> {
 /// The error type must be `'static` to be recognised; the check is a type-id comparison the
 /// compiler folds away for error types that can be neither.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct DefaultClassifier;
+pub struct DefaultBreakerClassifier;
 
-impl<T, E: 'static> Classify<T, E> for DefaultClassifier {
+impl<T, E: 'static> BreakerClassifier<T, E> for DefaultBreakerClassifier {
     #[inline]
     fn classify(&self, result: Result<&T, &E>) -> Outcome {
         match result {
@@ -63,39 +65,25 @@ impl<T, E: 'static> Classify<T, E> for DefaultClassifier {
     }
 }
 
-/// Whether `e` is one of harden's rejections, whether as itself or boxed.
-#[inline]
-fn is_own_rejection<E: 'static>(e: &E) -> bool {
-    use crate::bulkhead::error::BulkheadFull;
-    use crate::circuit_breaker::error::CircuitOpen;
-    let any: &dyn std::any::Any = e;
-    if let Some(boxed) = any.downcast_ref::<crate::BoxError>() {
-        return is_rejection(&**boxed);
-    }
-    if let Some(boxed) = any.downcast_ref::<Box<dyn std::error::Error + 'static>>() {
-        return is_rejection(&**boxed);
-    }
-    any.is::<CircuitOpen>() || any.is::<BulkheadFull>()
-}
-
-/// A classifier made from a function; see [`classify_fn`].
+/// A classifier made from a function; see [`breaker_classifier_fn`].
 #[derive(Clone, Copy)]
-pub struct ClassifyFn<F> {
+pub struct BreakerClassifierFn<F> {
     f: F,
 }
 
-impl<F> fmt::Debug for ClassifyFn<F> {
+impl<F> fmt::Debug for BreakerClassifierFn<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClassifyFn").finish_non_exhaustive()
+        f.debug_struct("BreakerClassifierFn")
+            .finish_non_exhaustive()
     }
 }
 
-/// Wrap a function `Fn(Result<&T, &E>) -> Outcome` as a [`Classify`].
-pub fn classify_fn<F>(f: F) -> ClassifyFn<F> {
-    ClassifyFn { f }
+/// Wrap a function `Fn(Result<&T, &E>) -> Outcome` as a [`BreakerClassifier`].
+pub fn breaker_classifier_fn<F>(f: F) -> BreakerClassifierFn<F> {
+    BreakerClassifierFn { f }
 }
 
-impl<F, T, E> Classify<T, E> for ClassifyFn<F>
+impl<F, T, E> BreakerClassifier<T, E> for BreakerClassifierFn<F>
 where
     F: Fn(Result<&T, &E>) -> Outcome,
 {
@@ -105,54 +93,57 @@ where
     }
 }
 
-/// Whether an error is one of harden's own rejections (open circuit, full bulkhead), which are
-/// never retried: retrying them only adds load to a system that asked for less.
-pub(crate) fn is_rejection(err: &(dyn std::error::Error + 'static)) -> bool {
-    err.is::<crate::circuit_breaker::error::CircuitOpen>()
-        || err.is::<crate::bulkhead::error::BulkheadFull>()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::bulkhead::error::BulkheadFull;
     use crate::circuit_breaker::error::CircuitOpen;
+    use crate::error::is_rejection;
     use crate::BoxError;
 
     #[test]
     fn default_is_ok_success_err_failure() {
-        let c = DefaultClassifier;
-        assert_eq!(Classify::<u8, ()>::classify(&c, Ok(&1)), Outcome::Success);
-        assert_eq!(Classify::<u8, ()>::classify(&c, Err(&())), Outcome::Failure);
+        let c = DefaultBreakerClassifier;
+        assert_eq!(
+            BreakerClassifier::<u8, ()>::classify(&c, Ok(&1)),
+            Outcome::Success
+        );
+        assert_eq!(
+            BreakerClassifier::<u8, ()>::classify(&c, Err(&())),
+            Outcome::Failure
+        );
     }
 
     // Regression (issue 10 #2): the default classifier counted `BulkheadFull` (and another
     // breaker's `CircuitOpen`) as failures, so local overload opened a breaker above a bulkhead.
     #[test]
     fn default_ignores_harden_rejections_boxed_or_not() {
-        let c = DefaultClassifier;
+        let c = DefaultBreakerClassifier;
         let full: BoxError = Box::new(BulkheadFull::new());
         let open: BoxError = Box::new(CircuitOpen::new(None));
         let other: BoxError = "boom".into();
         assert_eq!(
-            Classify::<(), BoxError>::classify(&c, Err(&full)),
+            BreakerClassifier::<(), BoxError>::classify(&c, Err(&full)),
             Outcome::Ignored
         );
         assert_eq!(
-            Classify::<(), BoxError>::classify(&c, Err(&open)),
+            BreakerClassifier::<(), BoxError>::classify(&c, Err(&open)),
             Outcome::Ignored
         );
         assert_eq!(
-            Classify::<(), BoxError>::classify(&c, Err(&other)),
+            BreakerClassifier::<(), BoxError>::classify(&c, Err(&other)),
             Outcome::Failure
         );
         let full = BulkheadFull::new();
         assert_eq!(
-            Classify::<(), _>::classify(&c, Err(&full)),
+            BreakerClassifier::<(), _>::classify(&c, Err(&full)),
             Outcome::Ignored
         );
         let io = std::io::Error::other("io");
-        assert_eq!(Classify::<(), _>::classify(&c, Err(&io)), Outcome::Failure);
+        assert_eq!(
+            BreakerClassifier::<(), _>::classify(&c, Err(&io)),
+            Outcome::Failure
+        );
     }
 
     #[test]
