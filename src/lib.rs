@@ -138,6 +138,9 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+#[macro_use]
+mod macros;
+
 mod builder;
 pub mod bulkhead;
 #[cfg(feature = "chaos")]

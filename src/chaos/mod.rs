@@ -90,7 +90,8 @@
 //! [`InjectedError`](error::InjectedError) (an injected failure: the inner service was not
 //! called) or the inner service's error, boxed unchanged; tell them apart with
 //! `err.is::<InjectedError>()`. Errors of the inner `poll_ready` pass through boxed: chaos
-//! acts on calls only. An injected status is a response ([`Http`]), or an `InjectedError` whose
+//! acts on calls only. An injected status is a response
+//! ([`HttpResponder`](crate::http::HttpResponder), with the feature `http`), or an `InjectedError` whose
 //! [`status`](error::InjectedError::status) is set when the response type cannot carry one
 //! ([`Plain`], the default of [`Chaos::layer`]).
 //!
@@ -162,7 +163,7 @@
 //! `error_rate = 0.1` is one call in ten whatever else is on. `tower-resilience`'s chaos layer
 //! and Simmy draw from one shared generator, so a fault drawn for one call shifts every later
 //! call; here each call's faults depend on the seed and its number only. Statuses are real
-//! responses ([`Http`]), not errors, so classifiers see what they would see from a real upstream.
+//! responses ([`HttpResponder`](crate::http::HttpResponder)), not errors, so classifiers see what they would see from a real upstream.
 
 pub mod error;
 mod faults;
@@ -337,13 +338,6 @@ impl Chaos {
     /// is an [`InjectedError`](error::InjectedError) with its status set (see [`Plain`]).
     pub fn layer(&self) -> ChaosLayer {
         ChaosLayer::new(self.clone())
-    }
-
-    /// A layer for HTTP services: an injected status is a response with that status and an
-    /// empty body (see [`Http`]).
-    #[cfg(feature = "http")]
-    pub fn http_layer(&self) -> ChaosLayer<Http> {
-        self.layer().respond_with(Http)
     }
 
     /// The name: the `chaos` label of its metrics.
@@ -623,37 +617,6 @@ impl<T> InjectStatus<T> for Plain {
     }
 }
 
-/// Injected statuses are responses with that status and an empty (`Default`) body:
-/// `http::Response<B>` (axum handlers and routers, hyper services) and, with the feature
-/// `reqwest`, `reqwest::Response`. Made by [`Chaos::http_layer`].
-#[cfg(feature = "http")]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Http;
-
-#[cfg(feature = "http")]
-fn status_code(status: u16) -> http::StatusCode {
-    // Every status stored came from an `http::StatusCode`; 500 is unreachable, not a panic.
-    http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)
-}
-
-#[cfg(feature = "http")]
-impl<B: Default> InjectStatus<http::Response<B>> for Http {
-    fn status_response(&self, status: u16) -> Option<http::Response<B>> {
-        let mut response = http::Response::new(B::default());
-        *response.status_mut() = status_code(status);
-        Some(response)
-    }
-}
-
-#[cfg(feature = "reqwest")]
-impl InjectStatus<reqwest::Response> for Http {
-    fn status_response(&self, status: u16) -> Option<reqwest::Response> {
-        let mut response = http::Response::new(Vec::<u8>::new());
-        *response.status_mut() = status_code(status);
-        Some(reqwest::Response::from(response))
-    }
-}
-
 /// A service injecting a [`Chaos`]' faults into the calls of the service it wraps; made by
 /// [`ChaosLayer`].
 ///
@@ -680,20 +643,7 @@ impl<S, R> ChaosService<S, R> {
         &self.chaos
     }
 
-    /// A reference to the wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// A mutable reference to the wrapped service.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The wrapped service, consuming this one.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 impl<S: fmt::Debug, R> fmt::Debug for ChaosService<S, R> {

@@ -3,6 +3,7 @@
 use std::sync::Arc as StdArc;
 use std::time::Duration;
 
+use super::name::Name;
 use super::observe::{Event, ListenerSlot};
 use super::window::WindowSpec;
 use super::CircuitBreaker;
@@ -356,7 +357,7 @@ impl CircuitBreakerBuilder {
         };
         let max_probe = dur("max_probe_duration", self.max_probe_duration)?;
         Ok(Config {
-            name_static: intern(&self.name),
+            rejection_name: Name::new(&self.name),
             name: self.name,
             threshold,
             volume: u64::from(self.volume),
@@ -377,10 +378,8 @@ impl CircuitBreakerBuilder {
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) name: StdArc<str>,
-    /// The same name interned, for [`CircuitOpen::breaker`](super::error::CircuitOpen::breaker):
-    /// a rejection copies a pointer instead of bumping a shared reference count.
-    /// A thin pointer, so a rejecting response future stays 16 bytes.
-    pub(crate) name_static: &'static String,
+    /// The same name as rejections carry it (inline when short: copied, nothing shared).
+    pub(crate) rejection_name: Name,
     pub(crate) threshold: f64,
     pub(crate) volume: u64,
     pub(crate) window: WindowSpec,
@@ -427,27 +426,4 @@ fn splitmix64(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     x ^ (x >> 31)
-}
-
-/// `name` as a `&'static str`, leaked once per distinct name for the life of the process.
-///
-/// Decision: a breaker's name is a metrics label, a bounded set chosen by the user (the metrics
-/// registry keeps every series for the life of the process too), so interning costs a bounded
-/// amount of memory, and every rejection then carries its breaker's name by copying a pointer:
-/// an `Arc<str>` clone was two locked read-modify-writes on a line every thread shares, on the
-/// path that should be the cheapest. Called at `build()` only.
-fn intern(name: &str) -> &'static String {
-    use std::collections::HashMap;
-    use std::sync::{Mutex, OnceLock};
-    static NAMES: OnceLock<Mutex<HashMap<&'static str, &'static String>>> = OnceLock::new();
-    let mut names = NAMES
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(&interned) = names.get(name) {
-        return interned;
-    }
-    let interned: &'static String = Box::leak(Box::new(name.to_owned()));
-    names.insert(interned.as_str(), interned);
-    interned
 }

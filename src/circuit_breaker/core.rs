@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use super::config::Config;
 use super::error::CircuitOpen;
+use super::name::Name;
 use super::observe::Observe;
 use super::window::Counts;
 use super::window::Window;
@@ -208,8 +209,8 @@ impl Rejection {
     #[inline]
     // The thin `&String` is what the rejecting future keeps (see `future.rs`).
     #[allow(clippy::ptr_arg)]
-    pub(crate) fn into_error(self, breaker: &'static String) -> CircuitOpen {
-        CircuitOpen::from_breaker(self.retry_after(), breaker.as_str())
+    pub(crate) fn into_error(self, breaker: Name) -> CircuitOpen {
+        CircuitOpen::from_breaker(self.retry_after(), breaker)
     }
 }
 
@@ -470,7 +471,7 @@ impl Core {
     #[cfg(test)]
     pub(crate) fn try_acquire(&self, now: u64) -> Result<Permit, CircuitOpen> {
         self.try_acquire_with(|| now)
-            .map_err(|rejection| rejection.into_error(self.config.name_static))
+            .map_err(|rejection| rejection.into_error(self.config.rejection_name.clone()))
     }
 
     #[cold]

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::name::Name;
+
 /// A call rejected because the circuit is open (or half-open with every probe slot taken, or
 /// forced open).
 ///
@@ -12,8 +14,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CircuitOpen {
     retry_after: Option<Duration>,
-    /// Interned when the breaker was built: a rejection copies a pointer, never the text.
-    breaker: &'static str,
+    breaker: Name,
 }
 
 impl CircuitOpen {
@@ -21,13 +22,13 @@ impl CircuitOpen {
     pub(crate) fn new(retry_after: Option<Duration>) -> Self {
         CircuitOpen {
             retry_after,
-            breaker: super::DEFAULT_NAME,
+            breaker: Name::new(super::DEFAULT_NAME),
         }
     }
 
     /// A rejection by the breaker named `breaker`.
     #[inline]
-    pub(crate) fn from_breaker(retry_after: Option<Duration>, breaker: &'static str) -> Self {
+    pub(crate) fn from_breaker(retry_after: Option<Duration>, breaker: Name) -> Self {
         CircuitOpen {
             retry_after,
             breaker,
@@ -37,7 +38,7 @@ impl CircuitOpen {
     /// The name of the breaker that rejected the call (its builder's
     /// [`name`](super::CircuitBreakerBuilder::name), [`DEFAULT_NAME`](super::DEFAULT_NAME) unless set).
     pub fn breaker(&self) -> &str {
-        self.breaker
+        self.breaker.as_str()
     }
 
     /// Time until the breaker admits its next probe; `None` when it is forced open and only a

@@ -9,6 +9,7 @@ use pin_project_lite::pin_project;
 
 use super::core::{Permit, Rejection};
 use super::error::CircuitOpen;
+use super::name::Name;
 use super::service::Local;
 use crate::circuit_breaker::BreakerClassifier;
 use crate::sync::Arc;
@@ -74,7 +75,7 @@ pin_project! {
         // small as the called one, so neither path copies a wider future.
         Rejected {
             rejection: Rejection,
-            breaker: Option<&'static String>,
+            breaker: Option<Name>,
         },
     }
 }
@@ -88,7 +89,7 @@ impl<F, C> ResponseFuture<F, C> {
     }
 
     #[inline]
-    pub(crate) fn rejected(rejection: Rejection, breaker: &'static String) -> Self {
+    pub(crate) fn rejected(rejection: Rejection, breaker: Name) -> Self {
         ResponseFuture {
             kind: Kind::Rejected {
                 rejection,

@@ -171,6 +171,7 @@ mod core;
 pub mod error;
 pub mod future;
 mod layer;
+mod name;
 mod observe;
 mod service;
 mod window;
@@ -348,7 +349,7 @@ impl CircuitBreaker {
 
     /// Run `f` under the breaker, without tower: rejected with [`CallError::Rejected`] while
     /// open, otherwise `f` runs and its result counts (`Ok` a success, `Err` a failure, harden's
-    /// own rejections ignored: see [`DefaultBreakerClassifier`](crate::circuit_breaker::DefaultBreakerClassifier)).
+    /// own rejections ignored: see [`DefaultBreakerClassifier`]).
     ///
     /// Borrows the breaker for the call, so it bumps no reference count and a rejection
     /// allocates nothing; this is the cheapest way through a breaker. If `f` panics, a half-open
@@ -382,7 +383,7 @@ impl CircuitBreaker {
         let permit = core
             .try_acquire_with(|| core.clock.now())
             .map_err(|rejection| {
-                CallError::Rejected(rejection.into_error(core.config.name_static))
+                CallError::Rejected(rejection.into_error(core.config.rejection_name.clone()))
             })?;
         let start = core.call_start();
         if permit.kind() != self::core::Kind::Probe {

@@ -71,20 +71,7 @@ impl<S, C: Clone> CircuitBreakerService<S, C> {
 }
 
 impl<S, C> CircuitBreakerService<S, C> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The wrapped service, unwrapped.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 impl<S: Clone, C: Clone> Clone for CircuitBreakerService<S, C> {
@@ -140,7 +127,10 @@ where
         let core = &self.local.core;
         if !self.inner_ready {
             // `poll_ready` found the breaker rejecting and left the inner service unpolled.
-            return ResponseFuture::rejected(core.shed(core.clock.now()), core.config.name_static);
+            return ResponseFuture::rejected(
+                core.shed(core.clock.now()),
+                core.config.rejection_name.clone(),
+            );
         }
         match core.try_acquire_with(|| core.clock.now()) {
             Ok(permit) => {
@@ -149,7 +139,9 @@ where
                 let guard = Guard::new(self.local.clone(), permit);
                 ResponseFuture::called(self.inner.call(req), guard)
             }
-            Err(rejection) => ResponseFuture::rejected(rejection, core.config.name_static),
+            Err(rejection) => {
+                ResponseFuture::rejected(rejection, core.config.rejection_name.clone())
+            }
         }
     }
 }

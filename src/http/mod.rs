@@ -93,6 +93,8 @@
 //! and a budget bounds the extra load. Hand-written parts: `Retry-After`'s delta-seconds (the
 //! dates go through `httpdate`) and the classifiers, which no crate provides for tower.
 
+#[cfg(feature = "chaos")]
+pub(crate) mod chaos;
 mod classify;
 mod idempotency;
 mod preset;
@@ -100,15 +102,17 @@ mod replay;
 mod response;
 mod retry_after;
 
+#[cfg(feature = "chaos")]
+pub use chaos::HttpResponder;
 pub use classify::{
     is_transport_error, HttpBreakerClassifier, HttpError, HttpResponse, HttpRetryClassifier,
 };
 pub use idempotency::{is_idempotent_method, may_retry, Idempotent, IDEMPOTENCY_KEY};
 pub use preset::{
-    HttpLayer, HttpLayerBuilder, HttpResilienceLayer, DEFAULT_ATTEMPT_TIMEOUT,
-    DEFAULT_ERROR_THRESHOLD_PERCENTAGE, DEFAULT_INITIAL_DELAY, DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_DELAY, DEFAULT_NAME, DEFAULT_RESET_TIMEOUT,
-    DEFAULT_ROLLING_WINDOW, DEFAULT_TOTAL_TIMEOUT, DEFAULT_VOLUME_THRESHOLD,
+    HttpLayer, HttpLayerBuilder, DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_ERROR_THRESHOLD_PERCENTAGE,
+    DEFAULT_INITIAL_DELAY, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_DELAY,
+    DEFAULT_NAME, DEFAULT_RESET_TIMEOUT, DEFAULT_ROLLING_WINDOW, DEFAULT_TOTAL_TIMEOUT,
+    DEFAULT_VOLUME_THRESHOLD,
 };
 pub use replay::HttpReplay;
 #[cfg(feature = "axum")]

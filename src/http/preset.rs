@@ -11,9 +11,10 @@ use super::retry_after::DEFAULT_RETRY_AFTER_CAP;
 use crate::bulkhead::BulkheadLayer;
 use crate::circuit_breaker::{self, CircuitBreaker, CircuitBreakerLayer};
 use crate::retry::{Backoff, Jitter, RetryBudget, RetryLayer, RetryPolicy};
-use crate::stack::{IgnoreBulkheadFull, MaybeLayer};
+use crate::stack::IgnoreBulkheadFull;
 use crate::timeout::TimeoutLayer;
 use crate::{ConfigError, ResilienceLayer};
+use tower::util::Either;
 
 /// Default name of the preset's breaker and retry (metrics labels): `"http"`.
 pub const DEFAULT_NAME: &str = "http";
@@ -53,14 +54,14 @@ pub struct HttpLayer {
 }
 
 /// The [`ResilienceLayer`] inside an [`HttpLayer`]: the preset's timeouts and bulkhead can be
-/// turned off at run time (`None`), so they are [`MaybeLayer`]s.
-pub type HttpResilienceLayer = ResilienceLayer<
+/// turned off at run time (`None`), so they are tower's `option_layer`s.
+type HttpResilienceLayer = ResilienceLayer<
     Identity,
-    MaybeLayer<TimeoutLayer>,
+    Either<TimeoutLayer, Identity>,
     RetryLayer<HttpRetryClassifier, HttpReplay>,
     CircuitBreakerLayer<IgnoreBulkheadFull<HttpBreakerClassifier>>,
-    MaybeLayer<BulkheadLayer>,
-    MaybeLayer<TimeoutLayer>,
+    Either<BulkheadLayer, Identity>,
+    Either<TimeoutLayer, Identity>,
 >;
 
 impl HttpLayer {
@@ -72,11 +73,6 @@ impl HttpLayer {
     /// The preset's circuit breaker (state, stats, manual control).
     pub fn breaker(&self) -> &CircuitBreaker {
         &self.breaker
-    }
-
-    /// The composed stack.
-    pub fn into_inner(self) -> HttpResilienceLayer {
-        self.inner
     }
 }
 
@@ -287,7 +283,7 @@ impl HttpLayerBuilder {
     /// # Errors
     ///
     /// [`ConfigError`] for a setting outside its range (naming it), and the checks of
-    /// [`ResilienceLayerBuilder::build`].
+    /// [`ResilienceLayerBuilder::build`](crate::ResilienceLayerBuilder::build).
     pub fn build(self) -> Result<HttpLayer, ConfigError> {
         self.validate()?;
         let breaker = self.breaker.clone().name(&*self.name).build()?;

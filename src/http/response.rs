@@ -159,20 +159,7 @@ impl<S: fmt::Debug> fmt::Debug for ErrorResponse<S> {
 }
 
 impl<S> ErrorResponse<S> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 impl<S, Req, B> Service<Req> for ErrorResponse<S>

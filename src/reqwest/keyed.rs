@@ -23,8 +23,10 @@ use crate::bulkhead::Bulkhead;
 use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerService};
 use crate::clock::Clock;
 use crate::http::{HttpBreakerClassifier, HttpLayerBuilder};
-use crate::stack::{AttemptTimeout, IgnoreBulkheadFull, Maybe};
+use crate::stack::{option_service, BoxErrors, IgnoreBulkheadFull};
+use crate::timeout::Timeout;
 use crate::ConfigError;
+use tower::util::Either;
 
 /// Default bound on the authorities a client keeps a breaker for: 1024.
 pub const DEFAULT_MAX_AUTHORITIES: usize = 1024;
@@ -34,8 +36,8 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default number of authorities named in metric labels; the rest are `{name}/other`: 64.
 pub const DEFAULT_MAX_LABELED_AUTHORITIES: usize = 64;
 
-type Attempt = AttemptTimeout<reqwest::Client>;
-type BulkheadPart = Maybe<Bulkhead<Attempt>, Attempt>;
+pub(crate) type Attempt = Either<Timeout<BoxErrors<reqwest::Client>>, BoxErrors<reqwest::Client>>;
+type BulkheadPart = Either<Bulkhead<Attempt>, Attempt>;
 pub(crate) type PerKey =
     CircuitBreakerService<BulkheadPart, IgnoreBulkheadFull<HttpBreakerClassifier>>;
 
@@ -216,7 +218,7 @@ impl Keys {
             .preset
             .bulkhead_layer(label)
             .unwrap_or_else(|_| unreachable!("validated by ClientBuilder::build"));
-        let service = Maybe::wrap(bulkhead.as_ref(), self.attempt.clone());
+        let service = option_service(bulkhead.as_ref(), self.attempt.clone());
         let service = breaker
             .layer()
             .with_classifier(IgnoreBulkheadFull(self.preset.breaker_classifier))
@@ -271,7 +273,10 @@ mod tests {
     use crate::timeout::TimeoutLayer;
 
     fn keys(max: usize, labels: usize, idle: Duration) -> Keys {
-        let attempt = Maybe::wrap(None::<&TimeoutLayer>, reqwest::Client::new());
+        let attempt = option_service(
+            None::<&TimeoutLayer>,
+            BoxErrors::new(reqwest::Client::new()),
+        );
         Keys::new(
             crate::http::HttpLayer::builder(),
             attempt,

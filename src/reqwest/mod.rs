@@ -5,7 +5,7 @@
 //! the [HTTP preset](crate::http::HttpLayerBuilder) (HTTP classification, retries with `Retry-After`,
 //! idempotency and a budget, total and attempt timeouts) with a circuit breaker and a bulkhead
 //! *per authority* (scheme, host, port), so one sick host does not open the circuit for the
-//! others, and errors ([`Error`]) that say which layer stopped a request and why. [`preset`]
+//! others, and errors ([`Error`]) that say which layer stopped a request and why. [`HttpLayer::builder`](crate::http::HttpLayer::builder)
 //! is the same stack as a `tower::Layer` around a `reqwest::Client`, which already is a
 //! `tower::Service<reqwest::Request>`; any other harden stack applies to it the same way.
 //!
@@ -80,7 +80,7 @@
 //! next probe), the total or the attempt timeout, an exhausted retry budget, a `Retry-After`
 //! beyond the total timeout (carrying the server's delay), or reqwest's own error. A 5xx is a
 //! response, not an error (use `error_for_status` if it should be one). [`ClientBuilder::build`]
-//! returns a [`ConfigError`] for bad settings. The tower path ([`preset`]) returns
+//! returns a [`ConfigError`] for bad settings. The tower path ([`HttpLayer`]) returns
 //! [`BoxError`] as every harden stack does.
 //!
 //! # Compared with reqwest-middleware + reqwest-retry
@@ -101,10 +101,12 @@ use tower_service::Service;
 use crate::circuit_breaker::CircuitBreaker;
 use crate::http::{HttpLayer, HttpLayerBuilder, HttpReplay, HttpRetryClassifier, IDEMPOTENCY_KEY};
 use crate::retry::{Retry, RetryBudget, RetryPolicy};
-use crate::stack::{Maybe, ATTEMPT_TIMEOUT_NAME, TOTAL_TIMEOUT_NAME};
+use crate::stack::{option_service, BoxErrors, ATTEMPT_TIMEOUT_NAME, TOTAL_TIMEOUT_NAME};
 use crate::timeout::TimeoutLayer;
 use crate::{BoxError, ConfigError};
 
+#[cfg(feature = "chaos")]
+mod chaos;
 mod error;
 mod keyed;
 
@@ -240,7 +242,7 @@ impl Client {
             .total_timeout
             .map(|_| tokio::time::Instant::now());
         let retried: Retried = Retry::new(service, self.inner.policy.clone());
-        let mut stack = Maybe::wrap(self.inner.total.as_ref(), retried);
+        let mut stack = option_service(self.inner.total.as_ref(), retried);
         // The breaker is ready at once (open or not), and so are the bulkhead and reqwest.
         let result = match std::future::poll_fn(|cx| stack.poll_ready(cx)).await {
             Ok(()) => stack.call(request).await,
@@ -385,7 +387,7 @@ impl ClientBuilder {
         let attempt_layer = preset
             .attempt_timeout
             .map(|d| TimeoutLayer::new(d).name(ATTEMPT_TIMEOUT_NAME));
-        let attempt = Maybe::wrap(attempt_layer.as_ref(), http.clone());
+        let attempt = option_service(attempt_layer.as_ref(), BoxErrors::new(http.clone()));
         let policy = preset.retry_policy()?;
         let budget = policy.budget().cloned();
         let (total_timeout, attempt_timeout) = (preset.total_timeout, preset.attempt_timeout);

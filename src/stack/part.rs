@@ -1,0 +1,152 @@
+//! The slots of [`ResilienceLayerBuilder`](super::ResilienceLayerBuilder): what each part may be,
+//! and the arguments its methods take. The traits are public (they appear in bounds) but cannot
+//! be named outside the crate.
+
+use std::time::Duration;
+
+use tower_layer::Identity;
+
+use crate::bulkhead::BulkheadLayer;
+use crate::timeout::TimeoutLayer;
+use tower::util::{option_layer, Either};
+
+/// A timeout slot: absent ([`Identity`]), present ([`TimeoutLayer`]) or decided at run time
+/// (tower's `Either<TimeoutLayer, Identity>`, from `option_layer`).
+pub trait TimeoutSlot {
+    /// The timeout, when there is one.
+    fn duration(&self) -> Option<Duration>;
+    /// The slot with its metrics label: `part`, prefixed with the stack's name.
+    fn named(self, stack: Option<&str>, part: &str) -> Self;
+}
+
+fn label(stack: Option<&str>, part: &str) -> String {
+    match stack {
+        Some(name) => format!("{name}.{part}"),
+        None => part.to_owned(),
+    }
+}
+
+impl TimeoutSlot for Identity {
+    fn duration(&self) -> Option<Duration> {
+        None
+    }
+    fn named(self, _: Option<&str>, _: &str) -> Self {
+        self
+    }
+}
+
+impl TimeoutSlot for TimeoutLayer {
+    fn duration(&self) -> Option<Duration> {
+        Some(self.timeout())
+    }
+    fn named(self, stack: Option<&str>, part: &str) -> Self {
+        self.name(label(stack, part))
+    }
+}
+
+impl TimeoutSlot for Either<TimeoutLayer, Identity> {
+    fn duration(&self) -> Option<Duration> {
+        match self {
+            Either::Left(layer) => Some(layer.timeout()),
+            Either::Right(_) => None,
+        }
+    }
+    fn named(self, stack: Option<&str>, part: &str) -> Self {
+        match self {
+            Either::Left(layer) => Either::Left(layer.named(stack, part)),
+            off @ Either::Right(_) => off,
+        }
+    }
+}
+
+/// What `total_timeout` and `attempt_timeout` take: a [`Duration`] (the part is in the
+/// type) or an `Option<Duration>` (decided at run time).
+pub trait IntoTimeout {
+    /// The slot it fills.
+    type Slot: TimeoutSlot;
+    /// The filled slot.
+    fn into_slot(self) -> Self::Slot;
+}
+
+impl IntoTimeout for Duration {
+    type Slot = TimeoutLayer;
+    fn into_slot(self) -> TimeoutLayer {
+        TimeoutLayer::new(self)
+    }
+}
+
+impl IntoTimeout for Option<Duration> {
+    type Slot = Either<TimeoutLayer, Identity>;
+    fn into_slot(self) -> Either<TimeoutLayer, Identity> {
+        option_layer(self.map(TimeoutLayer::new))
+    }
+}
+
+/// A bulkhead slot, for `Debug`: absent, present or decided at run time.
+pub trait BulkheadSlot {
+    /// The bulkhead, when there is one.
+    fn get(&self) -> Option<&BulkheadLayer>;
+}
+
+impl BulkheadSlot for Identity {
+    fn get(&self) -> Option<&BulkheadLayer> {
+        None
+    }
+}
+
+impl BulkheadSlot for BulkheadLayer {
+    fn get(&self) -> Option<&BulkheadLayer> {
+        Some(self)
+    }
+}
+
+impl BulkheadSlot for Either<BulkheadLayer, Identity> {
+    fn get(&self) -> Option<&BulkheadLayer> {
+        match self {
+            Either::Left(layer) => Some(layer),
+            Either::Right(_) => None,
+        }
+    }
+}
+
+/// What `bulkhead` takes: a [`BulkheadLayer`] (the part is in the type) or an
+/// `Option<BulkheadLayer>` (decided at run time).
+pub trait IntoBulkhead {
+    /// The slot it fills.
+    type Slot: BulkheadSlot;
+    /// The filled slot.
+    fn into_slot(self) -> Self::Slot;
+}
+
+impl IntoBulkhead for BulkheadLayer {
+    type Slot = BulkheadLayer;
+    fn into_slot(self) -> BulkheadLayer {
+        self
+    }
+}
+
+impl IntoBulkhead for Option<BulkheadLayer> {
+    type Slot = Either<BulkheadLayer, Identity>;
+    fn into_slot(self) -> Either<BulkheadLayer, Identity> {
+        option_layer(self)
+    }
+}
+
+/// The retry slot: no retry, or a [`RetryLayer`](crate::retry::RetryLayer) that learns the
+/// stack's total timeout.
+pub trait RetrySlot {
+    /// The retry, judging server-requested delays against `total_timeout`.
+    fn with_total_timeout(self, total_timeout: Option<Duration>) -> Self;
+}
+
+impl RetrySlot for Identity {
+    fn with_total_timeout(self, _: Option<Duration>) -> Self {
+        self
+    }
+}
+
+impl<C, H> RetrySlot for crate::retry::RetryLayer<C, H> {
+    fn with_total_timeout(self, total_timeout: Option<Duration>) -> Self {
+        self.map_policy(|p| p.with_default_total_timeout(total_timeout))
+    }
+}
