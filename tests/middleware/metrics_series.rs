@@ -1,5 +1,4 @@
 //! Every layer's series, recorded through a real (debugging) recorder.
-#![cfg(feature = "metrics")]
 
 use std::time::Duration;
 
@@ -11,9 +10,7 @@ use harden::BoxError;
 use std::sync::Arc;
 use tower::{service_fn, Layer, Service, ServiceExt};
 
-#[path = "support/recorder.rs"]
-mod recorder;
-use recorder::TestRecorder;
+use crate::support::recorder::TestRecorder;
 
 #[tokio::test(start_paused = true)]
 async fn timeouts_are_counted_under_the_layers_name() {

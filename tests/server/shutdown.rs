@@ -1,12 +1,10 @@
 //! The shutdown sequence against real servers on 127.0.0.1 (real time: sockets; outcomes are
 //! asserted, never durations).
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{raw_get, raw_get_on, start, wait_in_flight};
+use crate::support::server::{raw_get, raw_get_on, start, wait_in_flight};
 use harden::shutdown::{HookOutcome, Phase, Shutdown};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
