@@ -709,7 +709,7 @@ async fn full_stack_runs_in_spawned_tasks() {
     assert_eq!(answers, [1, 2, 3, 4]);
 }
 
-// 11. Absent parts cost nothing: the stack is the hand-built one (issue 14).
+// 11. Absent parts cost nothing: the stack is the hand-built one.
 
 /// Compiles only when both values have one type.
 fn same_type<T>(_: &T, _: &T) {}
@@ -769,7 +769,7 @@ fn every_part_set_is_the_hand_built_stack_type_for_type() {
 
 #[test]
 fn the_bench_stack_is_as_big_as_the_hand_built_one() {
-    // The issue's row: total timeout + retry (default budget) + breaker + bulkhead, against the
+    // The benchmarked stack: total timeout + retry (default budget) + breaker + bulkhead, against the
     // same layers in a `ServiceBuilder` without the stack's innermost `BoxErrors`.
     let policy = RetryPolicy::builder().max_attempts(3).build().unwrap();
     let breaker = breaker(20);
