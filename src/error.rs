@@ -66,7 +66,7 @@ pub(crate) fn is_own_rejection<E: 'static>(e: &E) -> bool {
     any.is::<CircuitOpen>() || any.is::<BulkheadFull>()
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(harden_loom)))]
 mod tests {
     use super::*;
 

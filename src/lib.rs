@@ -127,16 +127,23 @@
 //! ## Time
 //!
 //! Everything the crate judges (windows, reset timeouts, probe bounds, slow calls) is read from
-//! one clock: `CLOCK_MONOTONIC_COARSE` on Linux (a few ns per read; the kernel tick, 1–4 ms, is
+//! one clock: `CLOCK_MONOTONIC_COARSE` on Linux (cheap to read; the kernel tick, 1–4 ms, is
 //! its resolution), `std::time::Instant` elsewhere, and `tokio::time::Instant` with `test-util`,
 //! so tests of time-dependent behaviour run on paused time, instantly and deterministically.
 //!
 //! ## MSRV
 //!
-//! Rust 1.85: reqwest 0.13's `rust-version`, the highest among the dependencies (axum 0.8
-//! needs 1.80, hyper 1.63, http 1.57).
+//! Rust 1.88, the highest `rust-version` in the locked dependency graph with every feature on
+//! (`icu_*` through reqwest → url → idna, and proptest for the tests). CI checks it
+//! (`.ci/msrv`).
 #![forbid(unsafe_code)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+// docs.rs (`--cfg docsrs`, nightly): `doc_cfg` marks every item behind a feature with its feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+/// The README's Rust snippets, compiled (and run where they need no network) by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 #[macro_use]
 mod macros;

@@ -15,7 +15,7 @@
 //! | `harden_circuit_breaker_calls_total` | counter | `breaker`, `outcome` = success, failure, ignored, rejected |
 //! | `harden_circuit_breaker_slow_calls_total` | counter | `breaker` |
 //! | `harden_circuit_breaker_transitions_total` | counter | `breaker`, `from`, `to` |
-//! | `harden_circuit_breaker_failure_rate` | gauge 0..1, as last judged | `breaker` |
+//! | `harden_circuit_breaker_failure_rate` | gauge, a ratio from 0 to 1 (no unit), as last judged | `breaker` |
 //! | `harden_call_duration_seconds` | histogram | `breaker` |
 //! | `harden_retry_attempts_total` | counter | `retry`, `outcome` = done, retried, gave_up |
 //! | `harden_retry_budget_exhausted_total` | counter | `retry` |
@@ -125,10 +125,10 @@ pub fn describe() {
             Unit::Count,
             "Circuit breaker state transitions"
         );
+        // A ratio from 0 to 1, so no unit: `Unit::Percent` would read as 0 to 100.
         describe_gauge!(
             names::CIRCUIT_BREAKER_FAILURE_RATE,
-            Unit::Percent,
-            "Failure rate in the rolling window as last judged, 0 to 1"
+            "Failure rate in the rolling window as last judged, a ratio from 0 to 1"
         );
         describe_histogram!(
             names::CALL_DURATION,
@@ -304,7 +304,7 @@ pub(crate) fn default_name() -> Arc<str> {
     Arc::from(DEFAULT_NAME)
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(harden_loom)))]
 mod tests {
     use super::*;
 

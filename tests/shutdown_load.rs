@@ -2,12 +2,13 @@
 //! lost, and the server exits before its deadline. Alone in its test binary, because the signal
 //! goes to the whole process.
 
-mod common;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::time::Duration;
 
-use common::{start, wait_in_flight};
 use harden::shutdown::Shutdown;
+use support::server::{start, wait_in_flight};
 
 const REQUESTS: usize = 1000;
 

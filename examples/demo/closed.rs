@@ -1,4 +1,4 @@
-//! The one transport error scene 2 resends on (`tests/demo_closed.rs` checks it).
+//! The one transport error scene 2 resends on (`tests/contrib/demo_closed.rs` checks it).
 
 /// Whether a request failed because its keep-alive connection was closed before any answer
 /// (hyper's "connection closed before message completed"), the one error a resend may fix.

@@ -88,6 +88,8 @@ struct Phase {
     faults: Faults,
 }
 
+/// Where the upstream's faults are set, printed at start.
+const PHASES_AT: u32 = line!();
 fn phases() -> [Phase; 4] {
     let healthy = Faults::new().with_status(StatusCode::SERVICE_UNAVAILABLE, 0.02);
     [
@@ -119,6 +121,8 @@ fn phases() -> [Phase; 4] {
     ]
 }
 
+/// Where the caller's stack is set, printed at start.
+const CLIENT_AT: u32 = line!();
 /// The caller: harden's HTTP preset for reqwest (`harden::http::HttpLayer::builder()`: HTTP
 /// classification for the breaker and the retry, `Retry-After`, idempotent replay, a retry
 /// budget, total and attempt timeouts, a bulkhead), tuned for a 10-second story, around a
@@ -332,6 +336,7 @@ async fn main() -> Result<(), BoxError> {
         }
     };
     let style = Style::detect();
+    print_where_the_code_is();
     let mut timeline = client_scene(&style).await?;
     let served = server::scene(&style).await?;
     timeline.server = Some(served.panel.clone());
@@ -351,6 +356,22 @@ async fn main() -> Result<(), BoxError> {
     Ok(())
 }
 
+/// Where to read or change what the demo does: file and line of each scene's settings.
+fn print_where_the_code_is() {
+    let here = file!();
+    let server = server::SETTINGS_AT;
+    println!(
+        "The demo's code and settings, to read or change:\n  \
+         {here}:{PHASES_AT}  upstream faults per phase (`phases`)\n  \
+         {here}:{CLIENT_AT}  caller's retry, timeouts (`resilient_client`)\n  \
+         {here}:{BREAKER_AT}  caller's circuit breaker (`client_scene`)\n  \
+         {}:{}  scene 2's server: drain delay, deadline\n",
+        server.0, server.1
+    );
+}
+
+/// Where the caller's breaker is set, printed at start.
+const BREAKER_AT: u32 = line!();
 /// Scene 1: the client through an upstream that fails, slows down and recovers.
 async fn client_scene(style: &Style) -> Result<svg::Timeline, BoxError> {
     let phases = phases();

@@ -29,6 +29,8 @@ use tokio::time::Instant;
 use super::closed::closed_under_it;
 use super::{secs, Style};
 
+/// Where scene 2's settings are (this file, this line), printed at start.
+pub(crate) const SETTINGS_AT: (&str, u32) = (file!(), line!());
 /// Concurrent client tasks, each sending one request after another.
 pub(crate) const CLIENTS: usize = 8;
 /// When the shutdown is triggered, from the start of the scene.

@@ -1,6 +1,6 @@
 //! The demo's timeline as an SVG document, written as plain SVG text.
 //!
-//! Self-contained (no harden types), so `tests/demo_svg.rs` can include it and check that what
+//! Self-contained (no harden types), so `tests/contrib/demo_svg.rs` can include it and check that what
 //! it writes parses as XML. Text is `<text>` with a generic font family: the viewer picks the
 //! font, so writing the file needs no font on this machine.
 

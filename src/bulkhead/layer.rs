@@ -29,8 +29,7 @@ impl BulkheadLayer {
     /// `"default"` if not set.
     ///
     /// Names the bulkhead itself: every clone of this layer, and every service made from it,
-    /// keeps sharing one limit (it used to start a fresh bulkhead, silently splitting the limit
-    /// between the clones made before and after). Name it before the layer wraps a service: the
+    /// keeps sharing one limit. Name it before the layer wraps a service: the
     /// metrics are registered then, and keep the name they were registered under (a later
     /// rename is logged as a warning and shows in `Debug` only).
     pub fn name(self, name: impl Into<std::sync::Arc<str>>) -> Self {

@@ -12,7 +12,7 @@
 //! way: the feature is off by default, the types say `Chaos`, a new `Chaos` injects nothing until
 //! a rate above 0 is set, and with every rate 0 (or [`disable`](Chaos::disable)d) a call reads
 //! the settings (relaxed atomic loads: no lock, no random draw, no allocation) and passes
-//! straight through, for a few ns (`cargo bench --bench chaos`). Use it to test your own
+//! straight through. Use it to test your own
 //! services under failure the way Polly's Simmy and `tower-resilience`'s chaos layer do, or wrap
 //! an embedded upstream in it to show what the rest of harden does (`cargo run --example demo`).
 //!

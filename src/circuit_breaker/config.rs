@@ -93,7 +93,7 @@ impl CircuitBreakerBuilder {
 
     /// With the feature `metrics`, whether to time every call for the
     /// `harden_call_duration_seconds` histogram (default `true`). Timing reads the precise
-    /// clock twice per call (about 40 ns each on a VM without a vDSO clock); turn it off on the
+    /// clock twice per call (costly on a VM without a vDSO clock); turn it off on the
     /// hottest paths. Without the feature the clock is never read for this.
     pub fn record_latency(mut self, record: bool) -> Self {
         self.record_latency = record;

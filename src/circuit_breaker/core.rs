@@ -131,7 +131,7 @@ struct Padded<T>(T);
 
 /// What a call was admitted as.
 // repr(u32): a whole word, so copying a `Permit` never reads a byte store back as a wider load
-// (a store-forwarding stall measured at ~5 ns per call).
+// (a store-forwarding stall).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub(crate) enum Kind {
@@ -145,10 +145,9 @@ pub(crate) enum Kind {
 
 /// Admission of one call; hand it back through [`Core::finish`] or [`Core::release`].
 ///
-/// Eight bytes, so it moves in one register: a 16-byte permit (with the admission time) was
-/// built with narrow stores and copied with one wide load, a failed store forward measured at
-/// ~5 ns per tower call. The slow-call rule's start time travels next to it
-/// ([`Core::call_start`]).
+/// Eight bytes, so it moves in one register: a 16-byte permit (with the admission time) would be
+/// built with narrow stores and copied with one wide load, a failed store forward on every call.
+/// The slow-call rule's start time travels next to it ([`Core::call_start`]).
 #[derive(Debug)]
 #[must_use]
 pub(crate) struct Permit {
@@ -871,8 +870,7 @@ mod tests {
         assert_eq!(core.state(), State::Open);
     }
 
-    // Regression (issue 10 #5): open deadlines and probe bounds saturated at 2^48 µs (8.9 years)
-    // after build: a trip let the next call through as a probe, and a hung probe blocked forever.
+    // Deadlines saturated 8.9 years after build: a trip let the next call through as a probe.
     #[test]
     fn open_deadlines_and_probe_bounds_hold_for_the_clocks_whole_range() {
         for t in [
@@ -910,8 +908,7 @@ mod tests {
         }
     }
 
-    // Regression (issue 10 #5): past 2^60 ns of clock the window's epoch tag was cut to its low
-    // bits but compared in full, so the window counted nothing and the breaker never opened.
+    // Past 2^60 ns of clock the window counted nothing, so the breaker never opened.
     #[test]
     fn an_old_breaker_still_trips() {
         for t in [
@@ -930,9 +927,7 @@ mod tests {
         }
     }
 
-    // Regression (issue 10 #1): every reset bumped the generation without publishing `aux`;
-    // after 32 768 of them the next trip's deadline was refused as older and the breaker
-    // rejected every call forever.
+    // After 32 768 resets the next trip's deadline was refused as older: open forever.
     #[test]
     fn many_manual_changes_never_hide_the_next_open_deadline() {
         let core = core(

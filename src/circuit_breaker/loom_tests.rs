@@ -97,7 +97,7 @@ fn loom_reset_racing_record_leaves_a_consistent_state() {
         core.set_manual(State::Closed);
         recorder.join().unwrap();
         assert_eq!(core.state(), State::Closed);
-        // The `aux` protocol (issue 10 #1): the trip's publication of its (older) generation,
+        // The `aux` protocol: the trip's publication of its (older) generation,
         // racing the reset's, never replaces the reset's.
         assert!(core.aux_is_current());
         let failures = core.counts(MS).failures;

@@ -163,8 +163,7 @@ mod tests {
         CircuitBreakerService::new(tower::service_fn(f), &breaker, DefaultBreakerClassifier)
     }
 
-    // Regression: each clone allocated its own `Local`, so a retry cloning its inner service per
-    // call allocated on every call.
+    // Each clone allocated its own `Local`, so a retry cloning its service allocated per call.
     #[test]
     fn clones_share_their_threads_local_and_calls_elsewhere_take_their_own() {
         let mut a = service();

@@ -240,7 +240,7 @@ impl<R: HttpResponse> RetryClassifier<R> for HttpRetryClassifier {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(harden_loom)))]
 mod tests {
     use super::*;
     use crate::bulkhead::error::BulkheadFull;

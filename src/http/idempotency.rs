@@ -35,7 +35,7 @@ pub fn may_retry(
         || extensions.is_some_and(|e| e.get::<Idempotent>().is_some())
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(harden_loom)))]
 mod tests {
     use super::*;
 

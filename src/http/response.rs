@@ -330,7 +330,7 @@ pub(crate) fn json_response<B: From<String>>(
     response
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(harden_loom)))]
 mod tests {
     use super::*;
 

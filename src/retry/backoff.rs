@@ -262,8 +262,7 @@ mod tests {
         );
     }
 
-    // Regression (issue 10 #7): a zero initial delay grew to `max_delay` once the multiplier's
-    // power overflowed to infinity (0 * inf = NaN was taken for "too large").
+    // A zero initial delay grew to the cap once the multiplier's power overflowed (0 * inf = NaN).
     #[test]
     fn a_zero_initial_delay_stays_zero() {
         let e = Backoff::exponential(Duration::ZERO, 1000.0).jitter(Jitter::None);

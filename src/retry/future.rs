@@ -174,7 +174,8 @@ impl<S, Req, C, H> Replay<S, Req, C, H> {
         C: RetryClassifier<Res>,
     {
         if let Err(e) = result {
-            // NOTE: rejections are never retried, whatever the classifier says (DESIGN).
+            // Rejections and the retry's own refusals are never retried, whatever the classifier
+            // says: the next attempt would meet the same refusal.
             if is_rejection(&**e) || e.is::<BudgetExhausted>() || e.is::<RetryAfterTooLong>() {
                 return RetryDecision::DoNotRetry;
             }

@@ -103,10 +103,9 @@
 //! out-slot, so the common path returns its response in registers. With a budget, a call also
 //! deposits (a store into its thread's stripe; see [`RetryBudget`]) and the `'static` future
 //! owns a counted reference to the budget: that reference count, one locked increment and one
-//! decrement, is most of what a budget costs a call (`benches/peers/benches/retry_floor.rs`
-//! measures it next to the retry rows). The settings are copied into the future rather than
-//! shared behind an `Arc`, because without a budget that `Arc` would be the call's only
-//! reference count (measured slower; BENCHMARKS.md, issue 14).
+//! decrement, is most of what a budget costs a call. The settings are copied into the future
+//! rather than shared behind an `Arc`, because without a budget that `Arc` would be the call's
+//! only reference count.
 //!
 //! # Compared with `tower::retry`
 //!

@@ -29,13 +29,13 @@
 //! — idle keep-alive connections, a client that sent half its headers — never hold shutdown:
 //! they are dropped when the last request is done, as if they were not there (hyper's
 //! `header_read_timeout` also closes the latter while serving). Idle keep-alive connections are
-//! *not* closed when refusing starts, as DESIGN's step 2 reads: a client may be sending its next
+//! *not* closed when refusing starts: a client may be sending its next
 //! request on one at that instant, and HTTP/1.1 gives it no way to tell that the close came
 //! first, so the request would be lost. Left open, the request gets the 503 with
 //! `Connection: close`. That race remains only at the very end, when the connections still open
 //! are dropped, after the drain delay has taken the pod out of its load balancers' rotation.
 //!
-//! Decisions where DESIGN was silent or could be read two ways:
+//! Other choices:
 //! - The listener keeps accepting while refusing, until the drain is done, so a client that
 //!   still reaches the pod gets a clear, retriable 503 + `Retry-After` rather than a refused or
 //!   reset connection; the listener closes (new connections are refused by the kernel) as soon

@@ -63,7 +63,7 @@
 //!
 //! The deadline is `d` after the first poll of the response future that finds the inner future
 //! pending — not `d` after [`call`](tower_service::Service::call). Reading a clock in `call`
-//! (`Instant::now()`, about 40 ns here) would cost more than the whole budget of this layer, and
+//! (`Instant::now()`) would cost more than the rest of this layer, and
 //! every tower driver (`ServiceBuilder` stacks, `oneshot`, axum, hyper) polls a response future
 //! right after creating it, so the two starting points differ by the time the inner `call` and
 //! its first poll take. That time is synchronous work, which no timeout can interrupt anyway.
@@ -82,7 +82,7 @@
 //! # Differences from tower's `Timeout`
 //!
 //! - tower's [`Timeout`](https://docs.rs/tower/latest/tower/timeout/struct.Timeout.html) builds
-//!   a `tokio::time::Sleep` in every `call`, used or not (about 63 ns per call here); this one
+//!   a `tokio::time::Sleep` in every `call`, used or not; this one
 //!   builds it only when the inner future first pends, so the timer's clock read and registration
 //!   are paid only by calls that wait.
 //! - Consequently the deadline counts from the first pending poll, not from `call` (see above).

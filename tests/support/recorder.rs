@@ -2,8 +2,9 @@
 //! of `metrics-util` drains on every snapshot). Included with `#[path]` by the tests that need it.
 #![allow(dead_code)] // each test file uses its own subset
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use metrics_util::registry::{AtomicStorage, Registry};
@@ -11,11 +12,27 @@ use metrics_util::registry::{AtomicStorage, Registry};
 /// A recorder whose values can be read without resetting them (the debugging recorder of
 /// `metrics-util` drains on every snapshot).
 #[derive(Clone)]
-pub(crate) struct TestRecorder(Arc<Registry<Key, AtomicStorage>>);
+pub(crate) struct TestRecorder(Arc<Registry<Key, AtomicStorage>>, Arc<Mutex<Descriptions>>);
+
+/// Unit and help text of every described series, by name.
+type Descriptions = HashMap<String, (Option<Unit>, String)>;
 
 impl TestRecorder {
     pub(crate) fn new() -> Self {
-        TestRecorder(Arc::new(Registry::atomic()))
+        TestRecorder(Arc::new(Registry::atomic()), Arc::default())
+    }
+
+    /// The unit and help text `describe_*` gave the series `name`.
+    pub(crate) fn description(&self, name: &str) -> Option<(Option<Unit>, String)> {
+        self.1.lock().unwrap().get(name).cloned()
+    }
+
+    fn describe(&self, name: KeyName, unit: Option<Unit>, help: SharedString) {
+        let entry = (unit, help.into_owned());
+        self.1
+            .lock()
+            .unwrap()
+            .insert(name.as_str().to_owned(), entry);
     }
 
     pub(crate) fn find(&self, name: &str, labels: &[(&str, &str)]) -> Vec<Key> {
@@ -79,9 +96,15 @@ impl TestRecorder {
 }
 
 impl Recorder for TestRecorder {
-    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_counter(&self, name: KeyName, unit: Option<Unit>, help: SharedString) {
+        self.describe(name, unit, help);
+    }
+    fn describe_gauge(&self, name: KeyName, unit: Option<Unit>, help: SharedString) {
+        self.describe(name, unit, help);
+    }
+    fn describe_histogram(&self, name: KeyName, unit: Option<Unit>, help: SharedString) {
+        self.describe(name, unit, help);
+    }
     fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
         self.0
             .get_or_create_counter(key, |c| Counter::from_arc(c.clone()))

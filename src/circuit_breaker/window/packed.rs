@@ -1,6 +1,6 @@
 //! The count window of up to [`PACKED_MAX_CALLS`] calls, in one word.
 //!
-//! Up to [`PACKED_MAX_CALLS`] calls (small rings like recloser's, or the bench's 20): the whole
+//! Up to [`PACKED_MAX_CALLS`] calls (small rings like recloser's): the whole
 //! window is **one word** — a failure bit and a slow bit per position, the next position, and
 //! how many positions are filled. A record is one compare-and-swap, reading it is two
 //! popcounts, and a clear stores zero, so every record lands wholly before or after any other

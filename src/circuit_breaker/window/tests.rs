@@ -35,8 +35,7 @@ fn failures_age_out_bucket_by_bucket() {
     assert_eq!(w.counts(1100 * MS), Counts::default());
 }
 
-// Regression (issue 10 #5): the epoch tag kept only its low bits (count bits were
-// log2(bucket) + 4) but was compared in full: past 2^60 ns of clock nothing was counted.
+// The epoch tag kept only its low bits but was compared in full: past 2^60 ns nothing counted.
 #[test]
 fn counts_hold_for_the_clocks_whole_range() {
     for (window_ms, buckets) in [
@@ -319,7 +318,7 @@ fn a_judge_within_its_share_reads_only_its_stripe_and_one_over_it_reads_all() {
 
 #[test]
 fn a_rest_over_the_threshold_leaves_no_share_to_idle_stripes() {
-    // Regression guard for the share rule: with a rest at or over the threshold, an idle stripe
+    // The share rule: with a rest at or over the threshold, an idle stripe
     // (nothing in the current bucket) already holds more than a share, so a judge reads all.
     let over = rule(50.0, None);
     let w = time_window(1000, 10, 2);

@@ -12,8 +12,7 @@
 //! line goes, and it saturates rather than spill into the epoch. The epoch has the other
 //! `64 - floor(log2(bucket_len))` bits, enough for `u64::MAX / bucket_len`: every epoch of the
 //! clock's whole `u64` range of nanoseconds is stored in full, so epochs are compared exactly and
-//! never wrap. (With `+ 4` count bits the epoch was cut to its low bits past 2^60 ns, 36–73 years
-//! of a clock that starts at boot, and compared in full: the window then counted nothing.)
+//! never wrap.
 //!
 //! Counters are striped the way Java's `LongAdder` is: every thread writes to its own copy of
 //! the buckets (cache-line aligned), chosen once per thread, so two threads recording into one

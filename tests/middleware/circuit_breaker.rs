@@ -635,8 +635,7 @@ fn config_errors_name_the_field_and_range() {
     assert!(CircuitBreaker::builder().build().is_ok());
 }
 
-// Regression (issue 10 #7): `slow_call` accepted thresholds above the 365 days its error message
-// states.
+// `slow_call` accepted thresholds above the 365 days its error message states.
 #[test]
 fn slow_call_threshold_is_bounded_by_365_days() {
     let year = Duration::from_secs(365 * 24 * 3600);

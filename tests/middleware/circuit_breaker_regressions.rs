@@ -1,4 +1,5 @@
-//! Regression tests of issue 10's breaker defects, through the public API on paused tokio time.
+//! The breaker's edge cases (many resets, rejections from below, panics while a probe slot is
+//! held), through the public API on paused tokio time.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -32,8 +33,7 @@ fn fail() -> Result<(), std::io::Error> {
     Err(std::io::Error::other("down"))
 }
 
-// Regression (issue 10 #1): 32 768 resets made the next trip's open deadline look stale, so the
-// breaker rejected every call forever.
+// 32 768 resets made the next trip's open deadline look stale: the breaker stayed open.
 #[tokio::test(start_paused = true)]
 async fn the_breaker_closes_again_after_40_000_resets() {
     let breaker = CircuitBreaker::builder()
@@ -53,8 +53,7 @@ async fn the_breaker_closes_again_after_40_000_resets() {
     assert_eq!(breaker.state(), State::Closed);
 }
 
-// Regression (issue 10 #2): outside `ResilienceLayerBuilder`, a breaker above a bulkhead counted
-// `BulkheadFull` as a failure: two rejected calls opened a breaker whose upstream was healthy.
+// A breaker above a bulkhead counted `BulkheadFull` as a failure and opened on a healthy upstream.
 #[tokio::test(start_paused = true)]
 async fn a_full_bulkhead_below_never_opens_the_breaker() {
     let breaker = CircuitBreaker::builder()
@@ -76,7 +75,7 @@ async fn a_full_bulkhead_below_never_opens_the_breaker() {
     assert_eq!((stats.successes, stats.failures), (0, 0));
 }
 
-// Regression (issue 10 #2): another breaker's `CircuitOpen` from below counted as a failure.
+// Another breaker's `CircuitOpen` from below counted as a failure.
 #[tokio::test(start_paused = true)]
 async fn an_open_breaker_below_never_opens_the_one_above() {
     let outer = CircuitBreaker::builder()
@@ -99,8 +98,7 @@ async fn an_open_breaker_below_never_opens_the_one_above() {
     assert_eq!(outer.state(), State::Closed);
 }
 
-// Regression (issue 10 #4): an open breaker forwarded `poll_ready` to a saturated
-// `ConcurrencyLimit`, so callers waited for the hung calls to end instead of being rejected.
+// An open breaker forwarded `poll_ready` to a saturated inner service: callers waited, not rejected.
 #[tokio::test(start_paused = true)]
 async fn an_open_breaker_is_ready_at_once_over_a_saturated_inner_service() {
     let breaker = CircuitBreaker::builder().name("db").build().unwrap();
@@ -199,8 +197,7 @@ fn half_open(
     breaker
 }
 
-// Regression (issue 10 #6): a classifier that panicked during a half-open probe left the probe
-// slot taken until `max_probe_duration` (10 s).
+// A classifier panicking during a probe kept the probe slot taken until `max_probe_duration`.
 #[tokio::test(start_paused = true)]
 async fn a_panicking_classifier_gives_the_probe_slot_back() {
     let breaker = half_open(|_| {});
@@ -238,8 +235,7 @@ async fn a_panicking_classifier_gives_the_probe_slot_back() {
     assert!(breaker.call(|| Ok::<_, ()>(())).is_ok(), "the slot is free");
 }
 
-// Regression (issue 10 #6): an `on_event` listener that panicked while a probe slot was held
-// (on the probe's outcome, or on the Open → HalfOpen transition) leaked the slot.
+// A listener panicking while a probe slot was held (outcome or transition) leaked the slot.
 #[tokio::test(start_paused = true)]
 async fn a_panicking_listener_gives_the_probe_slot_back() {
     for on in ["success", "half_open"] {
@@ -269,8 +265,7 @@ async fn a_panicking_listener_gives_the_probe_slot_back() {
     }
 }
 
-// Issue 10 (also fixed): `CircuitOpen` carried no breaker name, so a server with several
-// breakers could not tell which one rejected.
+// `CircuitOpen` carried no breaker name, so a server could not tell which breaker rejected.
 #[tokio::test(start_paused = true)]
 async fn circuit_open_names_its_breaker() {
     let breaker = CircuitBreaker::builder().name("payments").build().unwrap();

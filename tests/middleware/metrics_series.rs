@@ -1,5 +1,4 @@
 //! Every layer's series, recorded through a real (debugging) recorder.
-#![cfg(feature = "metrics")]
 
 use std::time::Duration;
 
@@ -11,9 +10,7 @@ use harden::BoxError;
 use std::sync::Arc;
 use tower::{service_fn, Layer, Service, ServiceExt};
 
-#[path = "support/recorder.rs"]
-mod recorder;
-use recorder::TestRecorder;
+use crate::support::recorder::TestRecorder;
 
 #[tokio::test(start_paused = true)]
 async fn timeouts_are_counted_under_the_layers_name() {
@@ -275,9 +272,21 @@ async fn breaker_state_is_one_hot_after_any_sequence_of_transitions() {
 }
 
 #[tokio::test]
-async fn describe_registers_help_text_without_panicking() {
+async fn describe_gives_every_series_help_text_and_the_failure_rate_no_unit() {
     let recorder = TestRecorder::new();
     metrics::with_local_recorder(&recorder, harden::metrics::describe);
+    for name in names::ALL {
+        let (_, help) = recorder.description(name).expect(name);
+        assert!(!help.is_empty(), "{name}");
+    }
+    // The failure rate is a ratio from 0 to 1, which `Unit::Percent` would misstate.
+    let (unit, help) = recorder
+        .description(names::CIRCUIT_BREAKER_FAILURE_RATE)
+        .unwrap();
+    assert_eq!(unit, None);
+    assert!(help.contains("0 to 1"), "{help}");
+    let (unit, _) = recorder.description(names::CALL_DURATION).unwrap();
+    assert_eq!(unit, Some(metrics::Unit::Seconds));
 }
 
 #[tokio::test]
@@ -316,8 +325,7 @@ async fn latency_recording_can_be_turned_off() {
     );
 }
 
-// Regression (issue 10): two `ResilienceLayerBuilder` stacks exported one colliding `timeout="total"` and
-// `timeout="attempt"` series; a named stack prefixes its timeouts' labels.
+// Two stacks exported one colliding `timeout="total"` series; a name now prefixes the labels.
 #[tokio::test(start_paused = true)]
 async fn named_stacks_export_distinct_timeout_series() {
     let recorder = TestRecorder::new();

@@ -1,6 +1,5 @@
 //! `harden::chaos`: rates, reproducibility, run-time switching, delays and hangs on paused
 //! time, HTTP statuses, configuration errors and metrics.
-#![cfg(feature = "chaos")]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -520,13 +519,9 @@ mod http_status {
 }
 
 #[cfg(feature = "metrics")]
-#[path = "support/recorder.rs"]
-mod recorder;
-
-#[cfg(feature = "metrics")]
 mod metrics_series {
-    use super::recorder::TestRecorder;
     use super::*;
+    use crate::support::recorder::TestRecorder;
     use harden::metrics::names;
 
     #[tokio::test(start_paused = true)]

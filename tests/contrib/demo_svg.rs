@@ -1,7 +1,7 @@
 //! The demo's `--svg` timeline parses as SVG and draws what it was given.
 
 #[allow(dead_code)]
-#[path = "../examples/demo/svg.rs"]
+#[path = "../../examples/demo/svg.rs"]
 mod svg;
 
 use svg::{Band, Second, Server, Timeline};

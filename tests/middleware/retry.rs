@@ -287,8 +287,7 @@ async fn a_clone_is_made_only_for_attempts_that_may_be_retried() {
     assert_eq!(clones.load(Ordering::Relaxed), 2);
 }
 
-// Issue 14: the future kept its clone of the inner service until it was dropped; it now lets
-// it go when the last attempt starts (a clone can hold a connection, a permit, a breaker).
+// The future held its service clone (a connection, a permit) until dropped, past the last attempt.
 #[tokio::test(start_paused = true)]
 async fn the_service_clone_is_released_when_the_last_attempt_starts() {
     let token = Arc::new(());

@@ -258,8 +258,7 @@ fn services_and_futures_are_send_and_sync_for_axum() {
     assert_send(&svc.call(()));
 }
 
-// Regression (issue 10): `BulkheadLayer::name` silently created a new bulkhead, so a clone made
-// before naming and the named layer each admitted `max_concurrent` calls.
+// Naming a layer created a new bulkhead: a clone from before and the named layer each had a limit.
 #[tokio::test]
 async fn naming_keeps_one_shared_bulkhead() {
     let calls = Arc::new(AtomicUsize::new(0));

@@ -732,7 +732,7 @@ fn sizes<S: Service<(), Response = u32>>(service: &S) -> (usize, usize) {
 
 #[test]
 fn the_bench_stack_is_as_big_as_the_hand_built_one() {
-    // The row: total timeout + retry (default budget) + breaker + bulkhead, against the
+    // The benchmarked stack: total timeout + retry (default budget) + breaker + bulkhead, against the
     // same layers in a `ServiceBuilder` without the stack's innermost `BoxErrors`.
     let policy = RetryPolicy::builder().max_attempts(3).build().unwrap();
     let breaker = breaker(20);

@@ -1,7 +1,7 @@
 //! Scene 2 of the demo resends a GET only when the server closed the connection before any
 //! answer; every other failure counts as lost.
 
-#[path = "../examples/demo/closed.rs"]
+#[path = "../../examples/demo/closed.rs"]
 mod closed;
 
 use closed::closed_under_it;

@@ -1,4 +1,4 @@
-//! Helpers shared by the server tests: a test app, a server on 127.0.0.1:0, raw HTTP/1.1.
+//! A test server: an app with slow and streaming routes, a server on 127.0.0.1:0, raw HTTP/1.1.
 #![allow(dead_code, unreachable_pub)]
 
 use std::convert::Infallible;

@@ -1,5 +1,5 @@
 //! `harden::http` under paused time: the preset around an in-process `http` service, so delays
-//! are exact. (The same behaviour against real servers: `tests/reqwest_client.rs`.)
+//! are exact. (The same behaviour against real servers: `reqwest_client.rs` beside this file.)
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};

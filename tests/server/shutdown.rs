@@ -1,12 +1,10 @@
 //! The shutdown sequence against real servers on 127.0.0.1 (real time: sockets; outcomes are
 //! asserted, never durations).
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{raw_get, raw_get_on, start, wait_in_flight};
+use crate::support::server::{raw_get, raw_get_on, start, wait_in_flight};
 use harden::shutdown::{HookOutcome, Phase, Shutdown};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -88,8 +86,7 @@ async fn a_new_request_while_refusing_gets_503_connection_close_and_json() {
     assert_eq!(report.aborted, 0);
 }
 
-// Regression: keep-alive connections idle when refusing began were closed at once, so a request
-// their client was sending at that moment was lost (seen in the demo as `IncompleteMessage`).
+// Idle keep-alive connections were closed when refusing began, losing a request sent just then.
 #[tokio::test]
 async fn a_keep_alive_connection_idle_when_refusing_starts_gets_the_503_not_a_reset() {
     let server = start(builder().drain_delay(Duration::ZERO).build().unwrap()).await;

@@ -1,0 +1,9 @@
+//! Servers: health endpoints, the graceful shutdown sequence, and `examples/axum_server.rs` as a
+//! real process.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod axum_server_example;
+mod health;
+mod shutdown;
