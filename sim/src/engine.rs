@@ -337,6 +337,9 @@ struct Client {
     budget: Option<RetryBudget>,
 }
 
+/// Lists the calls that start in a tick, as `(client, tag)`, given the run's generator.
+pub type Arrivals<'a> = dyn FnMut(u64, &mut fastrand::Rng, &mut Vec<(u32, u64)>) + 'a;
+
 /// A breaker transition, at a tick.
 pub type Transition = (u64, State);
 
@@ -555,11 +558,7 @@ impl<U: Upstream> Sim<U> {
 
     /// Moves the simulation (and harden's clock) to tick `to`, running every event due on the
     /// way; `arrivals(tick, rng)` lists the calls that start in a tick as `(client, tag)`.
-    pub async fn run_until(
-        &mut self,
-        to: u64,
-        arrivals: &mut dyn FnMut(u64, &mut fastrand::Rng, &mut Vec<(u32, u64)>),
-    ) {
+    pub async fn run_until(&mut self, to: u64, arrivals: &mut Arrivals<'_>) {
         let mut new = Vec::new();
         let mut events = Vec::new();
         while self.now < to {
@@ -648,7 +647,7 @@ impl<U: Upstream> Sim<U> {
         }
         let mut future = Box::pin(svc.call(()));
         ANSWER.with(|a| a.set(None));
-        if let Poll::Ready(_) = future.as_mut().poll(&mut cx) {
+        if future.as_mut().poll(&mut cx).is_ready() {
             // Rejected by the breaker or the bulkhead: nothing was sent.
             self.end(id, End::Shed);
             return;
@@ -814,6 +813,8 @@ impl<U: Upstream> Sim<U> {
 
 /// A current-thread tokio runtime with paused time: harden's clock (feature `test-util`)
 /// follows it, and the engine moves it forward one tick at a time.
+///
+/// Runs block on it: call them from plain threads, not from inside an async task.
 ///
 /// # Errors
 ///

@@ -61,6 +61,9 @@ struct ReplayArgs {
     /// Threads to run candidates on.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Also list every candidate's breaker transitions.
+    #[arg(long)]
+    transitions: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -172,6 +175,16 @@ fn replay_cmd(a: ReplayArgs) -> Result<(), InputError> {
         wall.as_secs_f64()
     );
     print!("{}", replay::report(&scores, &objective));
+    if a.transitions {
+        for (i, s) in scores.iter().enumerate() {
+            let list: Vec<String> = s
+                .transitions
+                .iter()
+                .map(|(t, st)| format!("{:.3}s {st}", *t as f64 / 1000.0))
+                .collect();
+            println!("\n#{} {}: {}", i + 1, s.name, list.join(", "));
+        }
+    }
     if let Some(path) = a.svg {
         let title = "harden-sim replay: breaker state per candidate";
         std::fs::write(

@@ -133,27 +133,43 @@ impl Upstream for TraceUpstream<'_> {
     }
 }
 
-struct ScenarioUpstream<'a>(&'a Scenario);
+/// The scenario's upstream: each attempt's faults are drawn as `harden::chaos` draws them — a
+/// generator per call seeded by the scenario's seed and the call's number (attempts counted
+/// while a fault is set) — so a scenario injects the same faults, call by call, as a `Chaos`
+/// with that seed on a real upstream.
+struct ScenarioUpstream<'a> {
+    scenario: &'a Scenario,
+    number: u64,
+}
 
 impl Upstream for ScenarioUpstream<'_> {
-    fn send(&mut self, now: u64, _: u64, _: u32, rng: &mut fastrand::Rng) -> Reply {
-        let f = self.0.phase_at(now).faults;
-        let base = self.0.base_latency;
-        // harden::chaos's draw: error, hang and status laid end to end, then a delay.
-        let u = rng.f64();
+    fn send(&mut self, now: u64, _: u64, _: u32, _: &mut fastrand::Rng) -> Reply {
+        let f = self.scenario.phase_at(now).faults;
+        let base = self.scenario.base_latency;
+        if !f.any() {
+            return Reply::Status(200, base);
+        }
+        let number = self.number;
+        self.number += 1;
+        let mut rng = fastrand::Rng::with_seed(
+            self.scenario.seed ^ number.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        );
         let (error, hang, status) = (f.error_rate(), f.hang_rate(), f.status_rate());
-        if u >= error && u < error + hang {
+        let draw = rng.f64();
+        let hangs = draw >= error && draw < error + hang;
+        let delayed = rng.f64() < f.latency_rate() && !hangs;
+        if hangs {
             return Reply::Hang;
         }
-        let delay = if rng.f64() < f.latency_rate() {
-            ticks(sample(f.latency(), rng))
+        let delay = if delayed {
+            ticks(sample(f.latency(), &mut rng))
         } else {
             0
         };
         let after = base + delay;
-        if u < error {
+        if draw < error {
             Reply::Error(after)
-        } else if u < error + hang + status {
+        } else if draw < error + hang + status {
             Reply::Status(f.status(), after)
         } else {
             Reply::Status(200, after)
@@ -161,17 +177,15 @@ impl Upstream for ScenarioUpstream<'_> {
     }
 }
 
-/// A delay from a `harden::chaos` latency distribution.
+/// A delay from a `harden::chaos` latency distribution, drawn as `harden::chaos` draws it.
 pub fn sample(latency: Latency, rng: &mut fastrand::Rng) -> Duration {
+    let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
     match latency {
         Latency::Fixed(d) => d,
-        Latency::Uniform { min, max } => {
-            let span = max.saturating_sub(min).as_secs_f64();
-            min + Duration::from_secs_f64(span * rng.f64())
-        }
+        Latency::Uniform { min, max } => Duration::from_nanos(rng.u64(nanos(min)..=nanos(max))),
         Latency::Exponential { mean, max } => {
-            let x = -mean.as_secs_f64() * (1.0 - rng.f64()).ln();
-            Duration::from_secs_f64(x.min(max.as_secs_f64()))
+            let x = -(nanos(mean) as f64) * (1.0 - rng.f64()).ln();
+            Duration::from_nanos(x as u64).min(max)
         }
         _ => Duration::ZERO,
     }
@@ -241,8 +255,16 @@ pub fn run(source: &Source, settings: &StackSettings, name: &str) -> Result<Scor
                 (sim.tally.clone(), sim.transitions())
             }
             Source::Scenario(scenario) => {
-                let mut sim = Sim::new(settings, 1, ScenarioUpstream(scenario), seed)
-                    .map_err(|e| InputError(format!("{name}: {e}")))?;
+                let mut sim = Sim::new(
+                    settings,
+                    1,
+                    ScenarioUpstream {
+                        scenario,
+                        number: 0,
+                    },
+                    seed,
+                )
+                .map_err(|e| InputError(format!("{name}: {e}")))?;
                 let mut next_ns = 0.0f64;
                 let mut n = 0u64;
                 let mut arrivals =
@@ -339,13 +361,15 @@ fn judge(spans: &[Span], transitions: &[Transition], window: u64) -> Judged {
             .find(|s| !s.healthy)
             .map_or(u64::MAX, |s| s.start);
         let open_before = state_at(transitions, span.start) != State::Closed;
-        match transitions
-            .iter()
-            .find(|(at, to)| *at >= span.start && *at < until && *to == State::Open)
-        {
-            _ if open_before => opens.push(0),
-            Some((at, _)) => opens.push(at - span.start),
-            None => missed += 1,
+        // An outage that starts with the breaker already open needs no open of its own.
+        if !open_before {
+            match transitions
+                .iter()
+                .find(|(at, to)| *at >= span.start && *at < until && *to == State::Open)
+            {
+                Some((at, _)) => opens.push(at - span.start),
+                None => missed += 1,
+            }
         }
         false_closes += transitions
             .iter()
