@@ -354,7 +354,7 @@ struct Call {
 }
 
 struct Attempt {
-    future: Pin<Box<AttemptFuture>>,
+    future: AttemptFuture,
     call: usize,
     generation: u32,
 }
@@ -653,9 +653,9 @@ impl<U: Upstream> Sim<U> {
                 return;
             }
         }
-        let mut future = Box::pin(svc.call(()));
+        let mut future = svc.call(());
         ANSWER.with(|a| a.set(None));
-        if future.as_mut().poll(&mut cx).is_ready() {
+        if Pin::new(&mut future).poll(&mut cx).is_ready() {
             // Rejected by the breaker or the bulkhead: nothing was sent.
             self.end(id, End::Shed);
             return;
@@ -751,7 +751,7 @@ impl<U: Upstream> Sim<U> {
                 ReplyAnswer::Timeout => Answer::Timeout,
             }))
         });
-        let polled = attempt.future.as_mut().poll(&mut cx);
+        let polled = Pin::new(&mut attempt.future).poll(&mut cx);
         ANSWER.with(|a| a.set(None));
         drop(attempt);
         let (decision, end) = match polled {

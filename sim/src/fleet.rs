@@ -82,8 +82,13 @@ impl FleetSettings {
         if !(self.factor.is_finite() && self.factor > 0.0) {
             return bad("factor must be positive");
         }
-        if self.duration < Duration::from_secs(1) {
-            return bad("duration must be at least 1s");
+        if self.duration < Duration::from_secs(1) || self.duration > crate::input::MAX_LENGTH {
+            return bad("duration must be between 1s and 30 days");
+        }
+        if self.overload_start > crate::input::MAX_LENGTH
+            || self.overload_length > crate::input::MAX_LENGTH
+        {
+            return bad("the overload must start and end within 30 days");
         }
         Ok(())
     }
@@ -319,14 +324,22 @@ pub fn report(f: &FleetSettings, runs: &[FleetRun], wall: Duration) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<28} {:>9} {:>8} {:>9} {:>9} {:>10} {:>9} {:>13}",
-        "stack", "calls", "answered", "failed", "shed", "upstream", "max queue", "recovered at"
+        "{:<28} {:>9} {:>8} {:>9} {:>9} {:>10} {:>9} {:>13} {:>7}",
+        "stack",
+        "calls",
+        "answered",
+        "failed",
+        "shed",
+        "upstream",
+        "max queue",
+        "recovered at",
+        "wall s"
     );
     for r in runs {
         let pct = |n: u64| format!("{:.1}%", 100.0 * n as f64 / r.calls.max(1) as f64);
         let _ = writeln!(
             out,
-            "{:<28} {:>9} {:>8} {:>9} {:>9} {:>10} {:>9} {:>13}",
+            "{:<28} {:>9} {:>8} {:>9} {:>9} {:>10} {:>9} {:>13} {:>7.1}",
             r.name,
             r.calls,
             pct(r.answers),
@@ -337,7 +350,8 @@ pub fn report(f: &FleetSettings, runs: &[FleetRun], wall: Duration) -> String {
             match r.recovered {
                 Some(s) => format!("{s} s (+{})", s.saturating_sub(end)),
                 None => "never".into(),
-            }
+            },
+            r.wall.as_secs_f64()
         );
     }
     let calls: u64 = runs.iter().map(|r| r.calls).sum();

@@ -436,6 +436,9 @@ pub struct Phase {
     pub healthy: bool,
 }
 
+/// The longest scenario or fleet run accepted.
+pub const MAX_LENGTH: Duration = Duration::from_secs(30 * 86_400);
+
 /// A scenario of phases.
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -527,6 +530,9 @@ pub fn parse_scenario(text: &str) -> Result<Scenario, InputError> {
             healthy,
         });
         start += len;
+    }
+    if start > ticks(MAX_LENGTH) {
+        return err("scenario: longer than 30 days in all");
     }
     Ok(Scenario {
         seed: file.seed,

@@ -266,7 +266,7 @@ pub fn charts(
                 let t = i as f64 + 1.0;
                 let _ = write!(
                     points,
-                    "{:.1},{:.1} ",
+                    "{:.0},{:.0} ",
                     x(t, end),
                     y0 + panel_h - panel_h * (v / max)
                 );
