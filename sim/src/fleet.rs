@@ -402,3 +402,23 @@ pub fn render_svg(f: &FleetSettings, runs: &[FleetRun]) -> String {
         &panels,
     )
 }
+
+/// Every stack's per-second series as CSV: `second,stack,offered,goodput,queue,open`.
+pub fn series_csv(runs: &[FleetRun]) -> String {
+    let mut out = String::from("second,stack,offered,goodput,queue,open\n");
+    for r in runs {
+        for i in 0..r.goodput.len() {
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{:.0},{}",
+                i + 1,
+                r.name,
+                r.offered[i],
+                r.goodput[i],
+                r.queue.get(i).copied().unwrap_or(0.0),
+                r.open[i]
+            );
+        }
+    }
+    out
+}

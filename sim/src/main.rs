@@ -104,6 +104,9 @@ struct FleetArgs {
     /// Write the SVG report here.
     #[arg(long)]
     svg: Option<PathBuf>,
+    /// Write every stack's per-second series here (CSV).
+    #[arg(long)]
+    series: Option<PathBuf>,
     /// Threads to run the three stacks on.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -222,6 +225,11 @@ fn fleet_cmd(a: FleetArgs) -> Result<(), InputError> {
         std::fs::write(&path, fleet::render_svg(&f, &runs))
             .map_err(|e| InputError(format!("cannot write {}: {e}", path.display())))?;
         println!("\nreport written to {}", path.display());
+    }
+    if let Some(path) = a.series {
+        std::fs::write(&path, fleet::series_csv(&runs))
+            .map_err(|e| InputError(format!("cannot write {}: {e}", path.display())))?;
+        println!("series written to {}", path.display());
     }
     Ok(())
 }
