@@ -3,7 +3,7 @@
 //! through `replay` agree on when the breaker first opens and when it closes for good.
 //!
 //! Real time (10 s): the real times must lie within one bucket of the window (100 ms) of the
-//! range the simulator predicts over sixteen seeds (the real run's faults follow the seed, but
+//! range the simulator predicts over 64 seeds (the real run's faults follow the seed, but
 //! which calls become probes moves with the machine's timing, so no single seed is the truth).
 
 use std::sync::{Arc, Mutex};
@@ -145,7 +145,7 @@ async fn replay_predicts_the_demo_over_real_http() {
     // The simulator blocks on its own paused runtimes: on a plain thread.
     let (same_seed, runs) = std::thread::spawn(|| {
         let same_seed = first_open_last_close(&simulated(4));
-        let runs: Vec<_> = (0..16)
+        let runs: Vec<_> = (0..64)
             .map(|seed| first_open_last_close(&simulated(seed)))
             .collect();
         (same_seed, runs)
@@ -153,7 +153,7 @@ async fn replay_predicts_the_demo_over_real_http() {
     .join()
     .unwrap();
     println!("real: {real:?}");
-    println!("simulated, seed 4: {same_seed:?}; seeds 0..16: {runs:?}");
+    println!("simulated, seed 4: {same_seed:?}; seeds 0..64: {runs:?}");
 
     let real_open = real_open.expect("the failing phase opens the real breaker");
     let opens: Vec<f64> = runs.iter().filter_map(|r| r.0).collect();
