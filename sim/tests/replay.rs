@@ -228,3 +228,25 @@ fn ranking_keeps_constraints_then_the_measure_then_the_candidates_order() {
         "{report}"
     );
 }
+
+#[test]
+fn the_example_trace_scores_alike_on_one_thread_or_two_and_draws_a_band_per_candidate() {
+    let trace = parse_trace(include_str!("../examples/trace.csv")).unwrap();
+    assert_eq!(
+        trace.garbage.len(),
+        2,
+        "the example keeps two garbage lines"
+    );
+    let source = Source::Trace(trace);
+    let grid = [parse_grid_arg("volume_threshold=10,20").unwrap()];
+    let c = input::candidates(None, &grid, &StackSettings::http_preset()).unwrap();
+    let one = replay::run_all(&source, &c, 1).unwrap();
+    let two = replay::run_all(&source, &c, 2).unwrap();
+    assert_eq!(one, two);
+    assert_eq!(source.spans().iter().filter(|s| !s.healthy).count(), 1);
+    let svg = replay::render_svg(&source.spans(), &one, source.end(), "t");
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    for s in &one {
+        assert!(svg.contains(&s.name), "a row for {}", s.name);
+    }
+}
