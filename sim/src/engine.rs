@@ -2,7 +2,7 @@
 //! calendar of events in 1 ms ticks, and harden's clock moved by a paused tokio runtime.
 //!
 //! Each attempt goes through a real [`CircuitBreakerService`] wrapping a real
-//! [`Bulkhead`](harden::bulkhead::Bulkhead) wrapping a *slot*: a service whose future stays
+//! [`Bulkhead`] wrapping a *slot*: a service whose future stays
 //! pending until the engine hands it the upstream's answer (or an attempt timeout) and polls it
 //! once with a no-op waker. So admission, probes, counting, late results and permits are
 //! harden's own code, and no task or timer is spawned per call: the engine keeps the timeouts,
