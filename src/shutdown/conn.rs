@@ -30,6 +30,12 @@ use crate::BoxError;
 
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// When the drain is over, how long a connection whose request is on its way (connected, or
+/// part of the request received) has to deliver it and get its 503: a client that connected
+/// just before the listener closed writes within a round trip, far below this on any network a
+/// server runs in; a slowloris is closed after it.
+const LATE_REQUEST_GRACE: Duration = Duration::from_millis(100);
+
 /// hyper's two connection builders, configured once per `serve`.
 pub(crate) struct Builders {
     http1: http1::Builder,
@@ -77,7 +83,7 @@ pub(crate) async fn serve_connection<I, S>(
     // Protocol detection reads before hyper's HTTP/1 header timer exists: the same timeout
     // applies, or a client that sends nothing (or half the HTTP/2 preface) holds an fd forever.
     let detected = {
-        let detect = detect(&mut io, &mut prefix);
+        let mut detect = pin!(detect(&mut io, &mut prefix));
         let timeout = async {
             match builders.header_read_timeout {
                 Some(timeout) => tokio::time::sleep(timeout).await,
@@ -86,10 +92,13 @@ pub(crate) async fn serve_connection<I, S>(
         };
         tokio::select! {
             biased;
-            detected = detect => detected,
-            _ = timeout => return,
-            // Nothing received when the drain is over: no request to answer.
-            _ = shared.closing.cancelled() => return,
+            detected = &mut detect => detected,
+            () = timeout => return,
+            () = shared.closing.cancelled() => tokio::select! {
+                biased;
+                detected = &mut detect => detected,
+                () = tokio::time::sleep(LATE_REQUEST_GRACE) => return,
+            },
         }
     };
     let Ok(Some((protocol, len))) = detected else {
@@ -130,19 +139,30 @@ pub(crate) async fn serve_connection<I, S>(
         };
         let mut told = pin!(told);
         let mut graceful = false;
+        let late = tokio::time::sleep(Duration::ZERO);
+        let mut late = pin!(late);
+        let mut late_armed = false;
         loop {
             tokio::select! {
                 biased;
                 _ = conn.as_mut() => break,
-                _ = &mut told, if !graceful => {
-                    // hyper waits for a request it has begun to read, however slowly it comes;
-                    // at the end of the drain such a connection is closed (and counted).
-                    // Relaxed: written by this connection's IO, polled on this task.
-                    if protocol == Protocol::Http1 && state.unanswered.load(Ordering::Relaxed) {
-                        break;
-                    }
+                () = &mut told, if !graceful => {
                     conn.as_mut().graceful_shutdown();
                     graceful = true;
+                    // hyper waits for a request it has begun to read, however slowly it comes:
+                    // at the end of the drain it gets a moment to arrive (and is answered).
+                    // Relaxed: written by this connection's IO, polled on this task.
+                    if protocol == Protocol::Http1 && state.unanswered.load(Ordering::Relaxed) {
+                        late.as_mut().reset(tokio::time::Instant::now() + LATE_REQUEST_GRACE);
+                        late_armed = true;
+                    }
+                }
+                () = &mut late, if late_armed => {
+                    late_armed = false;
+                    // Still unread: closed, and counted by `ConnIo::drop`. Relaxed: as above.
+                    if state.unanswered.load(Ordering::Relaxed) {
+                        break;
+                    }
                 }
             }
         }
