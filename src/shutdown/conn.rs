@@ -21,7 +21,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio_util::sync::WaitForCancellationFutureOwned;
 use tower_service::Service;
 
 use super::layer::ShutdownService;
@@ -94,7 +93,7 @@ pub(crate) async fn serve_connection<I, S>(
             biased;
             detected = &mut detect => detected,
             () = timeout => return,
-            () = shared.closing.cancelled() => tokio::select! {
+            () = shared.closing.wait() => tokio::select! {
                 biased;
                 detected = &mut detect => detected,
                 () = tokio::time::sleep(LATE_REQUEST_GRACE) => return,
@@ -134,8 +133,8 @@ pub(crate) async fn serve_connection<I, S>(
         // opens new ones elsewhere. HTTP/1 is told by `Connection: close` on its next response
         // (the layer), and closed when the drain is over.
         let told = match protocol {
-            Protocol::Http1 => shared.closing.cancelled(),
-            Protocol::Http2 => shared.triggered.cancelled(),
+            Protocol::Http1 => shared.closing.wait(),
+            Protocol::Http2 => shared.goaway.wait(),
         };
         let mut told = pin!(told);
         let mut graceful = false;
@@ -268,7 +267,7 @@ struct ConnIo<I: AsyncRead + Unpin> {
     unanswered: bool,
     state: Arc<ConnState>,
     /// Armed on the first read or write after an upgrade.
-    cut: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    cut: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 impl<I: AsyncRead + Unpin> ConnIo<I> {
@@ -286,10 +285,10 @@ impl<I: AsyncRead + Unpin> ConnIo<I> {
         if self.state.state.load(Ordering::Relaxed) != UPGRADED {
             return Poll::Pending;
         }
-        let shared = &self.state.shared;
+        let shared = Arc::clone(&self.state.shared);
         let cut = self
             .cut
-            .get_or_insert_with(|| Box::pin(shared.cut.clone().cancelled_owned()));
+            .get_or_insert_with(|| Box::pin(async move { shared.cut.wait().await }));
         cut.as_mut().poll(cx).map(|()| {
             io::Error::new(
                 io::ErrorKind::ConnectionAborted,
@@ -382,8 +381,8 @@ impl<I: AsyncRead + Unpin> Drop for ConnIo<I> {
         // An HTTP/1 request that raced the close at the end of the drain: read and not
         // answered, or still unread. Cut connections are counted by `serve`.
         if self.protocol == Protocol::Http1
-            && shared.closing.is_cancelled()
-            && !shared.cut.is_cancelled()
+            && shared.closing.is_fired()
+            && !shared.cut.is_fired()
             && (self.unanswered || has_unread(&mut self.inner))
         {
             // Relaxed: a statistic read after every connection is joined.

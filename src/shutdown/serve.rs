@@ -92,7 +92,7 @@ where
     drop(listener);
     // Every connection closes the way hyper means it: a response being written is finished,
     // idle HTTP/1 connections close, HTTP/2 ones once their streams are done.
-    shared.closing.cancel();
+    shared.closing.fire();
     let deadline_reached = drained.deadline_reached || {
         let closed = async { while connections.join_next().await.is_some() {} };
         tokio::select! {
@@ -120,7 +120,7 @@ pub(super) async fn run(shutdown: Shutdown) -> io::Result<Report> {
         spawn_signal_watcher(Arc::clone(&shared))?;
     }
     let drained = drain(&shared, &shutdown.config).await;
-    shared.closing.cancel();
+    shared.closing.fire();
     let cut = cut_what_is_left(&shared);
     let deadline_reached = drained.deadline_reached;
     Ok(finish(&shared, started, &drained, deadline_reached, cut).await)
@@ -171,7 +171,7 @@ fn cut_what_is_left(shared: &Shared) -> Cut {
         upgraded_aborted: shared.upgraded(),
         connections_cut: 0,
     };
-    shared.cut.cancel();
+    shared.cut.fire();
     cut
 }
 

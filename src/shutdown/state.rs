@@ -5,8 +5,11 @@ use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use pin_project_lite::pin_project;
+use tokio::sync::futures::Notified;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -70,10 +73,12 @@ pub(crate) struct Shared {
     pub(crate) refusing: AtomicBool,
     pub(crate) triggered: CancellationToken,
     pub(crate) forced: CancellationToken,
-    /// Cancelled when the drain is over: every connection is told to close gracefully.
-    pub(crate) closing: CancellationToken,
-    /// Cancelled at the deadline or when forced: upgraded sessions still open are cut.
-    pub(crate) cut: CancellationToken,
+    /// Fired at the trigger: HTTP/2 connections send their GOAWAY.
+    pub(crate) goaway: Signal,
+    /// Fired when the drain is over: every connection is told to close gracefully.
+    pub(crate) closing: Signal,
+    /// Fired at the deadline or when forced: upgraded sessions still open are cut.
+    pub(crate) cut: Signal,
     /// Cancelled when refusing starts: long-lived handlers end, connections close.
     pub(crate) token: CancellationToken,
     pub(crate) tracker: TaskTracker,
@@ -99,8 +104,9 @@ impl Shared {
             refusing: AtomicBool::new(false),
             triggered: CancellationToken::new(),
             forced: CancellationToken::new(),
-            closing: CancellationToken::new(),
-            cut: CancellationToken::new(),
+            goaway: Signal::default(),
+            closing: Signal::default(),
+            cut: Signal::default(),
             token: CancellationToken::new(),
             tracker: TaskTracker::new(),
             in_flight: AtomicUsize::new(0),
@@ -120,6 +126,7 @@ impl Shared {
         // Relaxed: only decides `Connection: close`; the token below orders the sequence.
         self.shutting_down.store(true, Ordering::Relaxed);
         self.triggered.cancel();
+        self.goaway.fire();
     }
 
     pub(crate) fn is_shutting_down(&self) -> bool {
@@ -205,6 +212,68 @@ impl Shared {
             }
             notified.await;
         }
+    }
+}
+
+/// A one-shot broadcast to every connection: a flag read without a lock, and a `Notify` for
+/// the waiters (a `CancellationToken` takes a lock on each poll, and connections poll on every
+/// wake-up).
+#[derive(Debug, Default)]
+pub(crate) struct Signal {
+    fired: AtomicBool,
+    notify: Notify,
+}
+
+impl Signal {
+    pub(crate) fn fire(&self) {
+        // Release: pairs with the Acquire in `is_fired`; the waiters woken below see it.
+        self.fired.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    pub(crate) fn is_fired(&self) -> bool {
+        // Acquire: see `fire`.
+        self.fired.load(Ordering::Acquire)
+    }
+
+    /// Resolves once fired.
+    pub(crate) fn wait(&self) -> SignalWait<'_> {
+        SignalWait {
+            signal: self,
+            notified: self.notify.notified(),
+            waker: None,
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`Signal::wait`]: registers with the `Notify` only when polled by a new
+    /// waker, so polling it again is one atomic load.
+    pub(crate) struct SignalWait<'a> {
+        signal: &'a Signal,
+        #[pin]
+        notified: Notified<'a>,
+        waker: Option<Waker>,
+    }
+}
+
+impl Future for SignalWait<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        if this.signal.is_fired() {
+            return Poll::Ready(());
+        }
+        if this.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            return Poll::Pending;
+        }
+        // Created with the future, so a `fire` after that makes it ready even if unregistered.
+        if this.notified.poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        *this.waker = Some(cx.waker().clone());
+        Poll::Pending
     }
 }
 
