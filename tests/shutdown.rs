@@ -923,3 +923,30 @@ async fn https_with_a_tls_listener_drains_like_plain_http() {
     assert_eq!(report.in_flight_at_trigger, 1);
     assert_eq!((report.completed, report.aborted), (1, 0), "{report}");
 }
+
+// Keep-alive stayed on through the drain delay, so pooled callers kept their connections to the
+// terminating pod until it refused them.
+#[tokio::test]
+async fn keep_alive_is_off_from_the_trigger_while_the_drain_delay_still_serves() {
+    let server = start(
+        builder()
+            .drain_delay(Duration::from_millis(1500))
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let mut kept = TcpStream::connect(server.addr).await.unwrap();
+    let before = raw_get_on(&mut kept, "/api/hello").await.unwrap();
+    assert_eq!(before.header("connection"), None);
+    server.handle.trigger();
+    let after = raw_get_on(&mut kept, "/api/hello").await.unwrap();
+    assert_eq!((after.status, after.body.as_str()), (200, "hello"));
+    assert_eq!(after.header("connection"), Some("close"));
+    assert_eq!(server.handle.phase(), Phase::Draining);
+    let mut rest = Vec::new();
+    tokio::time::timeout(LIMIT, kept.read_to_end(&mut rest))
+        .await
+        .expect("connection left open after Connection: close")
+        .ok();
+    assert!(rest.is_empty());
+}

@@ -4,7 +4,7 @@
 //! [`Shutdown::serve`] takes what `axum::serve` takes: any [`axum::serve::Listener`] (a tokio
 //! `TcpListener`, a `UnixListener`, a TLS listener over tokio-rustls) and a [`Router`] (its
 //! state given with `with_state`), or `router.into_make_service_with_connect_info::<C>()` for
-//! handlers that take [`ConnectInfo`](axum::extract::ConnectInfo) (see [`MakeApp`]). It serves
+//! handlers that take [`ConnectInfo`] (see [`MakeApp`]). It serves
 //! HTTP/1.1 (with upgrades, e.g. WebSocket) and HTTP/2 (h2c, or over TLS) on each connection,
 //! and on SIGTERM/SIGINT or [`ShutdownHandle::trigger`] runs this sequence:
 //!
