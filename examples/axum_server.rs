@@ -7,7 +7,8 @@
 //! Defaults: `--addr 127.0.0.1:8080`, `--drain-delay-ms 5000`
 //! ([`harden::shutdown::DEFAULT_DRAIN_DELAY`]), `--deadline-ms 20000`
 //! ([`harden::shutdown::DEFAULT_DEADLINE`]). The first line on stdout is
-//! `listening on http://ADDR`; the shutdown report is printed to stdout when the sequence ends.
+//! `listening on http://ADDR`, the routes follow; the shutdown report is printed to stdout when
+//! the sequence ends.
 //!
 //! Routes:
 //! - `GET /health/live`, `GET /health/ready`: terminus-shaped probes (the `flaky` breaker is
@@ -105,6 +106,25 @@ fn events(token: CancellationToken) -> impl IntoResponse {
     Sse::new(ticks)
 }
 
+/// Printed at start, as listed in the module docs.
+const ROUTES: [(&str, &str); 6] = [
+    ("GET /health/live", "liveness (terminus JSON)"),
+    (
+        "GET /health/ready",
+        "readiness: 503 shutting_down once SIGTERM arrives",
+    ),
+    ("GET /api/hello", "200 hello"),
+    ("GET /api/slow?ms=N", "200 after N ms"),
+    (
+        "GET /api/events",
+        "server-sent events until shutdown refuses",
+    ),
+    (
+        "GET /api/flaky",
+        "every third call fails, behind a breaker and a bulkhead",
+    ),
+];
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args = match parse_args() {
@@ -162,6 +182,10 @@ async fn main() -> Result<(), BoxError> {
 
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
+    println!("routes:");
+    for (route, what) in ROUTES {
+        println!("  {route:<22} {what}");
+    }
     let report = shutdown.serve(listener, app).await?;
     println!("shutdown: {report}");
     if report.forced {

@@ -26,7 +26,9 @@ async fn a_thousand_in_flight_requests_at_sigterm_all_complete() {
         .pool_max_idle_per_host(REQUESTS)
         .build()
         .unwrap();
-    let url = format!("http://{}/api/slow?ms=1500", server.addr);
+    // Long enough for all of them to be in flight at once on a loaded 2-core machine, where
+    // a thousand connections can take several seconds to arrive.
+    let url = format!("http://{}/api/slow?ms=20000", server.addr);
     let requests: Vec<_> = (0..REQUESTS)
         .map(|_| {
             let (client, url) = (client.clone(), url.clone());

@@ -111,10 +111,7 @@ use crate::circuit_breaker::{CircuitBreaker, State};
 use crate::shutdown::ShutdownHandle;
 use crate::{BoxError, ConfigError};
 
-/// Default liveness path.
-pub const DEFAULT_LIVE_PATH: &str = "/health/live";
-/// Default readiness path.
-pub const DEFAULT_READY_PATH: &str = "/health/ready";
+pub use crate::http::{DEFAULT_LIVE_PATH, DEFAULT_READY_PATH};
 /// Default timeout of each readiness check: 1 s, like terminus' pings.
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -283,18 +280,27 @@ impl HealthBuilder {
         if self.rss_limit == Some(0) {
             return Err(ConfigError::new("rss_limit", "0 is outside [1, u64::MAX]"));
         }
-        let mut names: Vec<&str> = self
+        // Each name with what it is, in the order added; the second of a pair is the culprit.
+        let names: Vec<(&str, &str)> = self
             .checks
             .iter()
-            .map(|c| c.name.as_str())
-            .chain(self.breakers.iter().map(|b| b.breaker.name()))
+            .map(|c| ("check", c.name.as_str()))
+            .chain(self.breakers.iter().map(|b| {
+                let kind = if b.critical {
+                    "critical_breaker"
+                } else {
+                    "breaker"
+                };
+                (kind, b.breaker.name())
+            }))
             .collect();
-        names.sort_unstable();
-        if let Some(pair) = names.windows(2).find(|w| w[0] == w[1]) {
-            return Err(ConfigError::new(
-                "check",
-                format!("indicator name {:?} is used twice", pair[0]),
-            ));
+        for (i, (kind, name)) in names.iter().enumerate() {
+            if let Some((first, _)) = names[..i].iter().find(|(_, n)| n == name) {
+                return Err(ConfigError::new(
+                    kind,
+                    format!("indicator name {name:?} is already used by a {first}"),
+                ));
+            }
         }
         Ok(Health {
             inner: Arc::new(self),

@@ -119,3 +119,8 @@ pub use replay::HttpReplay;
 pub(crate) use response::{ceil_secs, json_response};
 pub use response::{error_response, ErrorResponse, ErrorResponseFuture, ErrorResponseLayer};
 pub use retry_after::{parse_retry_after, retry_after, DEFAULT_RETRY_AFTER_CAP};
+
+/// Default liveness path of `harden::health`, exempt from refusing in `harden::shutdown`.
+pub const DEFAULT_LIVE_PATH: &str = "/health/live";
+/// Default readiness path of `harden::health`, exempt from refusing in `harden::shutdown`.
+pub const DEFAULT_READY_PATH: &str = "/health/ready";

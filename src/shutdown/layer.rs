@@ -1,5 +1,5 @@
-//! The layer `serve` puts around the router: counts requests in flight (until their response
-//! body is finished) and refuses new ones once the sequence is refusing.
+//! The layer `serve` puts around the application: counts requests in flight (until their
+//! response body is finished) and refuses new ones once the sequence is refusing.
 
 use std::fmt;
 use std::future::Future;
@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use http::header::{HeaderValue, CONNECTION};
-use http::{Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, Version};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
@@ -21,13 +21,16 @@ use crate::http::json_response;
 /// Counts requests in flight for the shutdown sequence and, once it is refusing, answers new
 /// requests with 503 + `Connection: close` + `Retry-After` and the JSON body
 /// `{"statusCode":503,"message":"server is shutting down","retryAfter":5}` (the exempt paths,
-/// liveness by default, are still served, with `Connection: close`).
+/// the health probes by default, are still served). From the trigger on, every HTTP/1
+/// response carries `Connection: close`.
 ///
-/// Private: only [`Shutdown::serve`](super::Shutdown::serve) moves the sequence to refusing, so
-/// the layer means nothing around another server.
+/// [`Shutdown::serve`](super::Shutdown::serve) puts it around the application itself; made by
+/// [`ShutdownHandle::layer`](super::ShutdownHandle::layer) for an application served by its own
+/// loop, with [`Shutdown::run`](super::Shutdown::run) running the sequence (see the
+/// [module docs](super#with-your-own-server) for what only `serve` can do).
 #[derive(Clone)]
 #[must_use = "a layer does nothing until it wraps a service"]
-pub(crate) struct ShutdownLayer {
+pub struct ShutdownLayer {
     shared: Arc<Shared>,
 }
 
@@ -58,9 +61,26 @@ impl<S> Layer<S> for ShutdownLayer {
 
 /// The service made by [`ShutdownLayer`].
 #[derive(Clone)]
-pub(crate) struct ShutdownService<S> {
+pub struct ShutdownService<S> {
     inner: S,
     shared: Arc<Shared>,
+}
+
+impl<S> ShutdownService<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S: fmt::Debug> fmt::Debug for ShutdownService<S> {
@@ -86,16 +106,20 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let path = req.uri().path();
         let exempt = self.shared.exempt_paths.iter().any(|p| p == path);
+        // HTTP/2 has no `Connection` header: its connection gets a GOAWAY instead.
+        let http1 = req.version() <= Version::HTTP_11;
         match self.shared.enter(exempt) {
             Some(guard) => ResponseFuture {
                 kind: Kind::Inner {
                     future: self.inner.call(req),
                     guard: Some(guard),
+                    http1,
                 },
             },
             None => ResponseFuture {
                 kind: Kind::Refused {
                     shared: Some(Arc::clone(&self.shared)),
+                    http1,
                 },
             },
         }
@@ -104,7 +128,7 @@ where
 
 pin_project! {
     /// The response future of [`ShutdownService`].
-    pub(crate) struct ResponseFuture<F> {
+    pub struct ResponseFuture<F> {
         #[pin]
         kind: Kind<F>,
     }
@@ -113,8 +137,8 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<F> {
-        Inner { #[pin] future: F, guard: Option<InFlightGuard> },
-        Refused { shared: Option<Arc<Shared>> },
+        Inner { #[pin] future: F, guard: Option<InFlightGuard>, http1: bool },
+        Refused { shared: Option<Arc<Shared>>, http1: bool },
     }
 }
 
@@ -132,7 +156,11 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Inner { future, guard } => {
+            KindProj::Inner {
+                future,
+                guard,
+                http1,
+            } => {
                 let mut response = match future.poll(cx) {
                     Poll::Ready(Ok(response)) => response,
                     other => return other,
@@ -140,7 +168,7 @@ where
                 let Some(guard) = guard.take() else {
                     return Poll::Ready(Ok(response));
                 };
-                if guard.shared().is_refusing() {
+                if *http1 && guard.shared().is_shutting_down() {
                     close_connection(&mut response);
                 }
                 Poll::Ready(Ok(response.map(|inner| {
@@ -150,14 +178,16 @@ where
                     })
                 })))
             }
-            KindProj::Refused { shared } => {
+            KindProj::Refused { shared, http1 } => {
                 let retry_after = shared.take().map(|s| s.retry_after);
                 let mut response = json_response(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "server is shutting down",
                     retry_after,
                 );
-                close_connection(&mut response);
+                if *http1 {
+                    close_connection(&mut response);
+                }
                 Poll::Ready(Ok(response))
             }
         }

@@ -1,55 +1,101 @@
 //! Graceful shutdown for axum servers (feature `axum`): readiness down first, a drain delay,
-//! then refuse, drain, abort at a deadline, run cleanup hooks, report.
+//! then refuse, drain, close connections, abort at a deadline, run cleanup hooks, report.
 //!
-//! [`Shutdown::serve`] runs an axum [`Router`](axum::Router) on a `TcpListener` (HTTP/1.1 and
-//! HTTP/2 through hyper-util's `auto` connection builder) and, on SIGTERM/SIGINT or
-//! [`ShutdownHandle::trigger`], runs this sequence:
+//! [`Shutdown::serve`] takes what `axum::serve` takes: any [`axum::serve::Listener`] (a tokio
+//! `TcpListener`, a `UnixListener`, a TLS listener over tokio-rustls) and a [`Router`] (its
+//! state given with `with_state`), or `router.into_make_service_with_connect_info::<C>()` for
+//! handlers that take [`ConnectInfo`] (see [`MakeApp`]). It serves
+//! HTTP/1.1 (with upgrades, e.g. WebSocket) and HTTP/2 (h2c, or over TLS) on each connection,
+//! and on SIGTERM/SIGINT or [`ShutdownHandle::trigger`] runs this sequence:
 //!
 //! 1. **Draining**: readiness (see [`harden::health`](crate::health)) reports `shutting_down`
-//!    with 503 at once; requests are still served for [`drain_delay`](ShutdownBuilder::drain_delay), the
-//!    time load balancers need to stop sending traffic (use 0 when the pod has a preStop sleep).
+//!    with 503 at once; requests are still served for [`drain_delay`](ShutdownBuilder::drain_delay),
+//!    the time load balancers need to stop sending traffic (use 0 when the pod has a preStop
+//!    sleep). Keep-alive is off from the trigger on, so pooled callers move to other pods while
+//!    this one still serves: every HTTP/1 response carries `Connection: close`, and every
+//!    HTTP/2 connection gets a GOAWAY (the client then knows exactly which streams were taken
+//!    and opens new ones elsewhere; streams in flight finish).
 //! 2. **Refusing**: new requests get 503 + `Connection: close` + `Retry-After` and
 //!    `{"statusCode":503,"message":"server is shutting down","retryAfter":5}` (the
-//!    [exempt paths](ShutdownBuilder::exempt_path), `/health/live` by default, are still answered);
-//!    a keep-alive connection is closed after its next answer (that 503), or when the drain is
-//!    over, whichever comes first.
-//! 3. In-flight requests finish; the [`CancellationToken`] of [`ShutdownHandle::token`] is
-//!    cancelled, so long-lived handlers (SSE, WebSocket) end themselves; tasks spawned on
-//!    [`ShutdownHandle::tracker`] are awaited.
-//! 4. At [`deadline`](ShutdownBuilder::deadline) (counted from the end of the drain delay) whatever is
-//!    left is aborted. A second signal (or [`ShutdownHandle::force`]) aborts at once and skips
-//!    the hooks.
-//! 5. Cleanup hooks ([`ShutdownHandle::on_shutdown`]) run in the order registered, each with its
-//!    own timeout; one that hangs is cut at its timeout and reported.
-//! 6. `serve` returns a [`Report`]: requests in flight at the trigger, completed, aborted, hooks
-//!    and their outcomes.
+//!    [exempt paths](ShutdownBuilder::exempt_path), the health probes by default, are still
+//!    answered, so readiness keeps its `shutting_down` body); the [`CancellationToken`] of
+//!    [`ShutdownHandle::token`] is cancelled, so long-lived handlers (SSE, WebSocket) end
+//!    themselves. The listener still accepts, so a client that still reaches the pod gets a
+//!    clear, retriable 503 rather than a reset.
+//! 3. In-flight requests finish, upgraded sessions end, tasks spawned on
+//!    [`ShutdownHandle::tracker`] are awaited. Then the listener closes (connections the kernel
+//!    had already completed are accepted first) and every connection is closed the way hyper
+//!    means it: a response still being written is finished, an idle HTTP/1 connection closes at
+//!    once, an HTTP/2 connection once its streams are done.
+//! 4. At [`deadline`](ShutdownBuilder::deadline) (counted from the start of refusing) whatever is
+//!    left is aborted: requests, connections still writing, upgraded sessions (their reads and
+//!    writes fail). A second signal (or [`ShutdownHandle::force`]) aborts at once and skips the
+//!    hooks.
+//! 5. Cleanup hooks ([`ShutdownHandle::on_shutdown`]) run in the order registered, each on its
+//!    own task with its own timeout: one that hangs is cut at its timeout, one that panics is
+//!    reported as [`HookOutcome::Panicked`], and the next one still runs.
+//! 6. `serve` returns a [`Report`]: what was in flight, completed, refused, aborted and cut, and
+//!    the hooks' outcomes.
 //!
-//! A request is *in flight* from the moment it reaches the router until its response body has
-//! been sent (or dropped): an SSE stream counts until it ends. Connections that hold no request
-//! — idle keep-alive connections, a client that sent half its headers — never hold shutdown:
-//! they are dropped when the last request is done, as if they were not there (hyper's
-//! `header_read_timeout` also closes the latter while serving). Idle keep-alive connections are
-//! *not* closed when refusing starts: a client may be sending its next
-//! request on one at that instant, and HTTP/1.1 gives it no way to tell that the close came
-//! first, so the request would be lost. Left open, the request gets the 503 with
-//! `Connection: close`. That race remains only at the very end, when the connections still open
-//! are dropped, after the drain delay has taken the pod out of its load balancers' rotation.
+//! A request is *in flight* from the moment it reaches the application until its response body
+//! has been handed to hyper (or dropped): an SSE stream counts until it ends. Connections that
+//! hold no request — idle keep-alive connections, a client that sent half its headers — never
+//! hold shutdown. A client that sends nothing (or half the HTTP/2 preface) is closed after
+//! [`header_read_timeout`](ShutdownBuilder::header_read_timeout), as one that sends half its
+//! headers is.
 //!
-//! Other choices:
-//! - The listener keeps accepting while refusing, until the drain is done, so a client that
-//!   still reaches the pod gets a clear, retriable 503 + `Retry-After` rather than a refused or
-//!   reset connection; the listener closes (new connections are refused by the kernel) as soon
-//!   as the in-flight requests and tracked tasks are done.
-//! - The token is cancelled when refusing starts, not at the trigger: during the drain delay the
-//!   pod still takes traffic, so streams keep running until it is over.
+//! **HTTP/1** has no way to tell a client that a close came before its next request: an idle
+//! keep-alive connection closed while its client writes a request loses that request. So idle
+//! HTTP/1 connections are not closed when refusing starts (a request on one gets the 503 with
+//! `Connection: close`), only when the drain is over, after the drain delay took the pod out of
+//! rotation. A request that still races that close is counted in [`Report::unanswered`].
+//! **HTTP/2** has that way (GOAWAY names the last stream taken; later ones are refused and safe
+//! to retry), so it is used at the trigger. **Upgraded connections** (WebSocket) are sessions
+//! hyper no longer sees: they count from the upgrade until their IO is dropped, end through the
+//! token, and are cut at the deadline ([`Report::upgraded_aborted`]).
+//!
 //! - Tracked tasks still running at the deadline cannot be aborted through a `TaskTracker`; they
 //!   are counted in [`Report::tasks_left`] and end with the runtime.
 //! - A forced shutdown (second signal) does not call `std::process::exit`: `serve` returns at
 //!   once with [`Report::forced`] set, and the application decides (the example exits 1).
+//! - Accept errors other than a connection's own (EMFILE under a full fd table) pause accepting
+//!   for a second; on a tokio `TcpListener` they are logged once per episode.
 //!
 //! Only the accept loop, the in-flight count and the sequence are written here: connections are
-//! hyper-util's, token and tracker tokio-util's, signals `tokio::signal`. No maintained crate
+//! hyper's, token and tracker tokio-util's, signals `tokio::signal`. No maintained crate
 //! combines readiness, a drain delay, 503 answers while refusing, a deadline and ordered hooks.
+//!
+//! # With your own server
+//!
+//! An application that keeps its own `axum::serve` or hyper loop wraps its router in
+//! [`ShutdownHandle::layer`] and runs the sequence with [`Shutdown::run`] instead of `serve`:
+//! readiness, the drain delay, `Connection: close` from the trigger, the 503 answers, the
+//! token, tracked tasks, the deadline on in-flight requests, the hooks and the report all work.
+//! What only `serve` can do, because it owns the connections: GOAWAY on HTTP/2, the graceful
+//! close of each connection with its own deadline, cutting connections and upgraded sessions
+//! at the deadline, the detection timeout, and the connection counts of the [`Report`].
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use harden::shutdown::Shutdown;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), harden::BoxError> {
+//! let shutdown = Shutdown::builder().build()?;
+//! let handle = shutdown.handle();
+//! let app = Router::new()
+//!     .route("/", get(|| async { "hello" }))
+//!     .layer(handle.layer());
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+//! // axum closes its connections once refusing starts (the token is cancelled then).
+//! let server = axum::serve(listener, app).with_graceful_shutdown(handle.token().cancelled_owned());
+//! let server = tokio::spawn(async move { server.await });
+//! let report = shutdown.run().await?;
+//! println!("{report}");
+//! server.await??;
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Defaults
 //!
@@ -59,7 +105,7 @@
 //! | [`deadline`](ShutdownBuilder::deadline) | [`DEFAULT_DEADLINE`] = 20 s |
 //! | [`retry_after`](ShutdownBuilder::retry_after) | [`DEFAULT_RETRY_AFTER`] = 5 s |
 //! | [`header_read_timeout`](ShutdownBuilder::header_read_timeout) | [`DEFAULT_HEADER_READ_TIMEOUT`] = 30 s (hyper's) |
-//! | [`exempt_path`](ShutdownBuilder::exempt_path) | [`DEFAULT_EXEMPT_PATH`] = `/health/live` |
+//! | [`exempt_path`](ShutdownBuilder::exempt_path) | [`DEFAULT_EXEMPT_PATHS`] = `/health/live`, `/health/ready` |
 //! | [`signals`](ShutdownBuilder::signals) | `true`: SIGTERM and SIGINT (Ctrl-C) trigger |
 //! | hook timeout | [`DEFAULT_HOOK_TIMEOUT`] = 5 s ([`ShutdownHandle::on_shutdown`]) |
 //!
@@ -86,11 +132,13 @@
 //! ```
 //!
 //! Customised: no in-process delay (the pod has a preStop hook), a 10 s deadline, a cleanup
-//! hook, readiness wired to health, and the sequence started by hand instead of a signal.
+//! hook, readiness wired to health, handlers that read the peer address, and the sequence
+//! started by hand instead of a signal.
 //!
 //! ```
+//! use std::net::SocketAddr;
 //! use std::time::Duration;
-//! use axum::{routing::get, Router};
+//! use axum::{extract::ConnectInfo, routing::get, Router};
 //! use harden::health::Health;
 //! use harden::shutdown::{HookOutcome, Shutdown};
 //!
@@ -105,10 +153,11 @@
 //! handle.on_shutdown("close pool", Duration::from_secs(2), || async { Ok(()) });
 //! let health = Health::builder().shutdown(&handle).build()?;
 //! let app = Router::new()
-//!     .route("/", get(|| async { "hello" }))
+//!     .route("/", get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }))
 //!     .merge(health.router());
 //!
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let app = app.into_make_service_with_connect_info::<SocketAddr>();
 //! let server = tokio::spawn(shutdown.serve(listener, app));
 //! handle.trigger();
 //! let report = server.await??;
@@ -120,29 +169,40 @@
 //!
 //! # Errors
 //!
-//! [`ShutdownBuilder::build`] fails with [`ConfigError`] for a zero `deadline` or `header_read_timeout`,
-//! or a `retry_after` over a day. [`Shutdown::serve`] fails with an `io::Error` only when the signal handler cannot
-//! be installed; accept errors are logged and serving goes on.
+//! [`ShutdownBuilder::build`] fails with [`ConfigError`] for a zero `deadline` or
+//! `header_read_timeout`, or a `retry_after` over a day. [`Shutdown::serve`] and
+//! [`Shutdown::run`] fail with an `io::Error` only when the signal handler cannot be installed;
+//! accept errors are logged and serving goes on.
 //!
 //! Unlike `axum::serve(..).with_graceful_shutdown(..)`, which stops accepting at once, waits
-//! without a deadline and is held open by an SSE stream, an idle keep-alive connection or a
-//! client that never finishes its headers, and unlike hyper-util's `GracefulShutdown` (a watch
-//! channel with no deadline), this adds readiness, the drain delay, 503 answers, the deadline,
-//! the hooks and the report.
+//! without a deadline and is held open by an SSE stream or an upgraded connection, and unlike
+//! hyper-util's `GracefulShutdown` (a watch channel with no deadline), this adds readiness, the
+//! drain delay, keep-alive off from the trigger, 503 answers, the deadline, the hooks and the
+//! report.
 
+mod conn;
 mod layer;
 mod serve;
 mod state;
 
+use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use axum::body::Body;
+use axum::extract::connect_info::{self, ConnectInfo, Connected, IntoMakeServiceWithConnectInfo};
+use axum::middleware::AddExtension;
+use axum::serve::Listener;
+use axum::Router;
+use http::{Request, Response};
+use hyper::body::Incoming;
 use tokio::sync::watch;
+use tower_service::Service;
 
+pub use layer::{ResponseFuture, ShutdownLayer, ShutdownService};
 pub use state::Phase;
 pub use tokio_util::sync::CancellationToken;
 pub use tokio_util::task::TaskTracker;
@@ -158,8 +218,12 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(20);
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
 /// Default [`ShutdownBuilder::header_read_timeout`]: 30 s, hyper's.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default exempt path: liveness, which stays 200 during shutdown.
-pub const DEFAULT_EXEMPT_PATH: &str = crate::health::DEFAULT_LIVE_PATH;
+/// Default exempt paths: the health probes, answered by health during shutdown (liveness 200,
+/// readiness 503 `shutting_down`).
+pub const DEFAULT_EXEMPT_PATHS: [&str; 2] = [
+    crate::http::DEFAULT_LIVE_PATH,
+    crate::http::DEFAULT_READY_PATH,
+];
 /// Default timeout of a cleanup hook: 5 s.
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -198,7 +262,7 @@ impl ShutdownBuilder {
                 deadline: DEFAULT_DEADLINE,
                 retry_after: DEFAULT_RETRY_AFTER,
                 header_read_timeout: Some(DEFAULT_HEADER_READ_TIMEOUT),
-                exempt_paths: vec![DEFAULT_EXEMPT_PATH.to_owned()],
+                exempt_paths: DEFAULT_EXEMPT_PATHS.map(str::to_owned).to_vec(),
                 signals: true,
             },
             custom_exempt: false,
@@ -227,15 +291,17 @@ impl ShutdownBuilder {
     }
 
     /// How long a client may take to send a request's headers (hyper's `header_read_timeout`,
-    /// which arms a timer per request); `None` turns it off, as `axum::serve` has it. Either way
-    /// such a client never holds shutdown.
+    /// which arms a timer per request), and a new connection its first bytes (enough to tell
+    /// HTTP/1 from HTTP/2); `None` turns both off, as `axum::serve` has it. Either way such a
+    /// client never holds shutdown.
     pub fn header_read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.config.header_read_timeout = timeout.into();
         self
     }
 
-    /// A path still served while refusing (exact match). The first call replaces the default
-    /// `/health/live`; call it once per path.
+    /// A path still served while refusing (exact match). The first call replaces the defaults
+    /// (the health probes' default paths); call it once per path, the probes' too when they
+    /// moved.
     pub fn exempt_path(mut self, path: impl Into<String>) -> Self {
         if !self.custom_exempt {
             self.config.exempt_paths.clear();
@@ -303,13 +369,32 @@ impl Shutdown {
         }
     }
 
-    /// Serves `router` on `listener` until the sequence is over, then returns its [`Report`].
+    /// Serves `app` (a [`Router`], or one made with
+    /// `into_make_service_with_connect_info`) on `listener` until the sequence is over, then
+    /// returns its [`Report`].
     ///
     /// # Errors
     ///
     /// An `io::Error` when the signal handlers cannot be installed.
-    pub async fn serve(self, listener: TcpListener, router: axum::Router) -> io::Result<Report> {
-        serve::serve(self, listener, router).await
+    pub async fn serve<L, M>(self, listener: L, app: M) -> io::Result<Report>
+    where
+        L: Listener,
+        L::Addr: Send + 'static,
+        M: MakeApp<L::Addr>,
+    {
+        serve::serve(self, listener, app).await
+    }
+
+    /// Runs the sequence without serving, for an application served by its own loop with
+    /// [`ShutdownHandle::layer`] around it (see [with your own server](self#with-your-own-server)):
+    /// waits for the trigger, then the drain delay, refusing, the in-flight requests and tracked
+    /// tasks up to the deadline, the hooks, and returns the [`Report`].
+    ///
+    /// # Errors
+    ///
+    /// An `io::Error` when the signal handlers cannot be installed.
+    pub async fn run(self) -> io::Result<Report> {
+        serve::run(self).await
     }
 }
 
@@ -331,13 +416,19 @@ impl fmt::Debug for ShutdownHandle {
 impl ShutdownHandle {
     /// Starts the sequence, as SIGTERM does. Idempotent.
     pub fn trigger(&self) {
-        self.shared.triggered.cancel();
+        self.shared.trigger();
     }
 
     /// Aborts whatever is left at once and skips the hooks, as a second signal does.
     pub fn force(&self) {
         self.shared.forced.cancel();
-        self.shared.triggered.cancel();
+        self.shared.trigger();
+    }
+
+    /// The refusing/in-flight layer, for an application served by its own loop (see
+    /// [`ShutdownLayer`]); [`Shutdown::serve`] adds it itself.
+    pub fn layer(&self) -> ShutdownLayer {
+        ShutdownLayer::new(Arc::clone(&self.shared))
     }
 
     /// Whether the sequence has started (readiness is down from then on).
@@ -350,9 +441,14 @@ impl ShutdownHandle {
         *self.shared.phase.borrow()
     }
 
-    /// Requests in flight now (from the router's call to the end of the response body).
+    /// Requests in flight now (from the application's call to the end of the response body).
     pub fn in_flight(&self) -> usize {
         self.shared.in_flight()
+    }
+
+    /// Upgraded sessions (WebSocket) open now, under [`Shutdown::serve`].
+    pub fn upgraded(&self) -> usize {
+        self.shared.upgraded()
     }
 
     /// A receiver of every phase change.
@@ -402,6 +498,20 @@ pub struct Report {
     pub completed: u64,
     /// Requests still in flight when the server closed (at the deadline or forced).
     pub aborted: usize,
+    /// Requests answered with 503 because the sequence was refusing.
+    pub refused: u64,
+    /// Upgraded sessions (WebSocket) open when the sequence was triggered.
+    pub upgraded_at_trigger: usize,
+    /// Upgraded sessions still open at the deadline (or forced), cut then.
+    pub upgraded_aborted: usize,
+    /// Connections still open at the deadline (or forced), cut with bytes unsent: a response
+    /// still being written to a slow client, a request in flight, an HTTP/2 connection whose
+    /// streams had not ended.
+    pub connections_cut: usize,
+    /// HTTP/1 connections closed when the drain was over with request bytes that were never
+    /// answered: a client that wrote a request (or part of one) as the server closed its idle
+    /// connection, the race HTTP/1 cannot avoid.
+    pub unanswered: usize,
     /// Tracked tasks still running when the server closed.
     pub tasks_left: usize,
     /// Whether the deadline cut the drain.
@@ -418,9 +528,22 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "in flight at trigger {}, completed {}, aborted {}, tasks left {}",
-            self.in_flight_at_trigger, self.completed, self.aborted, self.tasks_left
+            "in flight at trigger {}, completed {}, aborted {}, refused {}, tasks left {}",
+            self.in_flight_at_trigger, self.completed, self.aborted, self.refused, self.tasks_left
         )?;
+        if self.upgraded_at_trigger > 0 || self.upgraded_aborted > 0 {
+            write!(
+                f,
+                ", upgraded at trigger {}, upgraded aborted {}",
+                self.upgraded_at_trigger, self.upgraded_aborted
+            )?;
+        }
+        if self.connections_cut > 0 {
+            write!(f, ", connections cut {}", self.connections_cut)?;
+        }
+        if self.unanswered > 0 {
+            write!(f, ", unanswered {}", self.unanswered)?;
+        }
         if self.deadline_reached {
             f.write_str(", deadline reached")?;
         }
@@ -456,6 +579,51 @@ pub enum HookOutcome {
     Failed(String),
     /// It was cut at its timeout.
     TimedOut,
+    /// It panicked (the panic's message); the hooks after it still ran.
+    Panicked(String),
     /// A forced shutdown skipped it.
     Skipped,
+}
+
+/// What [`Shutdown::serve`] serves, made once per connection from the peer's address: a
+/// [`Router`] (with its state given), or `router.into_make_service_with_connect_info::<C>()`,
+/// whose handlers can take [`ConnectInfo<C>`] for any `C: Connected<L::Addr>` — the address
+/// itself (`SocketAddr` for TCP), or the application's own type.
+pub trait MakeApp<A>: Send + 'static {
+    /// The service answering one connection's requests.
+    type Service: Service<
+            Request<Incoming>,
+            Response = Response<Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static;
+    /// The future of [`make`](MakeApp::make).
+    type Future: Future<Output = Result<Self::Service, Infallible>> + Send + 'static;
+
+    /// The service for a connection from `remote`.
+    fn make(&mut self, remote: A) -> Self::Future;
+}
+
+impl<A: Send + 'static> MakeApp<A> for Router {
+    type Service = Router;
+    type Future = std::future::Ready<Result<Router, Infallible>>;
+
+    fn make(&mut self, _remote: A) -> Self::Future {
+        std::future::ready(Ok(self.clone()))
+    }
+}
+
+impl<A, C> MakeApp<A> for IntoMakeServiceWithConnectInfo<Router, C>
+where
+    A: Send + 'static,
+    C: Connected<A> + Clone + Send + Sync + 'static,
+{
+    type Service = AddExtension<Router, ConnectInfo<C>>;
+    type Future = connect_info::ResponseFuture<Router, C>;
+
+    fn make(&mut self, remote: A) -> Self::Future {
+        Service::call(self, remote)
+    }
 }

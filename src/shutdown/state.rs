@@ -5,8 +5,11 @@ use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use pin_project_lite::pin_project;
+use tokio::sync::futures::Notified;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -26,7 +29,8 @@ pub enum Phase {
     /// cancellation token is cancelled, in-flight requests and tracked tasks are awaited until
     /// the deadline.
     Refusing,
-    /// Step 5: the server is closed; cleanup hooks run in order.
+    /// Step 5: the server is closed; cleanup hooks run in order (each on its own task, so one
+    /// that panics is reported and the next one still runs).
     CleaningUp,
     /// Step 6: everything is over; `serve` returns its [`Report`](super::Report).
     Done,
@@ -61,17 +65,32 @@ pub(crate) struct Hook {
 
 pub(crate) struct Shared {
     pub(crate) phase: watch::Sender<Phase>,
+    /// Set at the trigger: responses from then on close their HTTP/1 connection. Read once per
+    /// response, so a flag rather than the token (whose check takes a lock).
+    pub(crate) shutting_down: AtomicBool,
     /// Set when refusing starts. SeqCst with `in_flight` (see `InFlight::enter`): either a request
     /// sees the flag, or the sequence sees the request's count.
     pub(crate) refusing: AtomicBool,
     pub(crate) triggered: CancellationToken,
     pub(crate) forced: CancellationToken,
+    /// Fired at the trigger: HTTP/2 connections send their GOAWAY.
+    pub(crate) goaway: Signal,
+    /// Fired when the drain is over: every connection is told to close gracefully.
+    pub(crate) closing: Signal,
+    /// Fired at the deadline or when forced: upgraded sessions still open are cut.
+    pub(crate) cut: Signal,
     /// Cancelled when refusing starts: long-lived handlers end, connections close.
     pub(crate) token: CancellationToken,
     pub(crate) tracker: TaskTracker,
     pub(crate) in_flight: AtomicUsize,
     pub(crate) idle: Notify,
     pub(crate) completed: AtomicU64,
+    pub(crate) refused: AtomicU64,
+    /// Upgraded sessions (WebSocket) still open; `idle` is notified when it falls to 0 while
+    /// refusing, like `in_flight`.
+    pub(crate) upgraded: AtomicUsize,
+    /// HTTP/1 connections closed at the end of the drain with request bytes never answered.
+    pub(crate) unanswered: AtomicUsize,
     pub(crate) hooks: Mutex<Vec<Hook>>,
     pub(crate) retry_after: Duration,
     pub(crate) exempt_paths: Vec<String>,
@@ -81,18 +100,38 @@ impl Shared {
     pub(crate) fn new(retry_after: Duration, exempt_paths: Vec<String>) -> Self {
         Shared {
             phase: watch::channel(Phase::Serving).0,
+            shutting_down: AtomicBool::new(false),
             refusing: AtomicBool::new(false),
             triggered: CancellationToken::new(),
             forced: CancellationToken::new(),
+            goaway: Signal::default(),
+            closing: Signal::default(),
+            cut: Signal::default(),
             token: CancellationToken::new(),
             tracker: TaskTracker::new(),
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
             completed: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            upgraded: AtomicUsize::new(0),
+            unanswered: AtomicUsize::new(0),
             hooks: Mutex::new(Vec::new()),
             retry_after,
             exempt_paths,
         }
+    }
+
+    /// Starts the sequence (SIGTERM, `trigger`). Idempotent.
+    pub(crate) fn trigger(&self) {
+        // Relaxed: only decides `Connection: close`; the token below orders the sequence.
+        self.shutting_down.store(true, Ordering::Relaxed);
+        self.triggered.cancel();
+        self.goaway.fire();
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        // Relaxed: a late read only keeps one more connection alive until the drain closes it.
+        self.shutting_down.load(Ordering::Relaxed)
     }
 
     pub(crate) fn set_phase(&self, phase: Phase) {
@@ -118,6 +157,8 @@ impl Shared {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         if !exempt && self.is_refusing() {
             self.leave();
+            // Relaxed: a statistic read after the connections are gone.
+            self.refused.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         Some(InFlightGuard {
@@ -140,18 +181,99 @@ impl Shared {
         }
     }
 
-    /// Resolves once no request is in flight (it may rise again afterwards). Only called after
-    /// `start_refusing` (see `leave`).
+    /// Counts an upgraded session in (its connection's IO outlived hyper's connection).
+    pub(crate) fn upgrade_started(&self) {
+        // SeqCst: same Dekker pairing with `refusing` as `in_flight` (see `leave`).
+        self.upgraded.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Counts an upgraded session out (its IO was dropped).
+    pub(crate) fn upgrade_ended(&self) {
+        // SeqCst: see `upgrade_started`.
+        if self.upgraded.fetch_sub(1, Ordering::SeqCst) == 1 && self.is_refusing() {
+            self.idle.notify_waiters();
+        }
+    }
+
+    pub(crate) fn upgraded(&self) -> usize {
+        // SeqCst: see `upgrade_started`.
+        self.upgraded.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once no request is in flight and no upgraded session is open (either may rise
+    /// again afterwards). Only called after `start_refusing` (see `leave`).
     pub(crate) async fn idle(&self) {
         loop {
             let mut notified = pin!(self.idle.notified());
             // Registered before the check, so a `leave` between the check and the await wakes us.
             notified.as_mut().enable();
-            if self.in_flight() == 0 {
+            if self.in_flight() == 0 && self.upgraded() == 0 {
                 return;
             }
             notified.await;
         }
+    }
+}
+
+/// A one-shot broadcast to every connection: a flag read without a lock, and a `Notify` for
+/// the waiters (a `CancellationToken` takes a lock on each poll, and connections poll on every
+/// wake-up).
+#[derive(Debug, Default)]
+pub(crate) struct Signal {
+    fired: AtomicBool,
+    notify: Notify,
+}
+
+impl Signal {
+    pub(crate) fn fire(&self) {
+        // Release: pairs with the Acquire in `is_fired`; the waiters woken below see it.
+        self.fired.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    pub(crate) fn is_fired(&self) -> bool {
+        // Acquire: see `fire`.
+        self.fired.load(Ordering::Acquire)
+    }
+
+    /// Resolves once fired.
+    pub(crate) fn wait(&self) -> SignalWait<'_> {
+        SignalWait {
+            signal: self,
+            notified: self.notify.notified(),
+            waker: None,
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`Signal::wait`]: registers with the `Notify` only when polled by a new
+    /// waker, so polling it again is one atomic load.
+    pub(crate) struct SignalWait<'a> {
+        signal: &'a Signal,
+        #[pin]
+        notified: Notified<'a>,
+        waker: Option<Waker>,
+    }
+}
+
+impl Future for SignalWait<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        if this.signal.is_fired() {
+            return Poll::Ready(());
+        }
+        if this.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            return Poll::Pending;
+        }
+        // Created with the future, so a `fire` after that makes it ready even if unregistered.
+        if this.notified.poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        *this.waker = Some(cx.waker().clone());
+        Poll::Pending
     }
 }
 

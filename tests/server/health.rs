@@ -235,12 +235,32 @@ fn configuration_is_validated() {
         "check_with_timeout"
     );
     let breaker = CircuitBreaker::builder().name("db").build().unwrap();
-    assert_eq!(
-        field(
-            Health::builder()
-                .check("db", || async { Ok(()) })
-                .breaker(&breaker)
-        ),
-        "check"
+    // A breaker named like a check was reported as a `check` error, naming only the name.
+    let err = Health::builder()
+        .check("db", || async { Ok(()) })
+        .breaker(&breaker)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "breaker");
+    assert!(
+        err.to_string()
+            .contains(r#""db" is already used by a check"#),
+        "{err}"
+    );
+    let err = Health::builder()
+        .check("db", || async { Ok(()) })
+        .check("db", || async { Ok(()) })
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "check");
+    let err = Health::builder()
+        .breaker(&breaker)
+        .critical_breaker(&breaker)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "critical_breaker");
+    assert!(
+        err.to_string().contains("already used by a breaker"),
+        "{err}"
     );
 }

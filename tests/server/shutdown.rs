@@ -381,3 +381,569 @@ async fn on_paused_time_the_sequence_follows_its_durations_exactly() {
     assert_eq!(report.hooks[0].elapsed, Duration::from_secs(60));
     assert!(!report.deadline_reached);
 }
+
+// The end of a response larger than the socket buffers was dropped when the drain ended, and the
+// report showed nothing.
+#[tokio::test]
+async fn a_large_response_to_a_slow_client_is_finished_after_the_drain() {
+    let server = start(
+        builder()
+            .drain_delay(Duration::ZERO)
+            .deadline(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let mut slow = slow_reader(server.addr).await;
+    slow.write_all(b"GET /api/big HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+    // hyper takes the whole body at once: nothing is in flight, most of it is not sent yet.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.handle.trigger();
+    wait_phase(&server.handle, Phase::Refusing).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut received = Vec::new();
+    tokio::time::timeout(LIMIT, slow.read_to_end(&mut received))
+        .await
+        .expect("connection left open")
+        .unwrap();
+    let response = crate::support::server::parse(&received).expect("the whole response");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body.len(), crate::support::server::BIG);
+    let report = server.report(LIMIT).await;
+    assert_eq!((report.connections_cut, report.aborted), (0, 0), "{report}");
+    assert!(!report.deadline_reached, "{report}");
+}
+
+// A response cut at the deadline while still being written left no trace in the report.
+#[tokio::test]
+async fn a_response_still_being_written_at_the_deadline_is_counted_as_cut() {
+    let server = start(
+        builder()
+            .drain_delay(Duration::ZERO)
+            .deadline(Duration::from_millis(300))
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let mut slow = slow_reader(server.addr).await;
+    slow.write_all(b"GET /api/big HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.handle.trigger();
+    // The client never reads until the server has given up on it.
+    let report = server.report(LIMIT).await;
+    assert!(report.deadline_reached, "{report}");
+    assert_eq!(report.connections_cut, 1, "{report}");
+    let mut received = Vec::new();
+    let _ = slow.read_to_end(&mut received).await;
+    assert!(received.len() < crate::support::server::BIG);
+}
+
+/// A client with a 16 KiB receive buffer that does not read yet.
+async fn slow_reader(addr: std::net::SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+// Protocol detection had no timeout: a client that sent nothing, or half the HTTP/2 preface,
+// kept its connection (and an fd) forever.
+#[tokio::test]
+async fn a_connection_that_sends_nothing_or_half_the_http2_preface_is_timed_out() {
+    let server = start(
+        builder()
+            .header_read_timeout(Duration::from_millis(300))
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    let mut half = TcpStream::connect(server.addr).await.unwrap();
+    half.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    for stream in [&mut silent, &mut half] {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(LIMIT, stream.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "connection left open");
+        assert!(rest.is_empty());
+    }
+    // Still serving: only those two were closed.
+    assert_eq!(server.handle.phase(), Phase::Serving);
+    assert_eq!(
+        raw_get(server.addr, "/api/hello").await.unwrap().status,
+        200
+    );
+}
+
+/// Raw HTTP/2 frames: enough to serve one request over h2c and watch for GOAWAY.
+mod h2 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    pub(super) const DATA: u8 = 0;
+    pub(super) const HEADERS: u8 = 1;
+    pub(super) const SETTINGS: u8 = 4;
+    pub(super) const PING: u8 = 6;
+    pub(super) const GOAWAY: u8 = 7;
+
+    pub(super) struct Frame {
+        pub(super) kind: u8,
+        pub(super) flags: u8,
+        pub(super) stream: u32,
+        pub(super) payload: Vec<u8>,
+    }
+
+    pub(super) async fn write(
+        stream: &mut TcpStream,
+        kind: u8,
+        flags: u8,
+        id: u32,
+        payload: &[u8],
+    ) {
+        let len = payload.len() as u32;
+        let mut frame = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        frame.extend_from_slice(&id.to_be_bytes());
+        frame.extend_from_slice(payload);
+        stream.write_all(&frame).await.unwrap();
+    }
+
+    pub(super) async fn read(stream: &mut TcpStream) -> std::io::Result<Frame> {
+        let mut head = [0u8; 9];
+        stream.read_exact(&mut head).await?;
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        stream.read_exact(&mut payload).await?;
+        let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        Ok(Frame {
+            kind: head[3],
+            flags: head[4],
+            stream: id,
+            payload,
+        })
+    }
+
+    /// The preface and an empty SETTINGS frame.
+    pub(super) async fn connect(addr: std::net::SocketAddr) -> TcpStream {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .unwrap();
+        write(&mut stream, SETTINGS, 0, 0, &[]).await;
+        stream
+    }
+
+    /// `GET path` on stream `id` (HPACK: indexed :method GET, :scheme http, literal :path and
+    /// :authority with indexed names).
+    pub(super) async fn get(stream: &mut TcpStream, id: u32, path: &str) {
+        let mut block = vec![0x82, 0x86, 0x44, path.len() as u8];
+        block.extend_from_slice(path.as_bytes());
+        block.extend_from_slice(&[0x41, 4]);
+        block.extend_from_slice(b"test");
+        // END_STREAM | END_HEADERS
+        write(stream, HEADERS, 0x5, id, &block).await;
+    }
+}
+
+// HTTP/2 clients got no GOAWAY: their connections just ended when the drain was over.
+#[tokio::test]
+async fn an_http2_connection_gets_a_goaway_at_the_trigger_naming_the_last_stream_served() {
+    let server = start(
+        builder()
+            .drain_delay(Duration::from_millis(1500))
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let mut conn = h2::connect(server.addr).await;
+    h2::get(&mut conn, 1, "/api/hello").await;
+    let mut body = Vec::new();
+    let mut status_200 = false;
+    loop {
+        let frame = tokio::time::timeout(LIMIT, h2::read(&mut conn))
+            .await
+            .expect("an answer over h2c")
+            .unwrap();
+        match frame.kind {
+            h2::SETTINGS if frame.flags & 1 == 0 => {
+                h2::write(&mut conn, h2::SETTINGS, 1, 0, &[]).await;
+            }
+            // HPACK index 8: `:status 200`.
+            h2::HEADERS if frame.stream == 1 => status_200 = frame.payload.first() == Some(&0x88),
+            h2::DATA if frame.stream == 1 => {
+                body.extend_from_slice(&frame.payload);
+                if frame.flags & 1 == 1 {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(status_200);
+    assert_eq!(body, b"hello");
+
+    server.handle.trigger();
+    let last_stream = loop {
+        let frame = tokio::time::timeout(LIMIT, h2::read(&mut conn))
+            .await
+            .expect("a GOAWAY while draining")
+            .expect("the connection ended without a GOAWAY");
+        match frame.kind {
+            // hyper's graceful GOAWAY: first "no new streams soon", then, after a PING round
+            // trip, the last stream it took.
+            h2::PING if frame.flags & 1 == 0 => {
+                h2::write(&mut conn, h2::PING, 1, 0, &frame.payload).await;
+            }
+            h2::GOAWAY => {
+                let id = u32::from_be_bytes(frame.payload[..4].try_into().unwrap()) & 0x7fff_ffff;
+                if id != 0x7fff_ffff {
+                    break id;
+                }
+            }
+            _ => {}
+        }
+    };
+    assert_eq!(last_stream, 1);
+    // Told during the drain delay, while the pod still serves, not at the end.
+    assert_eq!(server.handle.phase(), Phase::Draining);
+    let report = server.report(LIMIT).await;
+    assert_eq!(report.connections_cut, 0, "{report}");
+}
+
+// A hook that panicked took `serve` down: the hooks after it never ran and no report came back.
+#[tokio::test]
+async fn a_panicking_hook_is_reported_and_the_next_hook_still_runs() {
+    let shutdown = builder().drain_delay(Duration::ZERO).build().unwrap();
+    let handle = shutdown.handle();
+    handle.on_shutdown("panics", Duration::from_secs(5), || async {
+        panic!("pool already gone");
+    });
+    let ran = Arc::new(Mutex::new(false));
+    let flag = Arc::clone(&ran);
+    handle.on_shutdown("flush", Duration::from_secs(5), move || async move {
+        *flag.lock().unwrap() = true;
+        Ok(())
+    });
+    let server = start(shutdown).await;
+    server.handle.trigger();
+    let report = server.report(LIMIT).await;
+    assert_eq!(
+        report.hooks[0].outcome,
+        HookOutcome::Panicked("pool already gone".into())
+    );
+    assert_eq!(report.hooks[1].outcome, HookOutcome::Completed);
+    assert!(*ran.lock().unwrap());
+}
+
+/// A router with `/upgrade`: answers 101, then the session waits for the shutdown token,
+/// takes `close_ms` to close (unless `ignore_token`), says "bye", and sets `ended`.
+fn upgrade_app(
+    handle: &harden::shutdown::ShutdownHandle,
+    close_ms: u64,
+    ignore_token: bool,
+    ended: Arc<Mutex<Option<std::io::Result<()>>>>,
+) -> axum::Router {
+    use axum::extract::Request;
+    use axum::response::Response;
+    let token = handle.token();
+    axum::Router::new().route(
+        "/upgrade",
+        axum::routing::get(move |mut req: Request| {
+            let (token, ended) = (token.clone(), Arc::clone(&ended));
+            async move {
+                let on_upgrade = hyper::upgrade::on(&mut req);
+                tokio::spawn(async move {
+                    let upgraded = on_upgrade.await.expect("upgraded");
+                    let mut io = hyper_util::rt::TokioIo::new(upgraded);
+                    let mut byte = [0u8; 1];
+                    let result = if ignore_token {
+                        // Reads until the connection fails: the deadline cuts it.
+                        io.read(&mut byte).await.map(drop)
+                    } else {
+                        token.cancelled().await;
+                        tokio::time::sleep(Duration::from_millis(close_ms)).await;
+                        io.write_all(b"bye").await
+                    };
+                    *ended.lock().unwrap() = Some(result);
+                });
+                Response::builder()
+                    .status(101)
+                    .header("connection", "upgrade")
+                    .header("upgrade", "echo")
+                    .body(axum::body::Body::empty())
+                    .unwrap()
+            }
+        }),
+    )
+}
+
+async fn upgrade(addr: std::net::SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            b"GET /upgrade HTTP/1.1\r\nHost: test\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            stream.read(&mut byte).await.unwrap(),
+            1,
+            "closed before 101"
+        );
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
+    stream
+}
+
+async fn wait_upgraded(handle: &harden::shutdown::ShutdownHandle, n: usize) {
+    tokio::time::timeout(LIMIT, async {
+        while handle.upgraded() < n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("session not upgraded");
+}
+
+// Upgraded sessions were neither awaited nor counted: the hooks closed what a WebSocket still
+// used while it was closing.
+#[tokio::test]
+async fn an_upgraded_session_is_awaited_before_the_hooks_and_counted() {
+    let shutdown = builder().drain_delay(Duration::ZERO).build().unwrap();
+    let handle = shutdown.handle();
+    let ended = Arc::new(Mutex::new(None));
+    let app = upgrade_app(&handle, 300, false, Arc::clone(&ended));
+    let seen_by_hook = Arc::new(Mutex::new(false));
+    let (seen, flag) = (Arc::clone(&seen_by_hook), Arc::clone(&ended));
+    handle.on_shutdown("close pool", Duration::from_secs(5), move || async move {
+        *seen.lock().unwrap() = flag.lock().unwrap().is_some();
+        Ok(())
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(shutdown.serve(listener, app));
+    let mut session = upgrade(addr).await;
+    wait_upgraded(&handle, 1).await;
+    handle.trigger();
+    let mut rest = Vec::new();
+    tokio::time::timeout(LIMIT, session.read_to_end(&mut rest))
+        .await
+        .expect("session left open")
+        .unwrap();
+    assert_eq!(rest, b"bye");
+    let report = tokio::time::timeout(LIMIT, server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        *seen_by_hook.lock().unwrap(),
+        "the hook ran before the session ended"
+    );
+    assert_eq!(
+        (report.upgraded_at_trigger, report.upgraded_aborted),
+        (1, 0),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn an_upgraded_session_still_open_at_the_deadline_is_cut_and_counted() {
+    let shutdown = builder()
+        .drain_delay(Duration::ZERO)
+        .deadline(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let handle = shutdown.handle();
+    let ended = Arc::new(Mutex::new(None));
+    let app = upgrade_app(&handle, 0, true, Arc::clone(&ended));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(shutdown.serve(listener, app));
+    let _session = upgrade(addr).await;
+    wait_upgraded(&handle, 1).await;
+    handle.trigger();
+    let report = tokio::time::timeout(LIMIT, server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(report.deadline_reached, "{report}");
+    assert_eq!(report.upgraded_aborted, 1, "{report}");
+    tokio::time::timeout(LIMIT, async {
+        while ended.lock().unwrap().is_none() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the session's read did not fail");
+    assert!(ended.lock().unwrap().as_ref().unwrap().is_err());
+}
+
+// Readiness was refused by the shutdown layer with the generic 503 body instead of health's
+// `shutting_down` answer.
+#[tokio::test]
+async fn readiness_keeps_its_shutting_down_body_while_refusing() {
+    let server = start(builder().drain_delay(Duration::ZERO).build().unwrap()).await;
+    let slow = tokio::spawn(raw_get(server.addr, "/api/slow?ms=1500"));
+    wait_in_flight(&server.handle, 1).await;
+    server.handle.trigger();
+    wait_phase(&server.handle, Phase::Refusing).await;
+    let ready = raw_get(server.addr, "/health/ready").await.unwrap();
+    assert_eq!(ready.status, 503);
+    assert_eq!(
+        ready.body,
+        r#"{"status":"shutting_down","info":{},"error":{},"details":{}}"#
+    );
+    assert_eq!(slow.await.unwrap().unwrap().status, 200);
+    let report = server.report(LIMIT).await;
+    assert_eq!(report.refused, 0, "{report}");
+}
+
+#[tokio::test]
+async fn refused_requests_are_counted() {
+    let server = start(builder().drain_delay(Duration::ZERO).build().unwrap()).await;
+    let slow = tokio::spawn(raw_get(server.addr, "/api/slow?ms=1500"));
+    wait_in_flight(&server.handle, 1).await;
+    server.handle.trigger();
+    wait_phase(&server.handle, Phase::Refusing).await;
+    for _ in 0..3 {
+        assert_eq!(
+            raw_get(server.addr, "/api/hello").await.unwrap().status,
+            503
+        );
+    }
+    assert_eq!(slow.await.unwrap().unwrap().status, 200);
+    assert_eq!(server.report(LIMIT).await.refused, 3);
+}
+
+// Under `Shutdown::serve` a handler taking `ConnectInfo<SocketAddr>` got a 500 "Missing request
+// extension".
+#[tokio::test]
+async fn handlers_get_the_peer_address_through_connect_info() {
+    use axum::extract::ConnectInfo;
+    use std::net::SocketAddr;
+    let shutdown = builder().build().unwrap();
+    let handle = shutdown.handle();
+    let app = axum::Router::new().route(
+        "/peer",
+        axum::routing::get(
+            |ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(shutdown.serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    ));
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let local = stream.local_addr().unwrap();
+    let response = raw_get_on(&mut stream, "/peer").await.unwrap();
+    assert_eq!((response.status, response.body), (200, local.to_string()));
+    handle.trigger();
+    drop(stream);
+    tokio::time::timeout(LIMIT, server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn serves_a_router_with_state_on_a_unix_socket() {
+    use axum::extract::State;
+    let dir = std::env::temp_dir().join(format!("harden-shutdown-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("server.sock");
+    let _ = std::fs::remove_file(&path);
+    let shutdown = builder().drain_delay(Duration::ZERO).build().unwrap();
+    let handle = shutdown.handle();
+    let app = axum::Router::new()
+        .route(
+            "/greeting",
+            axum::routing::get(|State(greeting): State<&'static str>| async move { greeting }),
+        )
+        .with_state("hello over a unix socket");
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    let server = tokio::spawn(shutdown.serve(listener, app));
+    let mut stream = tokio::net::UnixStream::connect(&path).await.unwrap();
+    let response = raw_get_on(&mut stream, "/greeting").await.unwrap();
+    assert_eq!(response.body, "hello over a unix socket");
+    handle.trigger();
+    let report = tokio::time::timeout(LIMIT, server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.aborted, 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn https_with_a_tls_listener_drains_like_plain_http() {
+    let (cert, key) = crate::support::server::tls::certificate();
+    let shutdown = builder()
+        .drain_delay(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let handle = shutdown.handle();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let listener = crate::support::server::tls::TlsListener::new(tcp, cert.clone(), key);
+    let server = tokio::spawn(shutdown.serve(listener, crate::support::server::app(&handle)));
+
+    let mut tls = crate::support::server::tls::connect(addr, &cert).await;
+    let hello = raw_get_on(&mut tls, "/api/hello").await.unwrap();
+    assert_eq!((hello.status, hello.body.as_str()), (200, "hello"));
+    let slow = tokio::spawn(async move {
+        let mut tls = crate::support::server::tls::connect(addr, &cert).await;
+        raw_get_on(&mut tls, "/api/slow?ms=800").await
+    });
+    wait_in_flight(&handle, 1).await;
+    handle.trigger();
+    let slow = slow.await.unwrap().unwrap();
+    assert_eq!((slow.status, slow.body.as_str()), (200, "slow done"));
+    assert_eq!(slow.header("connection"), Some("close"));
+    let report = tokio::time::timeout(LIMIT, server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.in_flight_at_trigger, 1);
+    assert_eq!((report.completed, report.aborted), (1, 0), "{report}");
+}
+
+// Keep-alive stayed on through the drain delay, so pooled callers kept their connections to the
+// terminating pod until it refused them.
+#[tokio::test]
+async fn keep_alive_is_off_from_the_trigger_while_the_drain_delay_still_serves() {
+    let server = start(
+        builder()
+            .drain_delay(Duration::from_millis(1500))
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let mut kept = TcpStream::connect(server.addr).await.unwrap();
+    let before = raw_get_on(&mut kept, "/api/hello").await.unwrap();
+    assert_eq!(before.header("connection"), None);
+    server.handle.trigger();
+    let after = raw_get_on(&mut kept, "/api/hello").await.unwrap();
+    assert_eq!((after.status, after.body.as_str()), (200, "hello"));
+    assert_eq!(after.header("connection"), Some("close"));
+    assert_eq!(server.handle.phase(), Phase::Draining);
+    let mut rest = Vec::new();
+    tokio::time::timeout(LIMIT, kept.read_to_end(&mut rest))
+        .await
+        .expect("connection left open after Connection: close")
+        .ok();
+    assert!(rest.is_empty());
+}
