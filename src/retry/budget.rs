@@ -4,7 +4,6 @@
 use std::fmt;
 
 use crate::clock::Clock;
-use crate::stripe;
 use crate::sync::{Arc, AtomicU64, Ordering};
 use crate::ConfigError;
 
@@ -255,8 +254,10 @@ struct Inner {
 
 /// The most stripes owned by one thread each: twice the cores, up to 64 (the first threads to
 /// use harden get them; see [`Inner::stripe_of`]).
+#[cfg_attr(harden_loom, allow(dead_code))]
 const MAX_OWNED: usize = 64;
 /// The most stripes shared by the threads that own none.
+#[cfg_attr(harden_loom, allow(dead_code))]
 const MAX_SHARED: usize = 16;
 
 /// One stripe's deposits, alone on its lines (128 bytes: adjacent-line prefetch pairs lines on
@@ -279,8 +280,8 @@ impl Stripe {
 #[cfg(not(harden_loom))]
 fn stripe_counts() -> (usize, usize) {
     (
-        (2 * stripe::count(MAX_OWNED)).min(MAX_OWNED),
-        stripe::count(MAX_SHARED),
+        (2 * crate::stripe::count(MAX_OWNED)).min(MAX_OWNED),
+        crate::stripe::count(MAX_SHARED),
     )
 }
 
@@ -294,7 +295,7 @@ fn stripe_counts() -> (usize, usize) {
 #[cfg(not(harden_loom))]
 #[inline]
 fn token() -> usize {
-    stripe::thread_token()
+    crate::stripe::thread_token()
 }
 
 /// Under loom every thread has token 0 (see `stripe::thread_token`), which would make them all
