@@ -87,7 +87,6 @@ struct App {
 
 fn stack(upstream: Arc<Upstream>, breaker: &CircuitBreaker) -> Result<Stack, BoxError> {
     let budget = RetryBudget::builder()
-        .ttl(Duration::from_secs(10))
         .min_retries_per_sec(1)
         .retry_ratio(0.1)
         .build()?;

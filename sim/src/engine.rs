@@ -78,8 +78,8 @@ pub struct StackSettings {
     pub retry_ratio: f64,
     /// The budget's floor of retries per second.
     pub min_retries_per_sec: u32,
-    /// How long the budget remembers.
-    pub ttl: Duration,
+    /// The most tokens the budget saves up.
+    pub burst: u32,
     /// Timeout of each attempt.
     pub attempt_timeout: Option<Duration>,
     /// Timeout of the whole call, retries and backoff included.
@@ -108,7 +108,7 @@ impl StackSettings {
             budget: true,
             retry_ratio: harden::retry::DEFAULT_RETRY_RATIO,
             min_retries_per_sec: harden::retry::DEFAULT_MIN_RETRIES_PER_SEC,
-            ttl: harden::retry::DEFAULT_TTL,
+            burst: harden::retry::DEFAULT_BURST,
             attempt_timeout: Some(h::DEFAULT_ATTEMPT_TIMEOUT),
             total_timeout: Some(h::DEFAULT_TOTAL_TIMEOUT),
             max_concurrent: Some(h::DEFAULT_MAX_CONCURRENT),
@@ -172,7 +172,7 @@ impl StackSettings {
 
     fn budget_builder(&self) -> harden::retry::RetryBudgetBuilder {
         RetryBudget::builder()
-            .ttl(self.ttl)
+            .burst(self.burst)
             .min_retries_per_sec(self.min_retries_per_sec)
             .retry_ratio(self.retry_ratio)
     }

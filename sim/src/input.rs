@@ -579,8 +579,8 @@ pub struct Overrides {
     pub retry_ratio: Option<f64>,
     /// `RetryBudgetBuilder::min_retries_per_sec`.
     pub min_retries_per_sec: Option<u32>,
-    /// `RetryBudgetBuilder::ttl`.
-    pub ttl: Option<Dur>,
+    /// `RetryBudgetBuilder::burst`.
+    pub burst: Option<u32>,
     /// Attempt timeout.
     pub attempt_timeout: Option<Dur>,
     /// Total timeout.
@@ -606,7 +606,7 @@ pub const SETTINGS: [&str; 19] = [
     "budget",
     "retry_ratio",
     "min_retries_per_sec",
-    "ttl",
+    "burst",
     "attempt_timeout",
     "total_timeout",
     "max_concurrent",
@@ -647,9 +647,10 @@ impl Overrides {
             jitter,
             budget,
             retry_ratio,
-            min_retries_per_sec
+            min_retries_per_sec,
+            burst
         );
-        set_dur!(rolling_window, reset_timeout, initial_delay, max_delay, ttl);
+        set_dur!(rolling_window, reset_timeout, initial_delay, max_delay);
         if let Some(d) = self.attempt_timeout {
             s.attempt_timeout = (!d.0.is_zero()).then_some(d.0);
         }

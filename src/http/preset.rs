@@ -98,7 +98,7 @@ where
 /// | `attempt_timeout` | [`DEFAULT_ATTEMPT_TIMEOUT`] = 10 s | .NET |
 /// | `max_attempts` | [`DEFAULT_MAX_ATTEMPTS`] = 4 (3 retries) | .NET |
 /// | `backoff` | exponential from [`DEFAULT_INITIAL_DELAY`] = 2 s, ×2, full jitter, capped at [`DEFAULT_MAX_DELAY`] = 300 s | .NET; Envoy's `Retry-After` cap |
-/// | `budget` | a new [`RetryBudget::new`]: 20 % of requests + 10/s over 10 s | Envoy's `budget_percent` 20 %, Finagle |
+/// | `budget` | a new [`RetryBudget::new`]: 20 % of requests + 10/s, at most 10 saved up | Envoy's `budget_percent` 20 %, Finagle |
 /// | retry classifier | [`HttpRetryClassifier::new`]: 502/503/504/408/429 and transport errors, `Retry-After` | .NET, reqwest-retry |
 /// | replay | [`HttpReplay::new`]: idempotent methods or `Idempotency-Key`, replayable bodies | RFC 9110 |
 /// | breaker | [`DEFAULT_ERROR_THRESHOLD_PERCENTAGE`] = 10 % over [`DEFAULT_VOLUME_THRESHOLD`] = 100 calls in [`DEFAULT_ROLLING_WINDOW`] = 30 s, open for [`DEFAULT_RESET_TIMEOUT`] = 5 s | .NET |

@@ -5,14 +5,15 @@
 //! exponential, with [`Jitter`] and a cap: every delay is within `[0, max_delay]`). A classifier
 //! decides which outcomes are retried (by default every error except harden's own rejections) and
 //! may ask for a specific delay, such as a server's `Retry-After`. A shared [`RetryBudget`] caps
-//! the extra load retries add when the upstream is down. `Clone` requests are replayed by cloning;
+//! the extra load retries add when the upstream is down, against the current load: in any second
+//! at most `retry_ratio` of that second's requests plus a small floor and burst. `Clone` requests are replayed by cloning;
 //! others through a copy hook, and a request that cannot be copied is sent once. The inner
 //! service's `poll_ready` is awaited before every attempt, retries included.
 //!
 //! # Default
 //!
 //! Three attempts, exponential backoff from 100 ms with full jitter capped at 10 s, and a budget
-//! of 20 % of requests plus 10 retries a second:
+//! of 20 % of requests plus 10 retries a second, at most 10 saved up:
 //!
 //! ```
 //! use harden::retry::RetryLayer;
@@ -46,9 +47,9 @@
 //!
 //! // One budget for every client of the same upstream.
 //! let budget = RetryBudget::builder()
-//!     .ttl(Duration::from_secs(10))
 //!     .min_retries_per_sec(5)
 //!     .retry_ratio(0.1)
+//!     .burst(20)
 //!     .build()?;
 //! let policy = RetryPolicy::builder()
 //!     .name("inventory")
@@ -133,7 +134,8 @@ pub use backoff::{
     Backoff, Jitter, DEFAULT_INITIAL_DELAY, DEFAULT_JITTER, DEFAULT_MAX_DELAY, DEFAULT_MULTIPLIER,
 };
 pub use budget::{
-    RetryBudget, RetryBudgetBuilder, DEFAULT_MIN_RETRIES_PER_SEC, DEFAULT_RETRY_RATIO, DEFAULT_TTL,
+    RetryBudget, RetryBudgetBuilder, DEFAULT_BURST, DEFAULT_MIN_RETRIES_PER_SEC,
+    DEFAULT_RETRY_RATIO,
 };
 pub use layer::RetryLayer;
 pub use policy::{

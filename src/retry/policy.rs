@@ -137,7 +137,7 @@ enum BudgetChoice {
 /// | `backoff` | [`Backoff::new`]: exponential from [`DEFAULT_INITIAL_DELAY`](super::DEFAULT_INITIAL_DELAY) = 100 ms, × [`DEFAULT_MULTIPLIER`](super::DEFAULT_MULTIPLIER) = 2 |
 /// | `jitter` | [`DEFAULT_JITTER`](super::DEFAULT_JITTER) = [`Jitter::Full`](super::Jitter::Full) |
 /// | `max_delay` | [`DEFAULT_MAX_DELAY`](super::DEFAULT_MAX_DELAY) = 10 s |
-/// | `budget` | a new [`RetryBudget::new`] per `build()` (10 s, 10/s, 20 %) |
+/// | `budget` | a new [`RetryBudget::new`] per `build()` (20 % of requests + 10/s, burst 10) |
 /// | classifier | [`DefaultRetryClassifier`]: every error except harden's rejections |
 /// | request copy | [`CloneRequest`] |
 /// | `name` | [`DEFAULT_NAME`] = `"retry"` |
@@ -525,6 +525,7 @@ mod tests {
             .budget(
                 RetryBudget::builder()
                     .min_retries_per_sec(0)
+                    .burst(0)
                     .build()
                     .unwrap(),
             )

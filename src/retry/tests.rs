@@ -84,6 +84,7 @@ async fn rejections_do_not_touch_the_budget() {
     let budget = RetryBudget::builder()
         .min_retries_per_sec(0)
         .retry_ratio(0.0)
+        .burst(0)
         .build()
         .unwrap();
     let p = RetryPolicy::builder()

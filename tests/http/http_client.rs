@@ -168,6 +168,7 @@ async fn budget_refusal_is_an_error_after_an_error_and_the_response_after_a_resp
         RetryBudget::builder()
             .min_retries_per_sec(0)
             .retry_ratio(0.0)
+            .burst(0)
             .build()
             .unwrap()
     };

@@ -111,6 +111,7 @@ async fn retry_attempts_by_outcome_and_budget_exhaustion() {
         let empty_budget = RetryBudget::builder()
             .min_retries_per_sec(0)
             .retry_ratio(0.0)
+            .burst(0)
             .build()
             .unwrap();
         let policy = RetryPolicy::builder()

@@ -370,6 +370,7 @@ async fn empty_budget_wraps_the_last_error_returns_a_response_and_is_counted() {
     let budget = RetryBudget::builder()
         .min_retries_per_sec(0)
         .retry_ratio(0.0)
+        .burst(0)
         .build()
         .unwrap();
     let p = RetryPolicy::builder()
@@ -421,64 +422,171 @@ async fn empty_budget_wraps_the_last_error_returns_a_response_and_is_counted() {
     assert_eq!(budget.exhausted(), 3);
 }
 
+/// The retry budget's former rule, kept here as a model only: a retry is allowed while, over
+/// the last `ttl`, `retries + 1 <= min * ttl + ratio * requests` (counted per second).
+struct WindowRule {
+    ttl_secs: u64,
+    min_per_sec: f64,
+    ratio: f64,
+    /// (second, requests, retries granted) of the seconds seen so far.
+    seconds: Vec<(u64, u64, u64)>,
+}
+
+impl WindowRule {
+    fn slot(&mut self, sec: u64) -> &mut (u64, u64, u64) {
+        if self.seconds.last().is_none_or(|s| s.0 != sec) {
+            self.seconds.push((sec, 0, 0));
+        }
+        self.seconds.last_mut().unwrap()
+    }
+    fn deposit(&mut self, sec: u64) {
+        self.slot(sec).1 += 1;
+    }
+    fn try_withdraw(&mut self, sec: u64) -> bool {
+        let oldest = (sec + 1).saturating_sub(self.ttl_secs);
+        let (requests, retries) = self
+            .seconds
+            .iter()
+            .filter(|s| s.0 >= oldest)
+            .fold((0, 0), |(q, r), s| (q + s.1, r + s.2));
+        let allowed = self.min_per_sec * self.ttl_secs as f64 + self.ratio * requests as f64;
+        let ok = (retries + 1) as f64 <= allowed;
+        if ok {
+            self.slot(sec).2 += 1;
+        }
+        ok
+    }
+}
+
+/// Retries in every window of `window` ticks: (first tick, retries, requests).
+fn windows(per_tick: &[(u64, u64)], window: usize) -> Vec<(usize, u64, u64)> {
+    (0..=per_tick.len() - window)
+        .map(|first| {
+            let w = &per_tick[first..first + window];
+            (
+                first,
+                w.iter().map(|t| t.1).sum::<u64>(),
+                w.iter().map(|t| t.0).sum::<u64>(),
+            )
+        })
+        .collect()
+}
+
+// The budget used to bound retries summed over a 10 s window: when an outage started, the
+// window's whole allowance went out in its first second (twice the load at 3 attempts), and it
+// came back every time the window turned over while the upstream was still down.
 #[tokio::test(start_paused = true)]
-async fn budget_caps_amplification_under_a_total_outage() {
+async fn budget_holds_in_every_second_of_an_outage_and_does_not_burst_again() {
     const RATIO: f64 = 0.2;
     const MIN_PER_SEC: u32 = 10;
-    const TTL_SECS: u64 = 10;
-    const PER_TICK: u32 = 50; // 500 requests/s in ticks of 100 ms
-    const SECS: u64 = 60;
+    const BURST: u32 = 10;
+    const PER_TICK: u64 = 50; // 500 requests/s in ticks of 100 ms
+    const HEALTHY_TICKS: u64 = 100; // 10 s healthy, then down
+    const TICKS: u64 = 500;
+    const ATTEMPTS: u32 = 3;
+    let ticks_per_sec = 10;
+    let down = |tick: u64| tick >= HEALTHY_TICKS;
+
+    // The former rule, replayed on the same scripted traffic: every request of an outage
+    // asks for a retry after each failed attempt, at once.
+    let mut old = WindowRule {
+        ttl_secs: 10,
+        min_per_sec: f64::from(MIN_PER_SEC),
+        ratio: RATIO,
+        seconds: Vec::new(),
+    };
+    let mut old_ticks = Vec::new();
+    for tick in 0..TICKS {
+        let sec = tick / ticks_per_sec;
+        let mut retries = 0;
+        for _ in 0..PER_TICK {
+            old.deposit(sec);
+            if down(tick) {
+                retries += (1..ATTEMPTS).take_while(|_| old.try_withdraw(sec)).count() as u64;
+            }
+        }
+        old_ticks.push((PER_TICK, retries));
+    }
+
+    // The budget, through the retry layer, against an upstream that fails from tick 100 on.
     let budget = RetryBudget::builder()
-        .ttl(Duration::from_secs(TTL_SECS))
         .min_retries_per_sec(MIN_PER_SEC)
         .retry_ratio(RATIO)
+        .burst(BURST)
         .build()
         .unwrap();
     let p = RetryPolicy::builder()
-        .max_attempts(10)
+        .max_attempts(ATTEMPTS)
         .backoff(Backoff::constant(Duration::ZERO))
         .budget(budget.clone())
         .build()
         .unwrap();
-    let inner = Scripted::new(vec![Err("down")]);
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let calls = Arc::new(AtomicU32::new(0));
+    let upstream = {
+        let (failing, calls) = (failing.clone(), calls.clone());
+        tower::service_fn(move |_: u64| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            let fail = failing.load(Ordering::Relaxed);
+            async move {
+                match fail {
+                    true => Err::<u16, BoxError>("down".into()),
+                    false => Ok(200),
+                }
+            }
+        })
+    };
     let layer = RetryLayer::new(p);
-    let mut per_sec_requests = vec![0u64; SECS as usize];
-    let mut per_sec_calls = vec![0u64; SECS as usize];
-    for tick in 0..SECS * 10 {
-        let before = inner.calls();
-        let calls = (0..PER_TICK).map(|i| layer.layer(inner.clone()).oneshot(i));
-        for r in futures::future::join_all(calls).await {
-            // Attempts ran out ("down"), or the budget refused a retry (wrapping "down").
-            let err = r.unwrap_err();
-            let last = match err.downcast::<BudgetExhausted>() {
-                Ok(exhausted) => exhausted.into_inner(),
-                Err(err) => err,
-            };
-            assert_eq!(last.to_string(), "down");
+    let mut new_ticks = Vec::new();
+    for tick in 0..TICKS {
+        failing.store(down(tick), Ordering::Relaxed);
+        let before = u64::from(calls.load(Ordering::Relaxed));
+        let sent = (0..PER_TICK).map(|i| layer.layer(upstream.clone()).oneshot(i));
+        for r in futures::future::join_all(sent).await {
+            assert_eq!(r.is_ok(), !down(tick));
         }
-        let sec = (tick / 10) as usize;
-        per_sec_requests[sec] += u64::from(PER_TICK);
-        per_sec_calls[sec] += u64::from(inner.calls() - before);
+        let attempts = u64::from(calls.load(Ordering::Relaxed)) - before;
+        new_ticks.push((PER_TICK, attempts - PER_TICK));
         tokio::time::advance(100 * MS).await;
     }
-    let requests: u64 = per_sec_requests.iter().sum();
-    let retries: u64 = per_sec_calls.iter().sum::<u64>() - requests;
-    // Over the whole outage: at most the ratio of extra load, plus the floor.
-    let bound = RATIO * requests as f64 + f64::from(MIN_PER_SEC) * (SECS + TTL_SECS) as f64;
-    assert!(retries as f64 <= bound, "{retries} retries > {bound}");
-    // Over every ttl-long window too.
-    let w = TTL_SECS as usize;
-    for end in w..=SECS as usize {
-        let req: u64 = per_sec_requests[end - w..end].iter().sum();
-        let ret: u64 = per_sec_calls[end - w..end].iter().sum::<u64>() - req;
-        let cap = RATIO * req as f64 + f64::from(MIN_PER_SEC) * TTL_SECS as f64;
+
+    // In any 1 s: extra load <= ratio * load + floor + burst.
+    let bound = |requests: u64| RATIO * requests as f64 + f64::from(MIN_PER_SEC + BURST);
+    let old_seconds = windows(&old_ticks, ticks_per_sec as usize);
+    let new_seconds = windows(&new_ticks, ticks_per_sec as usize);
+    let worst = |seconds: &[(usize, u64, u64)], from: u64, to: u64| {
+        seconds
+            .iter()
+            .filter(|s| (from..to).contains(&(s.0 as u64)))
+            .map(|s| s.1 as f64 / s.2 as f64)
+            .fold(0.0, f64::max)
+    };
+    let outage = HEALTHY_TICKS;
+    // The former rule: the first second of the outage runs twice the load in retries, and the
+    // burst comes back when the window turns over (10 s later, and 10 s after that).
+    assert!(worst(&old_seconds, outage, outage + 10) >= 1.9);
+    assert!(worst(&old_seconds, outage + 95, outage + 110) >= 1.5);
+    assert!(worst(&old_seconds, outage + 195, outage + 210) >= 1.5);
+    assert!(old_seconds.iter().any(|s| s.1 as f64 > bound(s.2)));
+    // The budget: every 1 s window, the first of the outage included, within the bound ...
+    for &(first, retries, requests) in &new_seconds {
         assert!(
-            ret as f64 <= cap + 1.0,
-            "window ending {end}s: {ret} > {cap}"
+            retries as f64 <= bound(requests),
+            "{retries} retries for {requests} requests in the second from tick {first}"
         );
     }
-    // The budget was the limit, not max_attempts, and it did let retries through.
-    assert!(retries > 0);
+    // ... and once the burst is spent, within ratio * load + floor: nothing comes back.
+    for &(first, retries, requests) in new_seconds.iter().filter(|s| s.0 as u64 > outage) {
+        let steady = RATIO * requests as f64 + f64::from(MIN_PER_SEC) + 1.0;
+        assert!(
+            retries as f64 <= steady,
+            "{retries} retries for {requests} requests in the second from tick {first}"
+        );
+    }
+    // It was the budget that held retries back, and it let the ratio through.
+    let retries: u64 = new_ticks[outage as usize..].iter().map(|t| t.1).sum();
+    let requests = (TICKS - outage) * PER_TICK;
+    assert!(retries as f64 >= RATIO * requests as f64);
     assert!(budget.exhausted() > 0);
 }
 

@@ -44,7 +44,7 @@ fn main() {
     let budget = harden::retry::RetryBudget::new();
     g.row(
         "floor: RetryBudget::deposit, then the bare call",
-        "store to this thread's stripe; the coarse clock read on one deposit in eight",
+        "an increment of this thread's stripe, no clock read",
         Expect::AllOk,
         {
             let mut svc = bare(0);
