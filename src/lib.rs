@@ -154,6 +154,7 @@ pub mod metrics;
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
 pub mod retry;
+pub mod settings;
 #[cfg(feature = "axum")]
 pub mod shutdown;
 pub mod stack;

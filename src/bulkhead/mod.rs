@@ -109,8 +109,10 @@
 pub mod error;
 pub mod future;
 mod layer;
+mod settings;
 
 pub use self::layer::BulkheadLayer;
+pub use self::settings::BulkheadSettings;
 
 use self::future::ResponseFuture;
 use crate::metrics;

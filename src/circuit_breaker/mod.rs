@@ -173,6 +173,8 @@ pub mod future;
 mod layer;
 mod observe;
 mod service;
+mod settings;
+mod tune;
 mod window;
 
 #[cfg(all(test, harden_loom))]
@@ -196,6 +198,7 @@ pub use self::error::CallError;
 pub use self::layer::CircuitBreakerLayer;
 pub use self::observe::{Event, EventKind};
 pub use self::service::CircuitBreakerService;
+pub use self::settings::{CircuitBreakerSettings, OpenBackoffSettings, SlowCallSettings};
 
 use self::config::Config;
 use self::core::Core;
@@ -294,6 +297,13 @@ impl CircuitBreaker {
 
     pub(crate) fn core(&self) -> &Arc<Core> {
         &self.core
+    }
+
+    /// The breaker's settings now, as plain data (see [`CircuitBreakerSettings`]).
+    pub fn settings(&self) -> CircuitBreakerSettings {
+        let mut s = CircuitBreakerSettings::from_config(&self.core.config);
+        s.retuned(&self.core.tune);
+        s
     }
 
     /// The breaker's name.

@@ -99,6 +99,7 @@ mod preset;
 mod replay;
 mod response;
 mod retry_after;
+mod settings;
 
 pub use classify::{
     is_transport_error, HttpBreakerClassifier, HttpError, HttpResponse, HttpRetryClassifier,
@@ -115,3 +116,4 @@ pub use replay::HttpReplay;
 pub(crate) use response::{ceil_secs, json_response};
 pub use response::{error_response, ErrorResponse, ErrorResponseFuture, ErrorResponseLayer};
 pub use retry_after::{parse_retry_after, retry_after, DEFAULT_RETRY_AFTER_CAP};
+pub use settings::HttpLayerSettings;

@@ -129,6 +129,7 @@ pub mod error;
 pub mod future;
 mod layer;
 mod policy;
+mod settings;
 
 pub use backoff::{
     Backoff, Jitter, DEFAULT_INITIAL_DELAY, DEFAULT_JITTER, DEFAULT_MAX_DELAY, DEFAULT_MULTIPLIER,
@@ -142,6 +143,7 @@ pub use policy::{
     RetryClassifierFn, RetryDecision, RetryPolicy, RetryPolicyBuilder, DEFAULT_MAX_ATTEMPTS,
     DEFAULT_NAME, MAX_ATTEMPTS_LIMIT,
 };
+pub use settings::{BackoffSettings, BackoffShape, RetryBudgetSettings, RetrySettings};
 
 use future::{Replay, ResponseFuture};
 

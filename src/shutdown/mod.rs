@@ -132,6 +132,7 @@
 
 mod layer;
 mod serve;
+mod settings;
 mod state;
 
 use std::fmt;
@@ -143,6 +144,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub use settings::ShutdownSettings;
 pub use state::Phase;
 pub use tokio_util::sync::CancellationToken;
 pub use tokio_util::task::TaskTracker;
