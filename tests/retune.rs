@@ -193,3 +193,120 @@ fn the_window_and_invalid_values_are_refused_and_the_settings_kept() {
     assert_eq!(b.settings(), before);
     let _ = CircuitBreakerSettings::default();
 }
+
+fn always_failing(
+    attempts: std::sync::Arc<std::sync::atomic::AtomicU32>,
+) -> impl tower::Service<
+    (),
+    Response = (),
+    Error = harden::BoxError,
+    Future = std::future::Ready<Result<(), harden::BoxError>>,
+> + Clone {
+    tower::service_fn(move |()| {
+        attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        std::future::ready(Err::<(), harden::BoxError>("boom".into()))
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retuned_retry_policy_reaches_services_already_built() {
+    use harden::retry::{Backoff, Jitter, RetryPolicy, RetrySettings};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    use tower::Layer;
+
+    let policy = RetryPolicy::builder()
+        .max_attempts(2)
+        .backoff(Backoff::constant(Duration::from_millis(10)).jitter(Jitter::None))
+        .no_budget()
+        .build()
+        .unwrap();
+    let attempts = Arc::new(AtomicU32::new(0));
+    let svc = policy.layer().layer(always_failing(attempts.clone()));
+    let call = |svc: &_| tower::ServiceExt::oneshot(Clone::clone(svc), ());
+    assert!(call(&svc).await.is_err());
+    assert_eq!(attempts.swap(0, Ordering::Relaxed), 2);
+
+    let mut settings = RetrySettings::from(&policy);
+    settings.max_attempts = 4;
+    settings.backoff.initial_delay = Duration::from_millis(50);
+    policy.retune(&settings).unwrap();
+    let start = tokio::time::Instant::now();
+    assert!(call(&svc).await.is_err());
+    assert_eq!(attempts.swap(0, Ordering::Relaxed), 4);
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_millis(150),
+        "3 waits of the new delay"
+    );
+    assert_eq!(RetrySettings::from(&policy), settings);
+
+    // Refused changes keep the settings.
+    let mut bad = settings;
+    bad.max_attempts = 0;
+    assert_eq!(policy.retune(&bad).unwrap_err().field(), "max_attempts");
+    let mut bad = settings;
+    bad.total_timeout = Some(Duration::from_secs(1));
+    assert_eq!(policy.retune(&bad).unwrap_err().field(), "total_timeout");
+    let mut bad = settings;
+    bad.budget.enabled = true;
+    assert_eq!(policy.retune(&bad).unwrap_err().field(), "budget");
+    assert_eq!(RetrySettings::from(&policy), settings);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lowered_bulkhead_keeps_the_calls_in_flight_and_rejects_new_ones() {
+    use harden::bulkhead::error::BulkheadFull;
+    use harden::bulkhead::{BulkheadLayer, BulkheadSettings};
+    use tower::{Layer, ServiceExt};
+
+    let bulkhead = BulkheadLayer::try_new(1).unwrap();
+    let svc = bulkhead.layer(tower::service_fn(|()| async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok::<_, std::convert::Infallible>(())
+    }));
+    let spawn = |svc: &_| {
+        let svc = Clone::clone(svc);
+        tokio::spawn(async move { ServiceExt::oneshot(svc, ()).await })
+    };
+    let first = spawn(&svc);
+    tokio::task::yield_now().await;
+    let err = ServiceExt::oneshot(svc.clone(), ()).await.unwrap_err();
+    assert!(err.is::<BulkheadFull>());
+
+    bulkhead.retune(&BulkheadSettings::new(2)).unwrap();
+    let second = spawn(&svc);
+    tokio::task::yield_now().await;
+    assert_eq!(bulkhead.in_flight(), 2, "raised: admitted at once");
+
+    bulkhead.retune(&BulkheadSettings::new(1)).unwrap();
+    assert_eq!(
+        bulkhead.in_flight(),
+        2,
+        "lowered: the calls in flight keep their slots"
+    );
+    let err = ServiceExt::oneshot(svc.clone(), ()).await.unwrap_err();
+    assert!(err.is::<BulkheadFull>());
+
+    assert_eq!(
+        bulkhead
+            .retune(&BulkheadSettings::new(0))
+            .unwrap_err()
+            .field(),
+        "max_concurrent"
+    );
+    assert_eq!(bulkhead.max_concurrent(), 1);
+
+    tokio::time::advance(Duration::from_secs(1)).await;
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    let third = spawn(&svc);
+    tokio::task::yield_now().await;
+    assert_eq!(
+        bulkhead.in_flight(),
+        1,
+        "under the new limit again: admitted"
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    third.await.unwrap().unwrap();
+}

@@ -130,6 +130,7 @@ pub mod future;
 mod layer;
 mod policy;
 mod settings;
+mod tune;
 
 pub use backoff::{
     Backoff, Jitter, DEFAULT_INITIAL_DELAY, DEFAULT_JITTER, DEFAULT_MAX_DELAY, DEFAULT_MULTIPLIER,
@@ -202,6 +203,7 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
+        self.policy.refresh();
         let policy = &self.policy;
         let budget = policy.budget.as_ref().map(RetryBudget::deposit_and_handle);
         // No clock read: the total timeout starts when the future first waits (`Deadline`).

@@ -296,7 +296,7 @@ impl<C, H> From<&RetryPolicy<C, H>> for RetrySettings {
         RetrySettings {
             max_attempts: policy.max_attempts(),
             total_timeout: policy.total_timeout(),
-            backoff: BackoffSettings::from(*policy.backoff()),
+            backoff: BackoffSettings::from(policy.backoff()),
             budget: RetryBudgetSettings::from(policy.budget()),
         }
     }
