@@ -138,6 +138,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod admin;
 mod builder;
 pub mod bulkhead;
 #[cfg(feature = "chaos")]
