@@ -198,7 +198,9 @@ impl RetryMetrics {
 
 impl<C: Clone, H: Clone> Clone for RetryPolicy<C, H> {
     fn clone(&self) -> Self {
-        RetryPolicy {
+        // A clone starts from the live values, so one made per request (as the reqwest client
+        // does) does not reload them on every call after a retune.
+        let mut policy = RetryPolicy {
             max_attempts: self.max_attempts,
             total_timeout: self.total_timeout,
             clock: self.clock,
@@ -210,7 +212,9 @@ impl<C: Clone, H: Clone> Clone for RetryPolicy<C, H> {
             metrics: self.metrics.clone(),
             tune: self.tune.clone(),
             seen: self.seen,
-        }
+        };
+        policy.refresh();
+        policy
     }
 }
 
