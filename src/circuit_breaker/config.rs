@@ -400,7 +400,7 @@ pub(crate) struct Config {
 impl Config {
     /// How long to stay open after the `reopens`-th consecutive re-open (0 = opened from closed).
     /// Pure, so the reference model in the property tests computes the very same jitter.
-    #[cfg(test)]
+    #[cfg(all(test, not(harden_loom)))]
     pub(crate) fn open_duration(&self, reopens: u32, now: u64) -> u64 {
         open_duration(self.reset_timeout, self.open_backoff, reopens, now)
     }
