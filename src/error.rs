@@ -14,12 +14,16 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// An invalid configuration, reported by a builder's `build()`.
 ///
 /// The message names the field and the accepted range, e.g.
-/// ``invalid `error_threshold_percentage`: 150 is outside (0, 100]``.
+/// ``invalid `error_threshold_percentage`: 150 is outside (0, 100]``. Settings read from a file
+/// name the whole path to the field:
+/// ``invalid `breakers.payments.error_threshold_percentage`: 150 is outside (0, 100]``.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConfigError {
     field: &'static str,
     reason: Cow<'static, str>,
+    /// Sections around the field, innermost last (`["breakers", "payments"]`).
+    sections: Vec<String>,
 }
 
 impl ConfigError {
@@ -27,7 +31,32 @@ impl ConfigError {
         ConfigError {
             field,
             reason: reason.into(),
+            sections: Vec::new(),
         }
+    }
+
+    /// The same error, inside the section `section` (e.g. `"payments"`, then `"breakers"`):
+    /// for settings that nest, so the message names the full path.
+    #[must_use]
+    pub fn within(mut self, section: impl Into<String>) -> Self {
+        self.sections.insert(0, section.into());
+        self
+    }
+
+    /// The dotted path to the offending setting, e.g. `breakers.payments.volume_threshold`;
+    /// the same as [`field`](Self::field) when the error is not inside a section.
+    pub fn path(&self) -> String {
+        let mut path = self.sections.join(".");
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(self.field);
+        path
+    }
+
+    /// Why the value was refused, e.g. `150 is outside (0, 100]`.
+    pub fn reason(&self) -> &str {
+        &self.reason
     }
 
     /// The name of the offending setting, as spelled by its builder method.
@@ -38,7 +67,7 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid `{}`: {}", self.field, self.reason)
+        write!(f, "invalid `{}`: {}", self.path(), self.reason)
     }
 }
 
@@ -77,6 +106,19 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "invalid `volume_threshold`: 0 is outside [1, u32::MAX]"
+        );
+    }
+
+    #[test]
+    fn message_names_the_sections_around_the_field() {
+        let err = ConfigError::new("error_threshold_percentage", "150 is outside (0, 100]")
+            .within("payments")
+            .within("breakers");
+        assert_eq!(err.field(), "error_threshold_percentage");
+        assert_eq!(err.path(), "breakers.payments.error_threshold_percentage");
+        assert_eq!(
+            err.to_string(),
+            "invalid `breakers.payments.error_threshold_percentage`: 150 is outside (0, 100]"
         );
     }
 }

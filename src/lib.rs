@@ -121,7 +121,8 @@
 //! | `metrics` | state and counters exported through the [`metrics`](https://docs.rs/metrics) facade; the crate never installs a recorder |
 //! | `http` | `harden::http`: HTTP status classification, `Retry-After`, idempotency, errors as HTTP answers |
 //! | `reqwest` | `harden::reqwest`: a `reqwest::Client` behind the stack (implies `http`) |
-//! | `axum` | `harden::health` and `harden::shutdown`: probes and graceful shutdown for axum servers (implies `http`) |
+//! | `axum` | `harden::health` and `harden::shutdown`: probes and graceful shutdown for axum servers; [`admin::Admin`], the admin endpoint (implies `http` and `serde`) |
+//! | `serde` | every `*Settings` struct and [`settings::ServiceSettings`] read and write with serde, durations as `"10s"` |
 //! | `chaos` | `harden::chaos`: fault injection for tests and demos |
 //!
 //! ## Time
@@ -148,6 +149,7 @@ struct ReadmeDoctests;
 #[macro_use]
 mod macros;
 
+pub mod admin;
 mod builder;
 pub mod bulkhead;
 #[cfg(feature = "chaos")]
@@ -164,6 +166,7 @@ pub mod metrics;
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
 pub mod retry;
+pub mod settings;
 #[cfg(feature = "axum")]
 pub mod shutdown;
 pub mod stack;

@@ -59,7 +59,36 @@ impl BulkheadLayer {
 
     /// The most calls admitted at once.
     pub fn max_concurrent(&self) -> usize {
-        self.state.max
+        self.state.max()
+    }
+
+    /// Changes the limit of the running bulkhead, for every clone and every service made from
+    /// it, without pausing calls. Raised, it admits more calls at once; lowered below the calls
+    /// in flight, those keep their slots and new calls are rejected until fewer than the new
+    /// limit run.
+    ///
+    /// ```
+    /// use harden::bulkhead::{BulkheadLayer, BulkheadSettings};
+    ///
+    /// let bulkhead = BulkheadLayer::try_new(10)?;
+    /// bulkhead.retune(&BulkheadSettings::new(50))?;
+    /// assert_eq!(bulkhead.max_concurrent(), 50);
+    /// # Ok::<(), harden::ConfigError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming `max_concurrent` for a limit of 0; the limit is then kept.
+    pub fn retune(&self, settings: &super::BulkheadSettings) -> Result<(), ConfigError> {
+        if settings.max_concurrent == 0 {
+            return Err(ConfigError::new(
+                "max_concurrent",
+                "0 is outside [1, usize::MAX]; a bulkhead of 0 would reject every call",
+            ));
+        }
+        self.state.set_max(settings.max_concurrent);
+        tracing::info!(bulkhead = %self.state.name(), max_concurrent = settings.max_concurrent, "bulkhead retuned");
+        Ok(())
     }
 }
 
@@ -67,7 +96,7 @@ impl fmt::Debug for BulkheadLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BulkheadLayer")
             .field("name", &self.state.name())
-            .field("max_concurrent", &self.state.max)
+            .field("max_concurrent", &self.state.max())
             .field("in_flight", &self.state.in_flight())
             .finish()
     }

@@ -109,8 +109,10 @@
 pub mod error;
 pub mod future;
 mod layer;
+mod settings;
 
 pub use self::layer::BulkheadLayer;
+pub use self::settings::BulkheadSettings;
 
 use self::future::ResponseFuture;
 use crate::metrics;
@@ -142,7 +144,7 @@ impl<S> Bulkhead<S> {
 
     /// The most calls admitted at once.
     pub fn max_concurrent(&self) -> usize {
-        self.state.max
+        self.state.max()
     }
 
     define_inner_service_accessors!();
@@ -152,7 +154,7 @@ impl<S: fmt::Debug> fmt::Debug for Bulkhead<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Bulkhead")
             .field("inner", &self.inner)
-            .field("max_concurrent", &self.state.max)
+            .field("max_concurrent", &self.state.max())
             .field("in_flight", &self.state.in_flight())
             .finish()
     }
@@ -189,7 +191,9 @@ where
 /// What every clone of a bulkhead shares.
 pub(crate) struct State {
     in_flight: AtomicUsize,
-    max: usize,
+    /// The limit; changed by `BulkheadLayer::retune`. A `std` atomic even under loom: a setting
+    /// read with `Relaxed`, not part of the slot protocol.
+    max: std::sync::atomic::AtomicUsize,
     /// Set by `BulkheadLayer::name` for every clone at once; read when metrics are registered.
     name: std::sync::Mutex<std::sync::Arc<str>>,
     /// Registered when the layer first wraps a service, so naming the layer leaves no stray
@@ -207,10 +211,21 @@ impl State {
     pub(crate) fn new(max: usize, name: std::sync::Arc<str>) -> Self {
         State {
             in_flight: AtomicUsize::new(0),
-            max,
+            max: std::sync::atomic::AtomicUsize::new(max),
             name: std::sync::Mutex::new(name),
             metrics: OnceLock::new(),
         }
+    }
+
+    #[inline]
+    pub(crate) fn max(&self) -> usize {
+        // Relaxed: a limit, guarding no other memory; a call racing a change sees either value.
+        self.max.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_max(&self, max: usize) {
+        // Relaxed: as in `max`.
+        self.max.store(max, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn register_metrics(&self) {
@@ -260,7 +275,7 @@ impl Permit {
         // Relaxed: only a first guess for the CAS below, which re-checks it.
         let mut current = state.in_flight.load(Ordering::Relaxed);
         loop {
-            if current >= state.max {
+            if current >= state.max() {
                 return None;
             }
             // Success Acquire: pairs with the Release in `drop`, so whatever the call that freed

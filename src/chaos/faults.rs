@@ -15,23 +15,32 @@ pub const DEFAULT_STATUS: u16 = 503;
 /// [`set`](super::Chaos::set)); durations of any size are accepted (tokio caps a sleep at
 /// its far future).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case", deny_unknown_fields)
+)]
 #[non_exhaustive]
 pub enum Latency {
     /// Always this long.
-    Fixed(Duration),
+    Fixed(#[cfg_attr(feature = "serde", serde(with = "humantime_serde"))] Duration),
     /// Uniformly distributed in `[min, max]`, at nanosecond resolution.
     Uniform {
         /// Shortest delay.
+        #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
         min: Duration,
         /// Longest delay; at least `min`.
+        #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
         max: Duration,
     },
     /// Exponentially distributed with this mean, cut at `max`: mostly short delays with a long
     /// tail, the shape of a queue in front of a busy upstream.
     Exponential {
         /// The mean before the cut.
+        #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
         mean: Duration,
         /// Longest delay.
+        #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
         max: Duration,
     },
 }

@@ -169,9 +169,11 @@ pub mod error;
 mod faults;
 pub mod future;
 mod layer;
+mod settings;
 
 pub use self::faults::{Faults, Latency, DEFAULT_STATUS};
 pub use self::layer::ChaosLayer;
+pub use self::settings::ChaosSettings;
 
 use self::future::{Outcome, ResponseFuture};
 use crate::metrics;

@@ -399,26 +399,37 @@ pub(crate) struct Config {
 impl Config {
     /// How long to stay open after the `reopens`-th consecutive re-open (0 = opened from closed).
     /// Pure, so the reference model in the property tests computes the very same jitter.
+    #[cfg(all(test, not(harden_loom)))]
     pub(crate) fn open_duration(&self, reopens: u32, now: u64) -> u64 {
-        let base = self.reset_timeout;
-        let Some((multiplier, max)) = self.open_backoff else {
-            return base;
-        };
-        if reopens == 0 {
-            return base;
-        }
-        let grown = (base as f64) * multiplier.powi(reopens.min(1024) as i32);
-        let capped = if grown.is_finite() && grown < max as f64 {
-            grown as u64
-        } else {
-            max
-        };
-        // Up to 20 % shorter, from a hash of the inputs: spreads breakers that re-opened together.
-        let unit = (splitmix64(now ^ u64::from(reopens).rotate_left(32)) >> 11) as f64
-            / (1u64 << 53) as f64;
-        let jittered = capped - ((capped as f64) * 0.2 * unit) as u64;
-        jittered.max(base)
+        open_duration(self.reset_timeout, self.open_backoff, reopens, now)
     }
+}
+
+/// How long to stay open after the `reopens`-th consecutive re-open, from `reset_timeout` and
+/// the open backoff's (multiplier, cap).
+pub(crate) fn open_duration(
+    base: u64,
+    open_backoff: Option<(f64, u64)>,
+    reopens: u32,
+    now: u64,
+) -> u64 {
+    let Some((multiplier, max)) = open_backoff else {
+        return base;
+    };
+    if reopens == 0 {
+        return base;
+    }
+    let grown = (base as f64) * multiplier.powi(reopens.min(1024) as i32);
+    let capped = if grown.is_finite() && grown < max as f64 {
+        grown as u64
+    } else {
+        max
+    };
+    // Up to 20 % shorter, from a hash of the inputs: spreads breakers that re-opened together.
+    let unit =
+        (splitmix64(now ^ u64::from(reopens).rotate_left(32)) >> 11) as f64 / (1u64 << 53) as f64;
+    let jittered = capped - ((capped as f64) * 0.2 * unit) as u64;
+    jittered.max(base)
 }
 
 fn splitmix64(mut x: u64) -> u64 {

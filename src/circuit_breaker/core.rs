@@ -31,6 +31,7 @@ use super::config::Config;
 use super::error::CircuitOpen;
 use super::name::Name;
 use super::observe::Observe;
+use super::tune::Tunables;
 use super::window::Counts;
 use super::window::Window;
 use super::{State, Stats};
@@ -222,13 +223,13 @@ pub(crate) struct Core {
     counters: Padded<Counters>,
     window: Window,
     pub(crate) config: Config,
+    /// The settings a running breaker can change.
+    pub(crate) tune: Tunables,
     /// Clock reading at creation; `aux` times are microseconds since then.
     epoch: u64,
     pub(crate) clock: Clock,
     tx: tokio::sync::watch::Sender<State>,
     pub(crate) observe: Observe,
-    /// A closed success needs only its window record: no slow-call or consecutive-failure rule.
-    plain_success: bool,
 }
 
 impl Core {
@@ -243,13 +244,19 @@ impl Core {
                 consecutive: AtomicU32::new(0),
             }),
             window: Window::new(config.window),
-            plain_success: config.slow_call.is_none() && config.consecutive_failures.is_none(),
+            tune: Tunables::new(&config),
             observe: Observe::new(&config.name, config.listener.0.clone()),
             config,
             epoch,
             clock,
             tx,
         }
+    }
+
+    /// Starts the consecutive-failure rule's run at zero (its rule changed).
+    pub(crate) fn reset_run(&self) {
+        // Relaxed: a heuristic run length, as in `judge`.
+        self.counters.0.consecutive.store(0, Ordering::Relaxed);
     }
 
     pub(crate) fn name(&self) -> &StdArc<str> {
@@ -282,7 +289,7 @@ impl Core {
                 Duration::from_nanos(until.saturating_sub(now))
             }
             // The opener has not published the deadline yet: it opened just now.
-            None => Duration::from_nanos(self.config.reset_timeout),
+            None => Duration::from_nanos(self.tune.reset_timeout()),
         })
     }
 
@@ -313,7 +320,7 @@ impl Core {
         let state = self.state();
         let c = self.window.counts(now);
         let total = c.successes + c.failures;
-        let judged = total >= self.config.volume && total > 0;
+        let judged = total >= self.tune.volume() && total > 0;
         let pct = |n: u64| judged.then(|| n as f64 * 100.0 / total as f64);
         Stats {
             state,
@@ -323,7 +330,7 @@ impl Core {
             // Relaxed: a statistic; no other memory depends on it.
             rejections: self.window.rejections(),
             failure_percentage: pct(c.failures),
-            slow_call_percentage: self.config.slow_call.and_then(|_| pct(c.slow)),
+            slow_call_percentage: self.tune.slow_call().and_then(|_| pct(c.slow)),
         }
     }
 
@@ -449,19 +456,19 @@ impl Core {
             State::Open => match self.aux_for(w.gen) {
                 Some(until) if now_us >= until => Ok(()),
                 Some(until) => Err(Some((until - now_us) * 1_000)),
-                None => Err(Some(self.config.reset_timeout)),
+                None => Err(Some(self.tune.reset_timeout())),
             },
-            State::HalfOpen if w.inflight < self.config.half_open_max_calls => Ok(()),
+            State::HalfOpen if w.inflight < self.tune.half_open_max_calls() => Ok(()),
             State::HalfOpen => match self.aux_for(w.gen) {
                 Some(active) => {
-                    let end = active.saturating_add(self.config.max_probe / 1_000);
+                    let end = active.saturating_add(self.tune.max_probe() / 1_000);
                     if now_us >= end {
                         Ok(())
                     } else {
                         Err(Some((end - now_us) * 1_000))
                     }
                 }
-                None => Err(Some(self.config.max_probe)),
+                None => Err(Some(self.tune.max_probe())),
             },
         }
     }
@@ -492,18 +499,18 @@ impl Core {
                     // The opener has not published the deadline yet: it opened just now. Publish
                     // that deadline ourselves, so a stalled opener cannot keep the breaker open.
                     None => {
-                        let open = self.config.open_duration(w.reopens, now);
+                        let open = self.tune.open_duration(w.reopens, now);
                         let until = self.us_ceil(now.saturating_add(open));
                         self.publish_aux(w.gen, until);
                         return Err(self.reject(Some((until - now_us) * 1_000)));
                     }
                 },
-                State::HalfOpen if w.inflight < self.config.half_open_max_calls => Word {
+                State::HalfOpen if w.inflight < self.tune.half_open_max_calls() => Word {
                     inflight: w.inflight + 1,
                     ..w
                 },
                 State::HalfOpen => {
-                    let bound = self.config.max_probe / 1_000;
+                    let bound = self.tune.max_probe() / 1_000;
                     match self.aux_for(w.gen) {
                         // Every slot is held by probes that have shown no sign of life for the
                         // bound: start a new probe generation; the hung probes' results are ignored.
@@ -518,7 +525,7 @@ impl Core {
                         // No activity published for this generation yet: it is "just now".
                         None => {
                             self.publish_aux(w.gen, now_us);
-                            return Err(self.reject(Some(self.config.max_probe)));
+                            return Err(self.reject(Some(self.tune.max_probe())));
                         }
                     }
                 }
@@ -580,13 +587,14 @@ impl Core {
     }
 
     /// The start time of an admitted call for the slow-call rule, read only when the rule is on
-    /// (0 otherwise); hand it to [`finish`](Self::finish) with the permit.
+    /// (`u64::MAX` otherwise); hand it to [`finish`](Self::finish) with the permit.
     #[inline]
     pub(crate) fn call_start(&self) -> u64 {
-        if self.config.slow_call.is_some() {
+        if self.tune.slow_call().is_some() {
             self.clock.now()
         } else {
-            0
+            // Never slow, should the rule be turned on before the call ends.
+            u64::MAX
         }
     }
 
@@ -606,7 +614,7 @@ impl Core {
     ) {
         // The common case, kept small enough to inline: a closed call succeeded and no rule needs
         // more than the window record.
-        if permit.kind == Kind::Closed && outcome == Outcome::Success && self.plain_success {
+        if permit.kind == Kind::Closed && outcome == Outcome::Success && self.tune.plain_success() {
             self.observe.finished(outcome, false);
             // Acquire: pairs with the Release of transitions (a reset's window clear happens before).
             let cur = self.hot.0.word.load(Ordering::Acquire);
@@ -620,7 +628,7 @@ impl Core {
 
     #[inline(never)]
     fn on_result_slow(&self, permit: Permit, start: u64, outcome: Outcome, now: u64) {
-        let slow = match self.config.slow_call {
+        let slow = match self.tune.slow_call() {
             Some((threshold, _)) => now.saturating_sub(start) >= threshold,
             None => false,
         };
@@ -651,7 +659,7 @@ impl Core {
         }
         let failure = outcome == Outcome::Failure;
         self.window.record(now, failure, slow);
-        if failure || slow || self.config.consecutive_failures.is_some() {
+        if failure || slow || self.tune.consecutive_failures().is_some() {
             self.judge(cur, failure, slow, now);
         }
     }
@@ -660,7 +668,7 @@ impl Core {
     #[inline(never)]
     fn judge(&self, cur: u64, failure: bool, slow: bool, now: u64) {
         let mut trip = false;
-        if let Some(n) = self.config.consecutive_failures {
+        if let Some(n) = self.tune.consecutive_failures() {
             if failure {
                 // Relaxed: a heuristic run length; the trip itself is decided by the CAS below.
                 trip = self
@@ -684,11 +692,11 @@ impl Core {
             // `judge_counts` orders its reads after our record).
             let c = self
                 .window
-                .judge_counts(now, self.config.slow_call.is_some(), |c: &Counts| {
+                .judge_counts(now, self.tune.slow_call().is_some(), |c: &Counts| {
                     self.over(c)
                 });
             let total = c.successes + c.failures;
-            if total >= self.config.volume && total > 0 {
+            if total >= self.tune.volume() && total > 0 {
                 self.observe.judged(c.failures as f64 / total as f64);
                 trip = self.over(&c);
             }
@@ -705,7 +713,7 @@ impl Core {
                 .compare_exchange(cur, next.pack(), Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
-                let until = now.saturating_add(self.config.open_duration(0, now));
+                let until = now.saturating_add(self.tune.open_duration(0, now));
                 self.publish_aux(next.gen, self.us_ceil(until));
                 self.transitioned(State::Closed, State::Open);
             }
@@ -717,8 +725,8 @@ impl Core {
     #[inline]
     fn over(&self, c: &Counts) -> bool {
         let total = (c.successes + c.failures) as f64;
-        c.failures as f64 * 100.0 >= self.config.threshold * total
-            || matches!(self.config.slow_call, Some((_, pct)) if c.slow as f64 * 100.0 >= pct * total)
+        c.failures as f64 * 100.0 >= self.tune.threshold() * total
+            || matches!(self.tune.slow_call(), Some((_, pct)) if c.slow as f64 * 100.0 >= pct * total)
     }
 
     /// A probe of generation `gen` ended: `None` = no verdict (cancelled or ignored),
@@ -740,7 +748,7 @@ impl Core {
                     reopens: (w.reopens + 1).min(REOPEN_MASK as u32),
                     ..w.next(State::Open)
                 },
-                Some(false) if w.successes + 1 >= self.config.half_open_max_calls => {
+                Some(false) if w.successes + 1 >= self.tune.half_open_max_calls() => {
                     // Cleared before closing so the new closed generation starts empty.
                     self.window.clear();
                     // Relaxed: the transition's Release below publishes it.
@@ -767,7 +775,7 @@ impl Core {
                     match next.state {
                         State::Open => {
                             let until =
-                                now.saturating_add(self.config.open_duration(next.reopens, now));
+                                now.saturating_add(self.tune.open_duration(next.reopens, now));
                             self.publish_aux(next.gen, self.us_ceil(until));
                         }
                         State::HalfOpen if failed.is_some() => {

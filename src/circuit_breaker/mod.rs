@@ -174,6 +174,8 @@ mod layer;
 mod name;
 mod observe;
 mod service;
+mod settings;
+mod tune;
 mod window;
 
 #[cfg(all(test, harden_loom))]
@@ -197,6 +199,7 @@ pub use self::error::CallError;
 pub use self::layer::CircuitBreakerLayer;
 pub use self::observe::{Event, EventKind};
 pub use self::service::CircuitBreakerService;
+pub use self::settings::{CircuitBreakerSettings, OpenBackoffSettings, SlowCallSettings};
 
 use self::config::Config;
 use self::core::Core;
@@ -295,6 +298,13 @@ impl CircuitBreaker {
 
     pub(crate) fn core(&self) -> &Arc<Core> {
         &self.core
+    }
+
+    /// The breaker's settings now, as plain data (see [`CircuitBreakerSettings`]).
+    pub fn settings(&self) -> CircuitBreakerSettings {
+        let mut s = CircuitBreakerSettings::from_config(&self.core.config);
+        s.retuned(&self.core.tune);
+        s
     }
 
     /// The breaker's name.

@@ -95,6 +95,9 @@
 //! the probe) and breakers are first-class indicators; unlike tower-http there is no health
 //! middleware to compare with.
 
+mod settings;
+pub use settings::HealthSettings;
+
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;

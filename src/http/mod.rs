@@ -101,6 +101,7 @@ mod preset;
 mod replay;
 mod response;
 mod retry_after;
+mod settings;
 
 #[cfg(feature = "chaos")]
 pub use chaos::HttpResponder;
@@ -124,3 +125,4 @@ pub use retry_after::{parse_retry_after, retry_after, DEFAULT_RETRY_AFTER_CAP};
 pub const DEFAULT_LIVE_PATH: &str = "/health/live";
 /// Default readiness path of `harden::health`, exempt from refusing in `harden::shutdown`.
 pub const DEFAULT_READY_PATH: &str = "/health/ready";
+pub use settings::HttpLayerSettings;

@@ -76,6 +76,7 @@ pub(crate) struct Keys {
     max_keys: usize,
     max_labels: usize,
     idle_secs: u64,
+    registry: Option<crate::admin::BreakerRegistry>,
 }
 
 impl Keys {
@@ -109,7 +110,14 @@ impl Keys {
             max_keys,
             max_labels,
             idle_secs: idle_timeout.as_secs().max(1),
+            registry: None,
         })
+    }
+
+    /// Lists each new authority's breaker in `registry`.
+    pub(crate) fn with_registry(mut self, registry: Option<crate::admin::BreakerRegistry>) -> Self {
+        self.registry = registry;
+        self
     }
 
     fn now_secs(&self) -> u64 {
@@ -214,6 +222,9 @@ impl Keys {
             .name(label)
             .build()
             .unwrap_or_else(|_| unreachable!("validated by ClientBuilder::build"));
+        if let Some(registry) = &self.registry {
+            registry.register(&breaker);
+        }
         let bulkhead = self
             .preset
             .bulkhead_layer(label)

@@ -188,6 +188,7 @@ impl Client {
             max_authorities: DEFAULT_MAX_AUTHORITIES,
             max_labels: DEFAULT_MAX_LABELED_AUTHORITIES,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            registry: None,
         }
     }
 
@@ -276,6 +277,12 @@ impl Client {
         self.inner.keys.len()
     }
 
+    /// The retry policy every authority shares; [`RetryPolicy::retune`] changes its attempts
+    /// and backoff while the client runs.
+    pub fn retry_policy(&self) -> &RetryPolicy<HttpRetryClassifier, HttpReplay> {
+        &self.inner.policy
+    }
+
     /// The retry budget, shared by every authority, if any.
     pub fn retry_budget(&self) -> Option<&RetryBudget> {
         self.inner.budget.as_ref()
@@ -315,6 +322,7 @@ pub struct ClientBuilder {
     max_authorities: usize,
     max_labels: usize,
     idle_timeout: Duration,
+    registry: Option<crate::admin::BreakerRegistry>,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -347,6 +355,14 @@ impl ClientBuilder {
         self
     }
 
+    /// List each authority's breaker in `registry` (e.g. for the
+    /// [admin endpoint](crate::admin)) as it is created, under its metrics label
+    /// (`<preset name>/<scheme>://<host>:<port>`).
+    pub fn registry(mut self, registry: &crate::admin::BreakerRegistry) -> Self {
+        self.registry = Some(registry.clone());
+        self
+    }
+
     /// At most this many authorities keep a breaker and bulkhead; accepted [1, usize::MAX].
     pub fn max_authorities(mut self, max: usize) -> Self {
         self.max_authorities = max;
@@ -373,6 +389,7 @@ impl ClientBuilder {
     /// [`ConfigError`] naming the offending setting (the preset's included), or `reqwest` when
     /// reqwest cannot build its client (e.g. its TLS backend fails to initialise).
     pub fn build(self) -> Result<Client, ConfigError> {
+        let registry = self.registry;
         let preset = self.preset;
         preset.validate()?;
         let reqwest_error = |e: reqwest::Error| ConfigError::new("reqwest", e.to_string());
@@ -391,13 +408,16 @@ impl ClientBuilder {
         let policy = preset.retry_policy()?;
         let budget = policy.budget().cloned();
         let (total_timeout, attempt_timeout) = (preset.total_timeout, preset.attempt_timeout);
-        let keys = Arc::new(Keys::new(
-            preset,
-            attempt,
-            self.max_authorities,
-            self.max_labels,
-            self.idle_timeout,
-        )?);
+        let keys = Arc::new(
+            Keys::new(
+                preset,
+                attempt,
+                self.max_authorities,
+                self.max_labels,
+                self.idle_timeout,
+            )?
+            .with_registry(registry),
+        );
         let total = total_timeout.map(|d| TimeoutLayer::new(d).name(TOTAL_TIMEOUT_NAME));
         Ok(Client {
             inner: Arc::new(Inner {

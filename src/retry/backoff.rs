@@ -29,6 +29,11 @@ const MAX_MULTIPLIER: f64 = 1000.0;
 ///
 /// Whatever the jitter, every delay is within `[0, max_delay]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 #[non_exhaustive]
 pub enum Jitter {
     /// No randomness.
@@ -42,7 +47,7 @@ pub enum Jitter {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Shape {
+pub(super) enum Shape {
     Constant(Duration),
     Linear { initial: Duration, step: Duration },
     Exponential { initial: Duration, multiplier: f64 },
@@ -77,7 +82,7 @@ enum Shape {
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[must_use]
 pub struct Backoff {
-    shape: Shape,
+    pub(super) shape: Shape,
     jitter: Jitter,
     max_delay: Duration,
 }

@@ -129,6 +129,8 @@ pub mod error;
 pub mod future;
 mod layer;
 mod policy;
+mod settings;
+mod tune;
 
 pub use backoff::{
     Backoff, Jitter, DEFAULT_INITIAL_DELAY, DEFAULT_JITTER, DEFAULT_MAX_DELAY, DEFAULT_MULTIPLIER,
@@ -143,6 +145,7 @@ pub use policy::{
     RetryClassifierFn, RetryDecision, RetryPolicy, RetryPolicyBuilder, DEFAULT_MAX_ATTEMPTS,
     DEFAULT_NAME, MAX_ATTEMPTS_LIMIT,
 };
+pub use settings::{BackoffSettings, BackoffShape, RetryBudgetSettings, RetrySettings};
 
 use future::{Replay, ResponseFuture};
 
@@ -188,6 +191,7 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
+        self.policy.refresh();
         let policy = &self.policy;
         let budget = policy.budget.as_ref().map(RetryBudget::deposit_and_handle);
         // No clock read: the total timeout starts when the future first waits (`Deadline`).

@@ -155,6 +155,10 @@ pub struct RetryPolicy<C = DefaultRetryClassifier, H = CloneRequest> {
     // An `Arc`, so that cloning a policy (a service stack per request) never copies a string.
     name: std::sync::Arc<str>,
     pub(crate) metrics: metrics::Handles<RetryMetrics>,
+    /// Attempts and backoff as changed by `retune`, shared by every clone.
+    tune: std::sync::Arc<super::tune::RetryTune>,
+    /// The version of `tune` this clone's `max_attempts` and `backoff` hold.
+    seen: u64,
 }
 
 /// The retry's series, registered once per policy.
@@ -194,7 +198,9 @@ impl RetryMetrics {
 
 impl<C: Clone, H: Clone> Clone for RetryPolicy<C, H> {
     fn clone(&self) -> Self {
-        RetryPolicy {
+        // A clone starts from the live values, so one made per request (as the reqwest client
+        // does) does not reload them on every call after a retune.
+        let mut policy = RetryPolicy {
             max_attempts: self.max_attempts,
             total_timeout: self.total_timeout,
             clock: self.clock,
@@ -204,7 +210,11 @@ impl<C: Clone, H: Clone> Clone for RetryPolicy<C, H> {
             copy: self.copy.clone(),
             name: self.name.clone(),
             metrics: self.metrics.clone(),
-        }
+            tune: self.tune.clone(),
+            seen: self.seen,
+        };
+        policy.refresh();
+        policy
     }
 }
 
@@ -256,14 +266,90 @@ impl<C: Clone, H: Clone> RetryPolicy<C, H> {
 }
 
 impl<C, H> RetryPolicy<C, H> {
-    /// Attempts per request, the first call included.
+    /// Attempts per request, the first call included (as last [retuned](Self::retune)).
     pub fn max_attempts(&self) -> u32 {
-        self.max_attempts
+        self.live().0
     }
 
-    /// The backoff between attempts.
-    pub fn backoff(&self) -> &Backoff {
-        &self.backoff
+    /// The backoff between attempts (as last [retuned](Self::retune)).
+    pub fn backoff(&self) -> Backoff {
+        self.live().1
+    }
+
+    fn live(&self) -> (u32, Backoff) {
+        if self.tune.version() == self.seen {
+            (self.max_attempts, self.backoff)
+        } else {
+            self.tune.load()
+        }
+    }
+
+    /// Takes the values of the last [`retune`](Self::retune) if this clone has not yet.
+    #[inline(always)]
+    pub(crate) fn refresh(&mut self) {
+        let version = self.tune.version();
+        if version != self.seen {
+            self.reload(version);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn reload(&mut self, version: u64) {
+        (self.max_attempts, self.backoff) = self.tune.load();
+        self.seen = version;
+    }
+
+    /// Changes the attempts and the backoff of the running policy, for every clone and every
+    /// service made from it, without pausing calls. A call already started keeps the attempts
+    /// and backoff it started with; calls from then on use the new ones. `total_timeout` and
+    /// the budget are fixed when the policy is built.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use harden::retry::{RetryPolicy, RetrySettings};
+    ///
+    /// let policy = RetryPolicy::builder().build()?;
+    /// let mut settings = RetrySettings::from(&policy);
+    /// settings.max_attempts = 5;
+    /// settings.backoff.initial_delay = Duration::from_millis(20);
+    /// policy.retune(&settings)?;
+    /// assert_eq!(policy.max_attempts(), 5);
+    /// assert_eq!(RetrySettings::from(&policy), settings);
+    /// # Ok::<(), harden::ConfigError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming `max_attempts` or `backoff.multiplier` outside its range, or
+    /// `total_timeout` or `budget` when they differ from the policy's; the policy then keeps
+    /// its settings.
+    pub fn retune(&self, settings: &super::RetrySettings) -> Result<(), ConfigError> {
+        let fixed = |field| {
+            ConfigError::new(
+                field,
+                "is fixed when the policy is built: build a new policy to change it",
+            )
+        };
+        if settings.total_timeout != self.total_timeout {
+            return Err(fixed("total_timeout"));
+        }
+        if settings.budget != super::RetryBudgetSettings::from(self.budget()) {
+            return Err(fixed("budget"));
+        }
+        if !(1..=MAX_ATTEMPTS_LIMIT).contains(&settings.max_attempts) {
+            return Err(ConfigError::new(
+                "max_attempts",
+                format!(
+                    "{} is outside [1, {MAX_ATTEMPTS_LIMIT}]",
+                    settings.max_attempts
+                ),
+            ));
+        }
+        let backoff = settings.backoff.backoff()?;
+        self.tune.set(settings.max_attempts, &backoff);
+        tracing::info!(retry = %self.name, max_attempts = settings.max_attempts, ?backoff, "retry policy retuned");
+        Ok(())
     }
 
     /// The budget, if any; shared by every clone of this policy.
@@ -475,6 +561,8 @@ impl<C, H> RetryPolicyBuilder<C, H> {
             copy: self.copy,
             metrics: RetryMetrics::register(&self.name),
             name: self.name.into(),
+            tune: std::sync::Arc::new(super::tune::RetryTune::new()),
+            seen: 0,
         })
     }
 }

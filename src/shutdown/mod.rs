@@ -183,6 +183,7 @@
 mod conn;
 mod layer;
 mod serve;
+mod settings;
 mod state;
 
 use std::convert::Infallible;
@@ -203,6 +204,7 @@ use tokio::sync::watch;
 use tower_service::Service;
 
 pub use layer::{ResponseFuture, ShutdownLayer, ShutdownService};
+pub use settings::ShutdownSettings;
 pub use state::Phase;
 pub use tokio_util::sync::CancellationToken;
 pub use tokio_util::task::TaskTracker;

@@ -92,8 +92,10 @@
 pub mod error;
 pub mod future;
 mod layer;
+mod settings;
 
 pub use self::layer::TimeoutLayer;
+pub use self::settings::TimeoutSettings;
 
 use self::future::ResponseFuture;
 use crate::metrics::Counter;

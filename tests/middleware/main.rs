@@ -15,5 +15,7 @@ mod fallback;
 #[cfg(feature = "metrics")]
 mod metrics_series;
 mod retry;
+mod retune;
+mod settings;
 mod stack;
 mod timeout;

@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod admin;
 mod axum_server_example;
 mod health;
 mod shutdown;
