@@ -107,6 +107,8 @@ enum Client {
     Bare(reqwest::Client),
     Preset(Preset),
     Harden(harden::reqwest::Client),
+    /// The convenience client given a built request, as the preset row is: like for like.
+    HardenExecute(harden::reqwest::Client),
     Middleware(ClientWithMiddleware),
 }
 
@@ -126,6 +128,10 @@ impl Client {
                 .await
                 .map_err(drop),
             Client::Harden(c) => c.get(url.clone()).send().await.map_err(drop),
+            Client::HardenExecute(c) => c
+                .execute(reqwest::Request::new(reqwest::Method::GET, url.clone()))
+                .await
+                .map_err(drop),
             Client::Middleware(c) => c.get(url.clone()).send().await.map_err(drop),
         };
         match response {
@@ -212,6 +218,7 @@ fn client(id: &str) -> Client {
                 .layer(bare()),
         ),
         "client" => Client::Harden(harden::reqwest::Client::new(bare())),
+        "client-execute" => Client::HardenExecute(harden::reqwest::Client::new(bare())),
         "middleware" => Client::Middleware(
             reqwest_middleware::ClientBuilder::new(bare())
                 .with(RetryTransientMiddleware::new_with_policy(
@@ -229,6 +236,11 @@ const ROWS: &[(&str, &str, Server)] = &[
     ("preset", "harden preset (tower path)", Server::Bare),
     ("preset-untimed", "harden preset, no timeouts", Server::Bare),
     ("client", "harden::reqwest::Client", Server::Bare),
+    (
+        "client-execute",
+        "harden::reqwest::Client, execute(Request) as the preset row",
+        Server::Bare,
+    ),
     (
         "middleware",
         "reqwest-middleware + reqwest-retry",
