@@ -257,7 +257,7 @@ impl Client {
             }
             Err(e) => Err(e),
         };
-        result.map_err(|e| self.error(e, &authority, start))
+        result.map_err(|e| self.error(e, authority, start))
     }
 
     /// The retry's future under the total timeout. While its first attempt is in flight, the
@@ -295,14 +295,19 @@ impl Client {
     }
 
     #[cold]
-    fn error(&self, e: BoxError, authority: &str, start: Option<tokio::time::Instant>) -> Error {
+    fn error(
+        &self,
+        e: BoxError,
+        authority: Arc<str>,
+        start: Option<tokio::time::Instant>,
+    ) -> Error {
         let total_elapsed = match (start, self.inner.total_timeout) {
             (Some(start), Some(total)) => start.elapsed() >= total,
             _ => false,
         };
         Error::new(
             e,
-            authority.to_owned(),
+            authority,
             total_elapsed,
             (self.inner.total_timeout, self.inner.attempt_timeout),
         )
@@ -561,7 +566,7 @@ impl RequestBuilder {
         let (_, request) = self.inner.build_split();
         match request {
             Ok(request) => self.client.execute(request).await,
-            Err(e) => Err(Error::new(Box::new(e), String::new(), false, (None, None))),
+            Err(e) => Err(Error::new(Box::new(e), Arc::from(""), false, (None, None))),
         }
     }
 }
