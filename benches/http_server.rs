@@ -17,8 +17,12 @@
 //! (`/proc/self/task/*/schedstat`, ns) over the requests served: unlike wall-clock throughput it
 //! barely moves when other processes compete for the cores, so its ratio is the steadier
 //! estimate of the layers' cost (for a CPU-bound server, throughput ∝ 1 / CPU per request).
+//! A second configuration, *shared*, drives every server from its own runtime: the load
+//! generator's connections run on the server's 2 workers, client and server in one process on
+//! one runtime, so what the server spends the client loses (its CPU column then counts both).
 //! Knobs: `HARDEN_BENCH_QUICK=1` (smoke run), `HARDEN_BENCH_REPS`, `HARDEN_BENCH_REP_MS`,
-//! `HARDEN_BENCH_FILTER=text` (only rows whose label contains `text`; bare axum always runs).
+//! `HARDEN_BENCH_FILTER=text` (only rows whose label contains `text`; bare axum always runs),
+//! `HARDEN_BENCH_CONFIG=separate|shared` (one configuration; both by default).
 
 #[path = "harness/mod.rs"]
 mod harness;
@@ -149,6 +153,8 @@ fn complete(buf: &[u8]) -> bool {
 struct Row {
     label: &'static str,
     addr: SocketAddr,
+    /// The server's runtime, which drives the load in the shared configuration.
+    runtime: tokio::runtime::Handle,
     threads: &'static str,
     connections: usize,
     rps: Vec<f64>,
@@ -236,34 +242,104 @@ fn main() {
 
     // `HARDEN_BENCH_FILTER=text`: only rows whose label contains `text` (bare axum always runs).
     let filter = std::env::var("HARDEN_BENCH_FILTER").ok();
+    let config = std::env::var("HARDEN_BENCH_CONFIG").unwrap_or_default();
+    for shared in [false, true] {
+        if !config.is_empty() && config != if shared { "shared" } else { "separate" } {
+            continue;
+        }
+        println!(
+            "{}\n",
+            if shared {
+                "Shared: the load generator on each server's own 2-worker runtime."
+            } else {
+                "Separate: each server on its own runtime, the load generator on the main thread."
+            }
+        );
+        let client = if shared { None } else { Some(&client_rt) };
+        let handles = [
+            bare_rt.handle(),
+            again_rt.handle(),
+            harden_rt.handle(),
+            route_rt.handle(),
+            serve_rt.handle(),
+            untimed_rt.handle(),
+        ];
+        measure(
+            [bare, again, hardened, route_only, serve_only, untimed],
+            handles.map(Clone::clone),
+            client,
+            filter.as_deref(),
+            reps,
+            rep,
+        );
+    }
+    drop(client_rt);
+    bare_rt.shutdown_timeout(Duration::from_millis(100));
+    again_rt.shutdown_timeout(Duration::from_millis(100));
+    route_rt.shutdown_timeout(Duration::from_millis(100));
+    serve_rt.shutdown_timeout(Duration::from_millis(100));
+    untimed_rt.shutdown_timeout(Duration::from_millis(100));
+    harden_rt.shutdown_timeout(Duration::from_millis(100));
+}
+
+/// One configuration: every row, interleaved; `client` drives the load, or each row's own
+/// server runtime when `None`.
+fn measure(
+    addrs: [SocketAddr; 6],
+    handles: [tokio::runtime::Handle; 6],
+    client: Option<&tokio::runtime::Runtime>,
+    filter: Option<&str>,
+    reps: usize,
+    rep: Duration,
+) {
+    let [bare, again, hardened, route_only, serve_only, untimed] = addrs;
+    let [bare_h, again_h, harden_h, route_h, serve_h, untimed_h] = handles;
+    let load = |row: &Row, until: Instant| match client {
+        Some(rt) => rt.block_on(run(row.addr, row.connections, until)),
+        None => row.runtime.block_on(run(row.addr, row.connections, until)),
+    };
     let mut rows = Vec::new();
     for connections in [1, 64] {
-        for (label, addr, threads) in [
-            ("bare axum", bare, "srv-bare"),
-            ("bare axum again (A/A: the noise floor)", again, "srv-again"),
-            ("axum + harden server layers", hardened, "srv-harden"),
+        for (label, addr, threads, runtime) in [
+            ("bare axum", bare, "srv-bare", &bare_h),
+            (
+                "bare axum again (A/A: the noise floor)",
+                again,
+                "srv-again",
+                &again_h,
+            ),
+            (
+                "axum + harden server layers",
+                hardened,
+                "srv-harden",
+                &harden_h,
+            ),
             (
                 "  share: route layers only (axum::serve)",
                 route_only,
                 "srv-route",
+                &route_h,
             ),
             (
                 "  share: Shutdown::serve only (plain route)",
                 serve_only,
                 "srv-serve",
+                &serve_h,
             ),
             (
                 "  share: Shutdown::serve only, no header-read timer",
                 untimed,
                 "srv-untimed",
+                &untimed_h,
             ),
         ] {
-            if label != "bare axum" && filter.as_deref().is_some_and(|f| !label.contains(f)) {
+            if label != "bare axum" && filter.is_some_and(|f| !label.contains(f)) {
                 continue;
             }
             rows.push(Row {
                 label,
                 addr,
+                runtime: runtime.clone(),
                 threads,
                 connections,
                 rps: Vec::new(),
@@ -275,7 +351,7 @@ fn main() {
     // Warm-up: every row once, short.
     for row in &rows {
         let until = Instant::now() + rep.min(Duration::from_millis(200));
-        client_rt.block_on(run(row.addr, row.connections, until));
+        load(row, until);
     }
     // Each repetition starts one row further, so every row takes every position in the order.
     let n = rows.len();
@@ -284,7 +360,7 @@ fn main() {
             let row = &mut rows[(r + k) % n];
             let cpu_before = cpu_ns(row.threads);
             let started = Instant::now();
-            let latencies = client_rt.block_on(run(row.addr, row.connections, started + rep));
+            let latencies = load(row, started + rep);
             let elapsed = started.elapsed().as_secs_f64();
             row.cpu_ns += cpu_ns(row.threads).saturating_sub(cpu_before);
             row.rps.push(latencies.len() as f64 / elapsed);
@@ -318,13 +394,7 @@ fn main() {
             );
         }
     }
-    drop(client_rt);
-    bare_rt.shutdown_timeout(Duration::from_millis(100));
-    again_rt.shutdown_timeout(Duration::from_millis(100));
-    route_rt.shutdown_timeout(Duration::from_millis(100));
-    serve_rt.shutdown_timeout(Duration::from_millis(100));
-    untimed_rt.shutdown_timeout(Duration::from_millis(100));
-    harden_rt.shutdown_timeout(Duration::from_millis(100));
+    println!();
 }
 
 async fn run(addr: SocketAddr, connections: usize, until: Instant) -> Vec<u64> {

@@ -68,4 +68,38 @@ mod tests {
         assert_eq!(copy.method(), Method::POST);
         assert_eq!(copy.body(), "x");
     }
+
+    #[cfg(feature = "reqwest")]
+    #[test]
+    fn a_reqwest_copy_keeps_every_part() {
+        use std::time::Duration;
+        let client = reqwest::Client::new();
+        let get = client
+            .get("http://example.test/a?b=c")
+            .header("x-trace", "1")
+            .timeout(Duration::from_secs(3))
+            .version(http::Version::HTTP_2)
+            .build()
+            .unwrap();
+        let copy = HttpReplay::new().copy_request(&get).unwrap();
+        assert_eq!(copy.method(), Method::GET);
+        assert_eq!(copy.url(), get.url());
+        assert_eq!(copy.headers(), get.headers());
+        assert_eq!(copy.timeout(), Some(&Duration::from_secs(3)));
+        assert_eq!(copy.version(), http::Version::HTTP_2);
+        assert!(copy.body().is_none());
+
+        let put = client
+            .put("http://example.test/")
+            .body("x")
+            .build()
+            .unwrap();
+        let copy = HttpReplay::new().copy_request(&put).unwrap();
+        assert_eq!(
+            copy.body().and_then(reqwest::Body::as_bytes),
+            Some(&b"x"[..])
+        );
+        let post = client.post("http://example.test/").build().unwrap();
+        assert!(HttpReplay::new().copy_request(&post).is_none());
+    }
 }

@@ -1,6 +1,7 @@
 //! The convenience client's error: which layer stopped the request, and why.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::bulkhead::error::BulkheadFull;
@@ -33,7 +34,8 @@ pub enum ErrorKind {
 /// underlying error as [`source`](std::error::Error::source).
 pub struct Error {
     kind: ErrorKind,
-    authority: String,
+    /// Shared with the authority's entry: a rejection copies no string.
+    authority: Arc<str>,
     timeouts: (Option<Duration>, Option<Duration>),
     source: BoxError,
 }
@@ -41,7 +43,7 @@ pub struct Error {
 impl Error {
     pub(crate) fn new(
         source: BoxError,
-        authority: String,
+        authority: Arc<str>,
         total_elapsed: bool,
         timeouts: (Option<Duration>, Option<Duration>),
     ) -> Self {

@@ -14,7 +14,7 @@
 //! bulkhead name, the rest share `{name}/other`.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -124,8 +124,25 @@ impl Keys {
         self.clock.now() / 1_000_000_000
     }
 
-    fn hash(&self, scheme: &str, host: &str, port: u16) -> u64 {
-        self.hasher.hash_one((scheme, host, port))
+    /// The map key of an authority: host and port (an entry's scheme is compared on lookup),
+    /// in one write to the hasher where the host fits a stack buffer, since a SipHash write
+    /// costs about as much as the bytes it hashes.
+    fn hash(&self, host: &str, port: u16) -> u64 {
+        let mut hasher = self.hasher.build_hasher();
+        let mut buf = [0u8; 64];
+        match buf.get_mut(..host.len() + 2) {
+            Some(key) => {
+                let (name, tail) = key.split_at_mut(host.len());
+                name.copy_from_slice(host.as_bytes());
+                tail.copy_from_slice(&port.to_le_bytes());
+                hasher.write(key);
+            }
+            None => {
+                hasher.write(host.as_bytes());
+                hasher.write_u16(port);
+            }
+        }
+        hasher.finish()
     }
 
     /// The URL's authority as (scheme, host, port); a URL without a host keys as "".
@@ -139,7 +156,7 @@ impl Keys {
 
     fn find(&self, url: &reqwest::Url) -> Option<Arc<Entry>> {
         let (scheme, host, port) = Keys::parts(url);
-        let hash = self.hash(scheme, host, port);
+        let hash = self.hash(host, port);
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         map.entries
             .get(&hash)?
@@ -175,7 +192,7 @@ impl Keys {
     #[cold]
     fn insert(&self, url: &reqwest::Url, now: u64) -> Arc<Entry> {
         let (scheme, host, port) = Keys::parts(url);
-        let hash = self.hash(scheme, host, port);
+        let hash = self.hash(host, port);
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         // Another caller may have inserted it between the read and the write lock.
         if let Some(e) = map
@@ -312,6 +329,20 @@ mod tests {
         assert_eq!(k.len(), 2);
         assert_eq!(k.breaker(&a).unwrap().name(), "http/http://a.test:80");
         assert_eq!(k.breaker(&a_tls).unwrap().name(), "http/https://a.test:443");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn schemes_on_one_host_and_port_and_long_hosts_keep_their_own_entries() {
+        // The key hashes host and port only; the scheme must still tell entries apart.
+        let k = keys(10, 10, Duration::from_secs(60));
+        let plain: reqwest::Url = "http://a.test:8443/".parse().unwrap();
+        let tls: reqwest::Url = "https://a.test:8443/".parse().unwrap();
+        let long: reqwest::Url = format!("http://{}.test/", "h".repeat(80)).parse().unwrap();
+        let _ = (k.service(&plain), k.service(&tls), k.service(&long));
+        let _ = (k.service(&plain), k.service(&tls), k.service(&long));
+        assert_eq!(k.len(), 3);
+        assert_eq!(k.breaker(&tls).unwrap().name(), "http/https://a.test:8443");
+        assert!(k.breaker(&long).unwrap().name().ends_with(".test:80"));
     }
 
     #[tokio::test(start_paused = true)]

@@ -93,15 +93,19 @@
 //! hand (a `RwLock`ed hash map, bounded, idle entries swept; see the `keyed` source) because
 //! none of the caching crates evicts by both size and idleness without a background task.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::{ready, Poll};
 use std::time::Duration;
 
 use tower_service::Service;
 
 use crate::circuit_breaker::CircuitBreaker;
 use crate::http::{HttpLayer, HttpLayerBuilder, HttpReplay, HttpRetryClassifier, IDEMPOTENCY_KEY};
+use crate::metrics::Counter;
 use crate::retry::{Retry, RetryBudget, RetryPolicy};
 use crate::stack::{option_service, BoxErrors, ATTEMPT_TIMEOUT_NAME, TOTAL_TIMEOUT_NAME};
+use crate::timeout::error::Elapsed;
 use crate::timeout::TimeoutLayer;
 use crate::{BoxError, ConfigError};
 
@@ -142,9 +146,10 @@ type Retried = Retry<PerKey, HttpRetryClassifier, HttpReplay>;
 
 struct Inner {
     http: reqwest::Client,
-    /// The retry and the total timeout, composed per request above the authority's service.
+    /// The retry, composed per request above the authority's service.
     policy: RetryPolicy<HttpRetryClassifier, HttpReplay>,
-    total: Option<TimeoutLayer>,
+    /// Counts the total timeouts (`harden_timeouts_total{timeout="total"}`).
+    total_timeouts: Counter,
     keys: Arc<Keys>,
     total_timeout: Option<Duration>,
     attempt_timeout: Option<Duration>,
@@ -242,25 +247,70 @@ impl Client {
             .inner
             .total_timeout
             .map(|_| tokio::time::Instant::now());
-        let retried: Retried = Retry::new(service, self.inner.policy.clone());
-        let mut stack = option_service(self.inner.total.as_ref(), retried);
+        let mut retried: Retried = Retry::new(service, self.inner.policy.clone());
         // The breaker is ready at once (open or not), and so are the bulkhead and reqwest.
-        let result = match std::future::poll_fn(|cx| stack.poll_ready(cx)).await {
-            Ok(()) => stack.call(request).await,
+        let result = match std::future::poll_fn(|cx| retried.poll_ready(cx)).await {
+            Ok(()) => {
+                let deadline = start.zip(self.inner.total_timeout);
+                let deadline = deadline.and_then(|(start, total)| start.checked_add(total));
+                match deadline {
+                    Some(deadline) => self.within_total(retried.call(request), deadline).await,
+                    None => retried.call(request).await,
+                }
+            }
             Err(e) => Err(e),
         };
-        result.map_err(|e| self.error(e, &authority, start))
+        result.map_err(|e| self.error(e, authority, start))
+    }
+
+    /// The retry's future under the total timeout. While its first attempt is in flight, the
+    /// attempt timeout (shorter than the total) bounds it, so the total's timer is only made
+    /// when a retry is due: a request answered at the first attempt makes one timer, not two.
+    async fn within_total(
+        &self,
+        future: <Retried as Service<reqwest::Request>>::Future,
+        deadline: tokio::time::Instant,
+    ) -> Result<reqwest::Response, BoxError> {
+        let lazy = match (self.inner.attempt_timeout, self.inner.total_timeout) {
+            (Some(attempt), Some(total)) => attempt < total,
+            _ => false,
+        };
+        let mut future = std::pin::pin!(future);
+        let mut sleep = std::pin::pin!(None::<tokio::time::Sleep>);
+        std::future::poll_fn(|cx| {
+            // The answer first: one that is ready wins over a deadline that has passed.
+            if let Poll::Ready(result) = future.as_mut().poll(cx) {
+                return Poll::Ready(result);
+            }
+            if sleep.is_none() {
+                if lazy && future.on_first_attempt() {
+                    return Poll::Pending;
+                }
+                sleep.set(Some(tokio::time::sleep_until(deadline)));
+            }
+            if let Some(timer) = sleep.as_mut().as_pin_mut() {
+                ready!(timer.poll(cx));
+            }
+            self.inner.total_timeouts.increment(1);
+            Poll::Ready(Err(Elapsed::new().into()))
+        })
+        .await
     }
 
     #[cold]
-    fn error(&self, e: BoxError, authority: &str, start: Option<tokio::time::Instant>) -> Error {
+    fn error(
+        &self,
+        e: BoxError,
+        authority: Arc<str>,
+        start: Option<tokio::time::Instant>,
+    ) -> Error {
         let total_elapsed = match (start, self.inner.total_timeout) {
             (Some(start), Some(total)) => start.elapsed() >= total,
             _ => false,
         };
         Error::new(
             e,
-            authority.to_owned(),
+            authority,
             total_elapsed,
             (self.inner.total_timeout, self.inner.attempt_timeout),
         )
@@ -418,12 +468,16 @@ impl ClientBuilder {
             )?
             .with_registry(registry),
         );
-        let total = total_timeout.map(|d| TimeoutLayer::new(d).name(TOTAL_TIMEOUT_NAME));
+        let total_timeouts = crate::metrics::counter(
+            crate::metrics::names::TIMEOUTS,
+            "timeout",
+            &Arc::from(TOTAL_TIMEOUT_NAME),
+        );
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
                 policy,
-                total,
+                total_timeouts,
                 keys,
                 total_timeout,
                 attempt_timeout,
@@ -534,7 +588,7 @@ impl RequestBuilder {
         let (_, request) = self.inner.build_split();
         match request {
             Ok(request) => self.client.execute(request).await,
-            Err(e) => Err(Error::new(Box::new(e), String::new(), false, (None, None))),
+            Err(e) => Err(Error::new(Box::new(e), Arc::from(""), false, (None, None))),
         }
     }
 }

@@ -163,6 +163,11 @@ where
             replay,
         }
     }
+
+    /// Whether the first attempt is still in flight: no backoff and no later attempt yet.
+    pub(crate) fn on_first_attempt(&self) -> bool {
+        self.replay.attempts <= 1 && matches!(self.state, State::Calling { .. })
+    }
 }
 
 impl<S, Req, C, H> Replay<S, Req, C, H> {

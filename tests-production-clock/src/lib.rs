@@ -1,2 +1,2 @@
-//! Nothing to link: this package only holds `tests/real_clock.rs`, which runs harden on its
-//! production clock (see `Cargo.toml`).
+//! Nothing to link: this package holds `tests/real_clock.rs` and `examples/under_valgrind.rs`,
+//! which run harden on its production clock (see `Cargo.toml`).

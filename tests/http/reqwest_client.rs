@@ -545,3 +545,34 @@ async fn the_client_and_its_futures_can_move_between_threads() {
     let boxed: harden::BoxError = Box::new(e);
     assert!(boxed.to_string().contains("127.0.0.1:1"), "{boxed}");
 }
+
+#[tokio::test]
+async fn the_total_timeout_bounds_the_backoff_after_a_fast_first_attempt() {
+    // The total's timer is made when a retry is due; a backoff past it must still end the call.
+    let up = upstream(always(StatusCode::SERVICE_UNAVAILABLE)).await;
+    let c = client(
+        preset(3)
+            .attempt_timeout(Duration::from_millis(200))
+            .total_timeout(Duration::from_millis(400))
+            .backoff(Backoff::constant(Duration::from_secs(60)).jitter(harden::retry::Jitter::None))
+            .breaker(
+                HttpLayerBuilder::default_breaker().rolling_window(Duration::from_secs(10), 10),
+            ),
+    );
+    let e = c.get(up.url("/")).send().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TotalTimeout, "{e}");
+}
+
+#[tokio::test]
+async fn without_an_attempt_timeout_the_total_timeout_bounds_the_first_attempt() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/", silent.local_addr().unwrap());
+    let c = client(
+        preset(3)
+            .attempt_timeout(None)
+            .total_timeout(Duration::from_millis(300)),
+    );
+    let e = c.get(&silent_url).send().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TotalTimeout, "{e}");
+    drop(silent);
+}
