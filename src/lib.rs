@@ -144,6 +144,8 @@ pub mod bulkhead;
 pub mod chaos;
 pub mod circuit_breaker;
 pub(crate) mod clock;
+#[cfg(feature = "http")]
+pub mod deadline;
 mod error;
 pub mod fallback;
 #[cfg(feature = "axum")]
