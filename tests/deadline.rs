@@ -299,3 +299,33 @@ async fn a_grpc_timeout_is_read_over_http_too() {
     let header: u64 = body.split_once(' ').unwrap().0.parse().unwrap();
     assert!((1..=2000).contains(&header), "{body}");
 }
+
+#[tokio::test]
+async fn the_convenience_client_sends_the_budget_too() {
+    let upstream = serve(last_hop(Duration::ZERO)).await;
+    let client = harden::reqwest::Client::new(harden::reqwest::client_builder().build().unwrap());
+    let service = serve(
+        Router::new()
+            .route(
+                "/",
+                get(move || async move {
+                    tokio::time::sleep(ms(200)).await;
+                    let response = client.get(&upstream).send().await.unwrap();
+                    response.text().await.unwrap()
+                }),
+            )
+            .layer(DeadlineLayer::new()),
+    )
+    .await;
+    let body = reqwest::Client::new()
+        .get(&service)
+        .header(BUDGET_HEADER, "3000")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let header: u64 = body.split_once(' ').unwrap().0.parse().unwrap();
+    assert!((1..=2800).contains(&header), "{body}");
+}

@@ -22,6 +22,7 @@ use std::time::Duration;
 use crate::bulkhead::Bulkhead;
 use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerService};
 use crate::clock::Clock;
+use crate::deadline::PropagateDeadline;
 use crate::http::{HttpBreakerClassifier, HttpLayerBuilder};
 use crate::stack::{AttemptTimeout, IgnoreBulkheadFull, Maybe};
 use crate::ConfigError;
@@ -34,7 +35,7 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default number of authorities named in metric labels; the rest are `{name}/other`: 64.
 pub const DEFAULT_MAX_LABELED_AUTHORITIES: usize = 64;
 
-type Attempt = AttemptTimeout<reqwest::Client>;
+type Attempt = AttemptTimeout<PropagateDeadline<reqwest::Client>>;
 type BulkheadPart = Maybe<Bulkhead<Attempt>, Attempt>;
 pub(crate) type PerKey =
     CircuitBreakerService<BulkheadPart, IgnoreBulkheadFull<HttpBreakerClassifier>>;

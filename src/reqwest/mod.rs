@@ -99,6 +99,7 @@ use std::time::Duration;
 use tower_service::Service;
 
 use crate::circuit_breaker::CircuitBreaker;
+use crate::deadline::{DeadlineCap, PropagateDeadlineLayer};
 use crate::http::{HttpLayer, HttpLayerBuilder, HttpReplay, HttpRetryClassifier, IDEMPOTENCY_KEY};
 use crate::retry::{Retry, RetryBudget, RetryPolicy};
 use crate::stack::{Maybe, ATTEMPT_TIMEOUT_NAME, TOTAL_TIMEOUT_NAME};
@@ -240,7 +241,8 @@ impl Client {
             .total_timeout
             .map(|_| tokio::time::Instant::now());
         let retried: Retried = Retry::new(service, self.inner.policy.clone());
-        let mut stack = Maybe::wrap(self.inner.total.as_ref(), retried);
+        // The deadline in scope, if any, ends the call too (see `crate::deadline`).
+        let mut stack = DeadlineCap::new(Maybe::wrap(self.inner.total.as_ref(), retried));
         // The breaker is ready at once (open or not), and so are the bulkhead and reqwest.
         let result = match std::future::poll_fn(|cx| stack.poll_ready(cx)).await {
             Ok(()) => stack.call(request).await,
@@ -385,7 +387,11 @@ impl ClientBuilder {
         let attempt_layer = preset
             .attempt_timeout
             .map(|d| TimeoutLayer::new(d).name(ATTEMPT_TIMEOUT_NAME));
-        let attempt = Maybe::wrap(attempt_layer.as_ref(), http.clone());
+        let propagate = PropagateDeadlineLayer::new(preset.deadline_header.clone());
+        let attempt = Maybe::wrap(
+            attempt_layer.as_ref(),
+            tower_layer::Layer::layer(&propagate, http.clone()),
+        );
         let policy = preset.retry_policy()?;
         let budget = policy.budget().cloned();
         let (total_timeout, attempt_timeout) = (preset.total_timeout, preset.attempt_timeout);
