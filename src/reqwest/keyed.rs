@@ -272,7 +272,13 @@ mod tests {
     use crate::timeout::TimeoutLayer;
 
     fn keys(max: usize, labels: usize, idle: Duration) -> Keys {
-        let attempt = Maybe::wrap(None::<&TimeoutLayer>, reqwest::Client::new());
+        let propagate = crate::deadline::PropagateDeadlineLayer::new(
+            crate::deadline::DeadlineHeader::GrpcTimeout,
+        );
+        let attempt = Maybe::wrap(
+            None::<&TimeoutLayer>,
+            tower_layer::Layer::layer(&propagate, reqwest::Client::new()),
+        );
         Keys::new(
             crate::http::HttpLayer::builder(),
             attempt,
