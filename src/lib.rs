@@ -162,6 +162,8 @@ pub mod stack;
 mod stripe;
 pub(crate) mod sync;
 pub mod timeout;
+#[cfg(feature = "tonic")]
+pub mod tonic;
 
 pub use builder::ServiceBuilderExt;
 pub use error::{BoxError, ConfigError};

@@ -172,6 +172,8 @@ pub mod error;
 pub mod future;
 mod layer;
 mod observe;
+#[cfg(feature = "tonic")]
+mod permit;
 mod service;
 mod window;
 
@@ -195,6 +197,8 @@ pub use self::config::{
 pub use self::error::CallError;
 pub use self::layer::CircuitBreakerLayer;
 pub use self::observe::{Event, EventKind};
+#[cfg(feature = "tonic")]
+pub(crate) use self::permit::CallPermit;
 pub use self::service::CircuitBreakerService;
 
 use self::config::Config;
