@@ -167,8 +167,10 @@ where
                 None => Some(0),
                 Some(Err(_)) => Some(tonic::Code::Unavailable as i32),
             };
-            if let (Some(code), Some(settle)) = (code, this.settle.take()) {
-                settle.finish(code);
+            if let Some(code) = code {
+                if let Some(settle) = this.settle.take() {
+                    settle.finish(code);
+                }
             }
         }
         polled

@@ -382,9 +382,20 @@ where
     }
     let attempts = deadline.scope(attempts(service, shared, method, request));
     match tokio::time::timeout_at(deadline.instant(), attempts).await {
+        // A failure that arrives with the deadline (the server's own timer, started a little
+        // later, may answer in the same instant) is the deadline's.
+        Ok(Ok(response)) if failed(&response) && deadline.is_expired() => {
+            Err(status_error(&Elapsed::new()))
+        }
+        Ok(Err(_)) if deadline.is_expired() => Err(status_error(&Elapsed::new())),
         Ok(result) => result,
         Err(_) => Err(status_error(&Elapsed::new())),
     }
+}
+
+/// Whether an answer is a trailers-only failure.
+fn failed<B>(response: &Response<B>) -> bool {
+    headers_status(response).is_some_and(|code| code != 0)
 }
 
 async fn attempts<S, B>(
