@@ -24,6 +24,8 @@
 //! | [`reqwest`] | the one-line resilient `reqwest` client, per-host breakers (feature `reqwest`) |
 //! | [`health`] | terminus-shaped `/health/live` and `/health/ready` (feature `axum`) |
 //! | [`shutdown`] | graceful shutdown: drain delay, 503 while refusing, deadline, hooks, report (feature `axum`) |
+//! | [`deadline`] | deadlines across services: `grpc-timeout` / `x-envoy-expected-rq-timeout-ms` read, enforced, handed to harden's clients (feature `http`) |
+//! | [`tonic`] | gRPC: breaker by `grpc-status`, gRFC A6 retries from a service config, `grpc.health.v1`, errors as statuses (feature `tonic`) |
 //!
 //! ## A client: `reqwest` behind the stack
 //!
@@ -123,6 +125,7 @@
 //! | `reqwest` | `harden::reqwest`: a `reqwest::Client` behind the stack (implies `http`) |
 //! | `axum` | `harden::health` and `harden::shutdown`: probes and graceful shutdown for axum servers (implies `http`) |
 //! | `chaos` | `harden::chaos`: fault injection for tests and demos |
+//! | `tonic` | `harden::tonic`: the gRPC client layer, statuses for harden's errors, and (with `axum`) `grpc.health.v1` and HTTP/2 serving (implies `http`) |
 //!
 //! ## Time
 //!
@@ -133,8 +136,8 @@
 //!
 //! ## MSRV
 //!
-//! Rust 1.85: reqwest 0.13's `rust-version`, the highest among the dependencies (axum 0.8
-//! needs 1.80, hyper 1.63, http 1.57).
+//! Rust 1.88: the highest `rust-version` among the dependencies (tonic 0.14, tonic-health,
+//! and `icu_*` 2.x under reqwest's `url`; axum 0.8 needs 1.80, reqwest 0.13 1.85).
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
