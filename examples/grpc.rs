@@ -79,7 +79,7 @@ impl tower::Service<http::Request<Body>> for Greeter {
                 async move {
                     let n = this.hits.fetch_add(1, Ordering::SeqCst);
                     match this.phase.load(Ordering::SeqCst) {
-                        FLAKY if n % 2 == 0 => Err(Status::unavailable("flaky")),
+                        FLAKY if n.is_multiple_of(2) => Err(Status::unavailable("flaky")),
                         DOWN => Err(Status::unavailable("down")),
                         _ => Ok(Response::new(HelloReply {
                             message: format!("hello, {}", r.get_ref().name),

@@ -324,7 +324,7 @@ impl Inner {
         // Relaxed: as in `deposit_at`.
         let cur = slot.load(Ordering::Relaxed);
         let count = cur & COUNT_MASK;
-        if cur >> COUNT_BITS == epoch && count % CLOCK_EVERY != 0 && count != COUNT_MASK {
+        if cur >> COUNT_BITS == epoch && !count.is_multiple_of(CLOCK_EVERY) && count != COUNT_MASK {
             if stripe < self.owned {
                 // NOTE: single writer, as in `deposit_at`. Relaxed: as there.
                 slot.store(cur + 1, Ordering::Relaxed);
