@@ -117,7 +117,23 @@ impl Body for AttemptBody {
         }
     }
 
+    // What the source says once the recorded frames are sent: a transport that learns the end
+    // with the last frame sends it with that frame, not as an extra empty one later.
+    fn is_end_stream(&self) -> bool {
+        let rec = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
+        if !rec.overflowed && self.next < rec.frames.len() {
+            return false;
+        }
+        rec.done || rec.source.as_ref().is_none_or(Body::is_end_stream)
+    }
+
     fn size_hint(&self) -> SizeHint {
+        let rec = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
+        if self.next == 0 && rec.frames.is_empty() {
+            if let Some(source) = &rec.source {
+                return source.size_hint();
+            }
+        }
         SizeHint::default()
     }
 }
