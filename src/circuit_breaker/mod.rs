@@ -352,7 +352,7 @@ impl CircuitBreaker {
 
     /// Run `f` under the breaker, without tower: rejected with [`CallError::Rejected`] while
     /// open, otherwise `f` runs and its result counts (`Ok` a success, `Err` a failure, harden's
-    /// own rejections ignored: see [`DefaultBreakerClassifier`](crate::circuit_breaker::DefaultBreakerClassifier)).
+    /// own rejections ignored: see [`DefaultBreakerClassifier`]).
     ///
     /// Borrows the breaker for the call, so it bumps no reference count and a rejection
     /// allocates nothing; this is the cheapest way through a breaker. If `f` panics, a half-open

@@ -302,7 +302,7 @@ impl HttpLayerBuilder {
     /// # Errors
     ///
     /// [`ConfigError`] for a setting outside its range (naming it), and the checks of
-    /// [`ResilienceLayerBuilder::build`].
+    /// [`ResilienceLayerBuilder::build`](crate::ResilienceLayerBuilder::build).
     pub fn build(self) -> Result<HttpLayer, ConfigError> {
         self.validate()?;
         let breaker = self.breaker.clone().name(&*self.name).build()?;

@@ -5,7 +5,7 @@
 //! the [HTTP preset](crate::http::HttpLayerBuilder) (HTTP classification, retries with `Retry-After`,
 //! idempotency and a budget, total and attempt timeouts) with a circuit breaker and a bulkhead
 //! *per authority* (scheme, host, port), so one sick host does not open the circuit for the
-//! others, and errors ([`Error`]) that say which layer stopped a request and why. [`preset`]
+//! others, and errors ([`Error`]) that say which layer stopped a request and why. [`HttpLayer::builder`](crate::http::HttpLayer::builder)
 //! is the same stack as a `tower::Layer` around a `reqwest::Client`, which already is a
 //! `tower::Service<reqwest::Request>`; any other harden stack applies to it the same way.
 //!
@@ -80,7 +80,7 @@
 //! next probe), the total or the attempt timeout, an exhausted retry budget, a `Retry-After`
 //! beyond the total timeout (carrying the server's delay), or reqwest's own error. A 5xx is a
 //! response, not an error (use `error_for_status` if it should be one). [`ClientBuilder::build`]
-//! returns a [`ConfigError`] for bad settings. The tower path ([`preset`]) returns
+//! returns a [`ConfigError`] for bad settings. The tower path ([`HttpLayer`]) returns
 //! [`BoxError`] as every harden stack does.
 //!
 //! # Compared with reqwest-middleware + reqwest-retry
