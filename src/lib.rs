@@ -24,6 +24,8 @@
 //! | [`reqwest`] | the one-line resilient `reqwest` client, per-host breakers (feature `reqwest`) |
 //! | [`health`] | terminus-shaped `/health/live` and `/health/ready` (feature `axum`) |
 //! | [`shutdown`] | graceful shutdown: drain delay, 503 while refusing, deadline, hooks, report (feature `axum`) |
+//! | [`deadline`] | deadlines across services: `grpc-timeout` / `x-envoy-expected-rq-timeout-ms` read, enforced, handed to harden's clients (feature `http`) |
+//! | [`tonic`] | gRPC: breaker by `grpc-status`, gRFC A6 retries from a service config, `grpc.health.v1`, errors as statuses (feature `tonic`) |
 //!
 //! ## A client: `reqwest` behind the stack
 //!
@@ -124,6 +126,7 @@
 //! | `axum` | `harden::health` and `harden::shutdown`: probes and graceful shutdown for axum servers; [`admin::Admin`], the admin endpoint (implies `http` and `serde`) |
 //! | `serde` | every `*Settings` struct and [`settings::ServiceSettings`] read and write with serde, durations as `"10s"` |
 //! | `chaos` | `harden::chaos`: fault injection for tests and demos |
+//! | `tonic` | `harden::tonic`: the gRPC client layer, statuses for harden's errors, and (with `axum`) `grpc.health.v1` and HTTP/2 serving (implies `http`) |
 //!
 //! ## Time
 //!
@@ -135,7 +138,7 @@
 //! ## MSRV
 //!
 //! Rust 1.88, the highest `rust-version` in the locked dependency graph with every feature on
-//! (`icu_*` through reqwest → url → idna, and proptest for the tests). CI checks it
+//! (tonic 0.14 and tonic-health, `icu_*` through reqwest → url → idna, and proptest for the tests). CI checks it
 //! (`.ci/msrv`).
 #![forbid(unsafe_code)]
 // docs.rs (`--cfg docsrs`, nightly): `doc_cfg` marks every item behind a feature with its feature.
@@ -156,6 +159,8 @@ pub mod bulkhead;
 pub mod chaos;
 pub mod circuit_breaker;
 pub(crate) mod clock;
+#[cfg(feature = "http")]
+pub mod deadline;
 mod error;
 pub mod fallback;
 #[cfg(feature = "axum")]
@@ -173,6 +178,8 @@ pub mod stack;
 mod stripe;
 pub(crate) mod sync;
 pub mod timeout;
+#[cfg(feature = "tonic")]
+pub mod tonic;
 
 pub use builder::ServiceBuilderExt;
 pub use error::{BoxError, ConfigError};

@@ -173,6 +173,8 @@ pub mod future;
 mod layer;
 mod name;
 mod observe;
+#[cfg(feature = "tonic")]
+mod permit;
 mod service;
 mod settings;
 mod tune;
@@ -198,6 +200,8 @@ pub use self::config::{
 pub use self::error::CallError;
 pub use self::layer::CircuitBreakerLayer;
 pub use self::observe::{Event, EventKind};
+#[cfg(feature = "tonic")]
+pub(crate) use self::permit::CallPermit;
 pub use self::service::CircuitBreakerService;
 pub use self::settings::{CircuitBreakerSettings, OpenBackoffSettings, SlowCallSettings};
 

@@ -10,6 +10,7 @@ use super::replay::HttpReplay;
 use super::retry_after::DEFAULT_RETRY_AFTER_CAP;
 use crate::bulkhead::BulkheadLayer;
 use crate::circuit_breaker::{self, CircuitBreaker, CircuitBreakerLayer};
+use crate::deadline::{DeadlineCap, DeadlineHeader, PropagateDeadline, PropagateDeadlineLayer};
 use crate::retry::{Backoff, Jitter, RetryBudget, RetryLayer, RetryPolicy};
 use crate::stack::IgnoreBulkheadFull;
 use crate::timeout::TimeoutLayer;
@@ -51,6 +52,7 @@ pub const DEFAULT_MAX_CONCURRENT: usize = 1000;
 pub struct HttpLayer {
     inner: HttpResilienceLayer,
     breaker: CircuitBreaker,
+    propagate: PropagateDeadlineLayer,
 }
 
 /// The [`ResilienceLayer`] inside an [`HttpLayer`]: the preset's timeouts and bulkhead can be
@@ -76,14 +78,16 @@ impl HttpLayer {
     }
 }
 
+/// The stack ends at the deadline in scope ([`DeadlineCap`], outermost) and sends what is left
+/// of it with each attempt ([`PropagateDeadline`], innermost); see [`crate::deadline`].
 impl<S> Layer<S> for HttpLayer
 where
-    HttpResilienceLayer: Layer<S>,
+    HttpResilienceLayer: Layer<PropagateDeadline<S>>,
 {
-    type Service = <HttpResilienceLayer as Layer<S>>::Service;
+    type Service = DeadlineCap<<HttpResilienceLayer as Layer<PropagateDeadline<S>>>::Service>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        self.inner.layer(inner)
+        DeadlineCap::new(self.inner.layer(self.propagate.layer(inner)))
     }
 }
 
@@ -105,6 +109,7 @@ where
 /// | breaker classifier | [`HttpBreakerClassifier::new`]: 5xx/408/errors fail, 429 ignored | .NET, Envoy |
 /// | `bulkhead` | [`DEFAULT_MAX_CONCURRENT`] = 1000 | .NET |
 /// | `name` | [`DEFAULT_NAME`] = `"http"` | |
+/// | `deadline_header` (what is left of the deadline in scope, sent with each attempt) | [`DEFAULT_HEADER`](crate::deadline::DEFAULT_HEADER) = `x-envoy-expected-rq-timeout-ms` | Envoy, Istio |
 ///
 /// The breaker's values are .NET's, checked with `harden-sim replay` (the workspace's
 /// simulator, on harden's own breaker) on `sim/examples/slowdown.toml` — a slowdown and a burst
@@ -115,6 +120,7 @@ where
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct HttpLayerBuilder {
+    pub(crate) deadline_header: DeadlineHeader,
     pub(crate) name: Cow<'static, str>,
     pub(crate) total_timeout: Option<Duration>,
     pub(crate) attempt_timeout: Option<Duration>,
@@ -138,6 +144,7 @@ impl HttpLayerBuilder {
     /// The preset on its defaults (see `# Defaults`).
     pub fn new() -> Self {
         HttpLayerBuilder {
+            deadline_header: DeadlineHeader::Millis(crate::deadline::DEFAULT_HEADER),
             name: Cow::Borrowed(DEFAULT_NAME),
             total_timeout: Some(DEFAULT_TOTAL_TIMEOUT),
             attempt_timeout: Some(DEFAULT_ATTEMPT_TIMEOUT),
@@ -171,7 +178,15 @@ impl HttpLayerBuilder {
         self
     }
 
-    /// Bounds the whole call (`None`: no bound; then `Retry-After` is only capped).
+    /// The header that carries what is left of the deadline in scope to the upstream, with each
+    /// attempt (e.g. [`DeadlineHeader::GrpcTimeout`]); see [`crate::deadline`].
+    pub fn deadline_header(mut self, header: DeadlineHeader) -> Self {
+        self.deadline_header = header;
+        self
+    }
+
+    /// Bounds the whole call (`None`: no bound; then `Retry-After` is only capped). A deadline
+    /// in scope ([`Deadline::current`](crate::deadline::Deadline::current)) bounds it further.
     pub fn total_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.total_timeout = timeout.into();
         self
@@ -301,6 +316,10 @@ impl HttpLayerBuilder {
             .bulkhead(self.bulkhead_layer(&self.name)?)
             .attempt_timeout(self.attempt_timeout)
             .build()?;
-        Ok(HttpLayer { inner, breaker })
+        Ok(HttpLayer {
+            inner,
+            breaker,
+            propagate: PropagateDeadlineLayer::new(self.deadline_header),
+        })
     }
 }

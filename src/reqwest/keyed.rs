@@ -22,6 +22,7 @@ use std::time::Duration;
 use crate::bulkhead::Bulkhead;
 use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerService};
 use crate::clock::Clock;
+use crate::deadline::PropagateDeadline;
 use crate::http::{HttpBreakerClassifier, HttpLayerBuilder};
 use crate::stack::{option_service, BoxErrors, IgnoreBulkheadFull};
 use crate::timeout::Timeout;
@@ -36,7 +37,10 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default number of authorities named in metric labels; the rest are `{name}/other`: 64.
 pub const DEFAULT_MAX_LABELED_AUTHORITIES: usize = 64;
 
-pub(crate) type Attempt = Either<Timeout<BoxErrors<reqwest::Client>>, BoxErrors<reqwest::Client>>;
+pub(crate) type Attempt = Either<
+    Timeout<BoxErrors<PropagateDeadline<reqwest::Client>>>,
+    BoxErrors<PropagateDeadline<reqwest::Client>>,
+>;
 type BulkheadPart = Either<Bulkhead<Attempt>, Attempt>;
 pub(crate) type PerKey =
     CircuitBreakerService<BulkheadPart, IgnoreBulkheadFull<HttpBreakerClassifier>>;
@@ -301,9 +305,15 @@ mod tests {
     use crate::timeout::TimeoutLayer;
 
     fn keys(max: usize, labels: usize, idle: Duration) -> Keys {
+        let propagate = crate::deadline::PropagateDeadlineLayer::new(
+            crate::deadline::DeadlineHeader::GrpcTimeout,
+        );
         let attempt = option_service(
             None::<&TimeoutLayer>,
-            BoxErrors::new(reqwest::Client::new()),
+            BoxErrors::new(tower_layer::Layer::layer(
+                &propagate,
+                reqwest::Client::new(),
+            )),
         );
         Keys::new(
             crate::http::HttpLayer::builder(),

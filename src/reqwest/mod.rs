@@ -101,6 +101,7 @@ use std::time::Duration;
 use tower_service::Service;
 
 use crate::circuit_breaker::CircuitBreaker;
+use crate::deadline::{Deadline, PropagateDeadlineLayer};
 use crate::http::{HttpLayer, HttpLayerBuilder, HttpReplay, HttpRetryClassifier, IDEMPOTENCY_KEY};
 use crate::metrics::Counter;
 use crate::retry::{Retry, RetryBudget, RetryPolicy};
@@ -249,16 +250,22 @@ impl Client {
             .map(|_| tokio::time::Instant::now());
         let mut retried: Retried = Retry::new(service, self.inner.policy.clone());
         // The breaker is ready at once (open or not), and so are the bulkhead and reqwest.
-        let result = match std::future::poll_fn(|cx| retried.poll_ready(cx)).await {
-            Ok(()) => {
-                let deadline = start.zip(self.inner.total_timeout);
-                let deadline = deadline.and_then(|(start, total)| start.checked_add(total));
-                match deadline {
-                    Some(deadline) => self.within_total(retried.call(request), deadline).await,
-                    None => retried.call(request).await,
-                }
+        let call = async {
+            std::future::poll_fn(|cx| retried.poll_ready(cx)).await?;
+            let deadline = start.zip(self.inner.total_timeout);
+            let deadline = deadline.and_then(|(start, total)| start.checked_add(total));
+            match deadline {
+                Some(deadline) => self.within_total(retried.call(request), deadline).await,
+                None => retried.call(request).await,
             }
-            Err(e) => Err(e),
+        };
+        // The deadline in scope, if any, ends the call too (see `crate::deadline`).
+        let result = match Deadline::current() {
+            None => call.await,
+            Some(deadline) if deadline.is_expired() => Err(Elapsed::new().into()),
+            Some(deadline) => tokio::time::timeout_at(deadline.instant(), call)
+                .await
+                .unwrap_or_else(|_| Err(Elapsed::new().into())),
         };
         result.map_err(|e| self.error(e, authority, start))
     }
@@ -454,7 +461,11 @@ impl ClientBuilder {
         let attempt_layer = preset
             .attempt_timeout
             .map(|d| TimeoutLayer::new(d).name(ATTEMPT_TIMEOUT_NAME));
-        let attempt = option_service(attempt_layer.as_ref(), BoxErrors::new(http.clone()));
+        let propagate = PropagateDeadlineLayer::new(preset.deadline_header.clone());
+        let attempt = option_service(
+            attempt_layer.as_ref(),
+            BoxErrors::new(tower_layer::Layer::layer(&propagate, http.clone())),
+        );
         let policy = preset.retry_policy()?;
         let budget = policy.budget().cloned();
         let (total_timeout, attempt_timeout) = (preset.total_timeout, preset.attempt_timeout);

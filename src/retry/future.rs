@@ -15,6 +15,7 @@ use super::backoff::{random_u64, Backoff};
 use super::budget::BudgetHandle;
 use super::error::{BudgetExhausted, RetryAfterTooLong};
 use super::policy::{CopyRequest, RetryClassifier, RetryDecision, RetryMetrics};
+use crate::clock::duration_to_nanos;
 use crate::error::is_rejection;
 use crate::metrics;
 use crate::BoxError;
@@ -165,6 +166,7 @@ where
     }
 
     /// Whether the first attempt is still in flight: no backoff and no later attempt yet.
+    #[cfg(feature = "reqwest")]
     pub(crate) fn on_first_attempt(&self) -> bool {
         self.replay.attempts <= 1 && matches!(self.state, State::Calling { .. })
     }
@@ -204,13 +206,25 @@ impl<S, Req, C, H> Replay<S, Req, C, H> {
             return Next::Return;
         }
         let delay = match requested {
-            None => self
-                .backoff
-                .jittered(self.attempts, self.timer.previous(), random_u64()),
+            None => {
+                let delay =
+                    self.backoff
+                        .jittered(self.attempts, self.timer.previous(), random_u64());
+                // A backoff past the deadline in scope: the last outcome now, not at the deadline.
+                if scoped_remaining().is_some_and(|left| duration_to_nanos(delay) >= left) {
+                    self.metrics.gave_up.increment(1);
+                    return Next::Return;
+                }
+                delay
+            }
             Some(d) => {
                 let delay = self.backoff.requested(d);
-                if let Some(remaining) = self.deadline.remaining(self.clock) {
-                    if crate::clock::duration_to_nanos(delay) > remaining {
+                let remaining = match (self.deadline.remaining(self.clock), scoped_remaining()) {
+                    (Some(own), Some(scoped)) => Some(own.min(scoped)),
+                    (own, scoped) => own.or(scoped),
+                };
+                if let Some(remaining) = remaining {
+                    if duration_to_nanos(delay) > remaining {
                         self.metrics.gave_up.increment(1);
                         // The error carries what the server asked for, not the capped
                         // delay: that is what a caller (or an HTTP answer) should wait.
@@ -232,6 +246,20 @@ impl<S, Req, C, H> Replay<S, Req, C, H> {
         }
         self.metrics.retried.increment(1);
         Next::Retry(delay)
+    }
+}
+
+/// Nanoseconds left of the deadline in scope (a server's incoming deadline; see
+/// `crate::deadline`), which bounds the retry as its total timeout does.
+#[inline]
+fn scoped_remaining() -> Option<u64> {
+    #[cfg(feature = "http")]
+    {
+        crate::deadline::Deadline::current().map(|d| duration_to_nanos(d.remaining()))
+    }
+    #[cfg(not(feature = "http"))]
+    {
+        None
     }
 }
 

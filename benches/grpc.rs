@@ -1,0 +1,229 @@
+//! End to end on loopback: bare tonic unary calls next to the same calls through harden's
+//! `GrpcLayer` (breaker, a service-config retry policy and timeout, `grpc-timeout` on every
+//! call), measured in the same run at 1 and 64 concurrent callers on one channel; and the
+//! answer a caller gets while the breaker is open, which needs no network round trip.
+//! `cargo bench --bench grpc`.
+//!
+//! Method: the tonic server runs on its own 2-worker runtime; the callers on another. A second
+//! bare row ("bare again") is the run's noise floor. Repetitions are interleaved (every row once
+//! per repetition), calls per second is the median over repetitions. Knobs:
+//! `HARDEN_BENCH_QUICK=1` (smoke run), `HARDEN_BENCH_REPS`, `HARDEN_BENCH_REP_MS`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use harden::tonic::GrpcLayer;
+use tonic::body::Body;
+use tonic::codegen::tokio_stream::wrappers::TcpListenerStream;
+use tonic::server::NamedService;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+use tonic_prost::ProstCodec;
+use tower::Layer;
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Msg {
+    #[prost(string, tag = "1")]
+    text: String,
+}
+
+#[derive(Clone)]
+struct Echo;
+
+impl NamedService for Echo {
+    const NAME: &'static str = "bench.Echo";
+}
+
+impl tower::Service<http::Request<Body>> for Echo {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        Box::pin(async move {
+            let svc = tower::service_fn(|r: Request<Msg>| async move {
+                Ok::<_, Status>(Response::new(r.into_inner()))
+            });
+            let mut grpc = tonic::server::Grpc::new(ProstCodec::<Msg, Msg>::default());
+            Ok(grpc.unary(svc, req).await)
+        })
+    }
+}
+
+const CONFIG: &str = r#"{"methodConfig":[{"name":[{"service":"bench.Echo"}],"timeout":"10s",
+  "retryPolicy":{"maxAttempts":3,"initialBackoff":"0.01s","maxBackoff":"0.1s","backoffMultiplier":2,
+  "retryableStatusCodes":["UNAVAILABLE"]}}],"retryThrottling":{"maxTokens":10,"tokenRatio":0.1}}"#;
+
+async fn call<T>(transport: T) -> Result<Msg, Status>
+where
+    T: tonic::client::GrpcService<Body>,
+    T::Error: Into<harden::BoxError>,
+    T::ResponseBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    <T::ResponseBody as http_body::Body>::Error: Into<harden::BoxError> + Send,
+{
+    let mut grpc = tonic::client::Grpc::new(transport);
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unavailable(e.into().to_string()))?;
+    grpc.unary(
+        Request::new(Msg {
+            text: "hello".into(),
+        }),
+        http::uri::PathAndQuery::from_static("/bench.Echo/Call"),
+        ProstCodec::<Msg, Msg>::default(),
+    )
+    .await
+    .map(Response::into_inner)
+}
+
+#[derive(Clone)]
+enum Client {
+    Bare(Channel),
+    Harden(harden::tonic::GrpcClient<Channel>),
+}
+
+impl Client {
+    async fn call(&self) {
+        let r = match self {
+            Client::Bare(c) => call(c.clone()).await,
+            Client::Harden(c) => call(c.clone()).await,
+        };
+        r.expect("the echo answers");
+    }
+}
+
+/// Calls per second with `callers` concurrent callers for `window`.
+async fn measure(client: &Client, callers: usize, window: Duration) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..callers)
+        .map(|_| {
+            let (client, stop, done) = (client.clone(), stop.clone(), done.clone());
+            tokio::spawn(async move {
+                // Relaxed: a flag and a counter read after the tasks are joined.
+                while !stop.load(Ordering::Relaxed) {
+                    client.call().await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(window).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok()?.parse().ok()
+}
+
+fn main() {
+    let quick = std::env::var_os("HARDEN_BENCH_QUICK").is_some();
+    let reps = env_u64("HARDEN_BENCH_REPS").unwrap_or(if quick { 1 } else { 7 }) as usize;
+    let window = Duration::from_millis(env_u64("HARDEN_BENCH_REP_MS").unwrap_or(if quick {
+        100
+    } else {
+        1000
+    }));
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("server")
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = server.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(Echo)
+                .serve_with_incoming(TcpListenerStream::new(listener)),
+        );
+        addr
+    });
+    let clients = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("callers")
+        .enable_all()
+        .build()
+        .unwrap();
+    clients.block_on(async move {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let layer = GrpcLayer::builder()
+            .service_config_json(CONFIG)
+            .build()
+            .unwrap();
+        let rows = [
+            ("bare tonic", Client::Bare(channel.clone())),
+            ("tonic through harden", Client::Harden(layer.layer(channel.clone()))),
+            ("bare tonic again", Client::Bare(channel.clone())),
+        ];
+        println!(
+            "gRPC unary calls on loopback, {reps} interleaved repetitions of {window:?}, median calls/s"
+        );
+        println!("| row | 1 caller | ratio | 64 callers | ratio |");
+        println!("|---|---|---|---|---|");
+        let mut results = vec![[Vec::new(), Vec::new()]; rows.len()];
+        for rep in 0..reps {
+            for i in 0..rows.len() {
+                let i = (i + rep) % rows.len();
+                for (j, callers) in [1, 64].into_iter().enumerate() {
+                    let rate = measure(&rows[i].1, callers, window).await;
+                    results[i][j].push(rate);
+                }
+            }
+        }
+        let medians: Vec<[f64; 2]> = results
+            .iter_mut()
+            .map(|[a, b]| [median(a), median(b)])
+            .collect();
+        for (i, (name, _)) in rows.iter().enumerate() {
+            println!(
+                "| {name} | {:.0}/s | {:.3} | {:.0}/s | {:.3} |",
+                medians[i][0],
+                medians[i][0] / medians[0][0],
+                medians[i][1],
+                medians[i][1] / medians[0][1]
+            );
+        }
+
+        // While the breaker is open, an answer without a network round trip.
+        let breaker = layer.breaker().unwrap();
+        breaker.force_open();
+        let client = Client::Harden(layer.layer(channel.clone()));
+        let n = if quick { 1_000 } else { 100_000 };
+        let start = Instant::now();
+        for _ in 0..n {
+            let r = match &client {
+                Client::Harden(c) => call(c.clone()).await,
+                Client::Bare(_) => unreachable!(),
+            };
+            assert_eq!(r.unwrap_err().code(), tonic::Code::Unavailable);
+        }
+        let per = start.elapsed() / n;
+        breaker.reset();
+        println!("\nbreaker open: {per:?} per rejected call through tonic's client (no network round trip)");
+    });
+}
