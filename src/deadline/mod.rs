@@ -315,20 +315,7 @@ pub struct DeadlineService<S> {
 }
 
 impl<S> DeadlineService<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service, unwrapped.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 /// Whether a request speaks gRPC (its answers carry a status, not an HTTP error).

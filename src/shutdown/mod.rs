@@ -606,6 +606,17 @@ pub trait MakeApp<A>: Send + 'static {
 
     /// The service for a connection from `remote`.
     fn make(&mut self, remote: A) -> Self::Future;
+
+    /// Called once before the first connection: the chance to do per-server work once rather
+    /// than per request (a `Router` turns its handlers into services here, as `axum::serve`
+    /// does, instead of on every request).
+    #[must_use]
+    fn prepare(self) -> Self
+    where
+        Self: Sized,
+    {
+        self
+    }
 }
 
 impl<A: Send + 'static> MakeApp<A> for Router {
@@ -614,6 +625,10 @@ impl<A: Send + 'static> MakeApp<A> for Router {
 
     fn make(&mut self, _remote: A) -> Self::Future {
         std::future::ready(Ok(self.clone()))
+    }
+
+    fn prepare(self) -> Self {
+        self.with_state(())
     }
 }
 

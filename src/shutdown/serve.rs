@@ -41,16 +41,13 @@ struct Cut {
     connections_cut: usize,
 }
 
-pub(super) async fn serve<L, M>(
-    shutdown: Shutdown,
-    mut listener: L,
-    mut app: M,
-) -> io::Result<Report>
+pub(super) async fn serve<L, M>(shutdown: Shutdown, mut listener: L, app: M) -> io::Result<Report>
 where
     L: Listener,
     L::Addr: Send + 'static,
     M: MakeApp<L::Addr>,
 {
+    let mut app = app.prepare();
     let shared = Arc::clone(&shutdown.shared);
     let started = Instant::now();
     if shutdown.config.signals {

@@ -197,20 +197,7 @@ pub struct GrpcClient<S> {
 }
 
 impl<S> GrpcClient<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service, unwrapped.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 type Boxed<B> = Pin<Box<dyn Future<Output = Result<Response<GrpcBody<B>>, BoxError>> + Send>>;
