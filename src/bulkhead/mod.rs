@@ -468,7 +468,7 @@ mod loom_tests {
             let cancelled = {
                 let mut svc = Bulkhead::from_state(Hang, state.clone());
                 loom::thread::spawn(move || {
-                    let waker = futures::task::noop_waker();
+                    let waker = std::task::Waker::noop().clone();
                     let mut cx = Context::from_waker(&waker);
                     let mut fut = pin!(svc.call(()));
                     let _ = fut.as_mut().poll(&mut cx);
@@ -479,7 +479,7 @@ mod loom_tests {
                 tower::service_fn(|()| async { Ok::<_, BoxError>(()) }),
                 state.clone(),
             );
-            let waker = futures::task::noop_waker();
+            let waker = std::task::Waker::noop().clone();
             let mut cx = Context::from_waker(&waker);
             let mut fut = pin!(ok.call(()));
             // Completes at once or is rejected at once; either way the slot is back now.

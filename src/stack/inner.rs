@@ -16,7 +16,7 @@ use crate::BoxError;
 
 /// `layer` around `service` when there is one, else `service` itself: tower's `option_layer`
 /// applied to a borrowed layer.
-#[cfg(any(feature = "reqwest", test))]
+#[cfg(any(feature = "reqwest", all(test, not(harden_loom))))]
 pub(crate) fn option_service<L: tower_layer::Layer<S>, S>(
     layer: Option<&L>,
     service: S,

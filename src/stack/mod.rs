@@ -145,7 +145,7 @@ mod part;
 mod tests;
 
 pub use builder::ResilienceLayerBuilder;
-#[cfg(any(feature = "reqwest", test))]
+#[cfg(any(feature = "reqwest", all(test, not(harden_loom))))]
 pub(crate) use inner::option_service;
 pub(crate) use inner::{BoxErrors, IgnoreBulkheadFull};
 
