@@ -29,11 +29,11 @@ use crate::BoxError;
 
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// When the drain is over, how long a connection whose request is on its way (connected, or
-/// part of the request received) has to deliver it and get its 503: a client that connected
-/// just before the listener closed writes within a round trip, far below this on any network a
-/// server runs in; a slowloris is closed after it.
-const LATE_REQUEST_GRACE: Duration = Duration::from_millis(100);
+/// When the drain is over, how long an HTTP/1 connection has to deliver what its client already
+/// sent (a request on the wire, in the socket buffer, or half read) and get its 503 before an
+/// idle connection is closed: a request sent before the close arrives within a round trip, far
+/// below this on any network a server runs in; a slowloris is closed after it.
+const LATE_REQUEST_GRACE: Duration = Duration::from_millis(500);
 
 /// hyper's two connection builders, configured once per `serve`.
 pub(crate) struct Builders {
@@ -96,7 +96,15 @@ pub(crate) async fn serve_connection<I, S>(
             () = shared.closing.wait() => tokio::select! {
                 biased;
                 detected = &mut detect => detected,
-                () = tokio::time::sleep(LATE_REQUEST_GRACE) => return,
+                () = tokio::time::sleep(LATE_REQUEST_GRACE) => {
+                    // Accepted, and closed before its request arrived: its client connected to
+                    // send one, and sees the connection closed instead.
+                    if !shared.cut.is_fired() {
+                        // Relaxed: a statistic read after every connection is joined.
+                        shared.unanswered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return;
+                }
             },
         }
     };
@@ -131,37 +139,46 @@ pub(crate) async fn serve_connection<I, S>(
         let mut conn = pin!(conn);
         // HTTP/2 gets its GOAWAY at the trigger: the client learns which streams were taken and
         // opens new ones elsewhere. HTTP/1 is told by `Connection: close` on its next response
-        // (the layer), and closed when the drain is over.
+        // (the layer), and closed when the drain is over, after a grace.
         let told = match protocol {
             Protocol::Http1 => shared.closing.wait(),
             Protocol::Http2 => shared.goaway.wait(),
         };
         let mut told = pin!(told);
-        let mut graceful = false;
-        let late = tokio::time::sleep(Duration::ZERO);
-        let mut late = pin!(late);
-        let mut late_armed = false;
+        let mut told_fired = false;
+        let grace = tokio::time::sleep(Duration::ZERO);
+        let mut grace = pin!(grace);
+        let mut grace_armed = false;
         loop {
             tokio::select! {
                 biased;
                 _ = conn.as_mut() => break,
-                () = &mut told, if !graceful => {
-                    conn.as_mut().graceful_shutdown();
-                    graceful = true;
-                    // hyper waits for a request it has begun to read, however slowly it comes:
-                    // at the end of the drain it gets a moment to arrive (and is answered).
-                    // Relaxed: written by this connection's IO, polled on this task.
-                    if protocol == Protocol::Http1 && state.unanswered.load(Ordering::Relaxed) {
-                        late.as_mut().reset(tokio::time::Instant::now() + LATE_REQUEST_GRACE);
-                        late_armed = true;
+                () = &mut told, if !told_fired => {
+                    told_fired = true;
+                    match protocol {
+                        Protocol::Http2 => conn.as_mut().graceful_shutdown(),
+                        // hyper's graceful close drops a connection it sees as idle, even with
+                        // a request read but not yet parsed, or unread in the socket: first
+                        // the grace, in which what the client sent is read and answered (a 503
+                        // with `Connection: close`, after which hyper closes it).
+                        Protocol::Http1 => {
+                            grace.as_mut().reset(tokio::time::Instant::now() + LATE_REQUEST_GRACE);
+                            grace_armed = true;
+                        }
                     }
                 }
-                () = &mut late, if late_armed => {
-                    late_armed = false;
-                    // Still unread: closed, and counted by `ConnIo::drop`. Relaxed: as above.
+                // The timer fires after a turn of the IO driver, and `conn` is polled first: bytes
+                // that were in the socket when the grace ended have been read by now.
+                () = &mut grace, if grace_armed => {
+                    grace_armed = false;
+                    // Relaxed: written by this connection's IO, polled on this task.
                     if state.unanswered.load(Ordering::Relaxed) {
+                        // A request still incomplete (or a handler still running): closed,
+                        // and counted by `ConnIo::drop`.
                         break;
                     }
+                    // Idle: closed at once. A response being written: finished first.
+                    conn.as_mut().graceful_shutdown();
                 }
             }
         }

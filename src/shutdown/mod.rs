@@ -24,9 +24,10 @@
 //!    clear, retriable 503 rather than a reset.
 //! 3. In-flight requests finish, upgraded sessions end, tasks spawned on
 //!    [`ShutdownHandle::tracker`] are awaited. Then the listener closes (connections the kernel
-//!    had already completed are accepted first) and every connection is closed the way hyper
-//!    means it: a response still being written is finished, an idle HTTP/1 connection closes at
-//!    once, an HTTP/2 connection once its streams are done.
+//!    had already completed are accepted first) and every connection is closed: an HTTP/2
+//!    connection once its streams are done; an HTTP/1 connection after a grace of half a second
+//!    in which what its client already sent is read and answered (503 + `Connection: close`),
+//!    then at once if idle, after the response being written if one is.
 //! 4. At [`deadline`](ShutdownBuilder::deadline) (counted from the start of refusing) whatever is
 //!    left is aborted: requests, connections still writing, upgraded sessions (their reads and
 //!    writes fail). A second signal (or [`ShutdownHandle::force`]) aborts at once and skips the
@@ -44,11 +45,24 @@
 //! [`header_read_timeout`](ShutdownBuilder::header_read_timeout), as one that sends half its
 //! headers is.
 //!
-//! **HTTP/1** has no way to tell a client that a close came before its next request: an idle
-//! keep-alive connection closed while its client writes a request loses that request. So idle
-//! HTTP/1 connections are not closed when refusing starts (a request on one gets the 503 with
-//! `Connection: close`), only when the drain is over, after the drain delay took the pod out of
-//! rotation. A request that still races that close is counted in [`Report::unanswered`].
+//! **HTTP/1** has no way to tell a client that a close came before its next request, so a
+//! connection is only closed where no request can be on it, as far as the server can see: from
+//! the trigger every response carries `Connection: close`, so a client that keeps sending
+//! learns it during the drain delay; idle connections are not closed when refusing starts (a
+//! request on one gets the 503 with `Connection: close`), only when the drain is over, after
+//! the drain delay took the pod out of rotation; and then not under a request that has arrived.
+//! hyper's own graceful close drops a connection it sees as idle even with a request half read or
+//! unread in the socket; here a request on the wire, in the socket or half read gets the grace
+//! to arrive and its 503, and a connection is closed only once it is idle with nothing readable.
+//! What stays is the race HTTP/1 cannot close: a client that writes on an idle connection just
+//! after the server closed it (no response had told it) sees the connection closed without an
+//! answer — EOF, hyper's `IncompleteMessage`, reqwest's "connection closed before message
+//! completed". A pool that checks a connection before reusing it (hyper's, Go's) sees the close
+//! and opens a new one elsewhere; a write at that very instant loses its request, safe to retry
+//! only when idempotent. A request still incomplete after the grace, and a connection accepted
+//! whose first request had not arrived by then (its client connected as the listener closed),
+//! are closed and counted in [`Report::unanswered`]. A connection the kernel completes after the
+//! listener's last accept is reset by the kernel (`ECONNRESET`); `serve` never saw it.
 //! **HTTP/2** has that way (GOAWAY names the last stream taken; later ones are refused and safe
 //! to retry), so it is used at the trigger. **Upgraded connections** (WebSocket) are sessions
 //! hyper no longer sees: they count from the upgrade until their IO is dropped, end through the
@@ -510,9 +524,10 @@ pub struct Report {
     /// still being written to a slow client, a request in flight, an HTTP/2 connection whose
     /// streams had not ended.
     pub connections_cut: usize,
-    /// HTTP/1 connections closed when the drain was over with request bytes that were never
-    /// answered: a client that wrote a request (or part of one) as the server closed its idle
-    /// connection, the race HTTP/1 cannot avoid.
+    /// HTTP/1 connections closed when the drain was over with a request never answered: request
+    /// bytes that arrived and were not answered (a request still incomplete after the grace, or
+    /// one that raced the close of an idle connection, the race HTTP/1 cannot avoid), or a
+    /// connection accepted whose first request had not arrived by the end of the grace.
     pub unanswered: usize,
     /// Tracked tasks still running when the server closed.
     pub tasks_left: usize,

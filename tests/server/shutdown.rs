@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::support::server::{raw_get, raw_get_on, start, wait_in_flight};
+use crate::support::server::{parse, raw_get, raw_get_on, start, wait_in_flight, RawResponse};
 use harden::shutdown::{HookOutcome, Phase, Shutdown};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -946,4 +946,78 @@ async fn keep_alive_is_off_from_the_trigger_while_the_drain_delay_still_serves()
         .expect("connection left open after Connection: close")
         .ok();
     assert!(rest.is_empty());
+}
+
+/// Reads one whole response.
+async fn read_response(stream: &mut TcpStream) -> std::io::Result<RawResponse> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(response) = parse(&buf) {
+            return Ok(response);
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Connects until the listener is closed, which `serve` does right before it closes its
+/// connections at the end of the drain.
+async fn wait_listener_closed(addr: std::net::SocketAddr) {
+    tokio::time::timeout(LIMIT, async {
+        while TcpStream::connect(addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the listener was not closed");
+}
+
+// hyper's graceful close dropped an idle keep-alive connection whose next request had arrived.
+#[tokio::test]
+async fn a_request_arriving_on_an_idle_keep_alive_connection_as_the_drain_ends_is_answered() {
+    let server = start(builder().drain_delay(Duration::ZERO).build().unwrap()).await;
+    let mut kept = TcpStream::connect(server.addr).await.unwrap();
+    let first = raw_get_on(&mut kept, "/api/hello").await.unwrap();
+    assert_eq!(first.header("connection"), None);
+    // The next request is on its way when the server closes its connections: half of it
+    // arrived before, the rest comes after.
+    kept.write_all(b"GET /api/hello HTTP/1.1\r\nHost: te")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    server.handle.trigger();
+    wait_listener_closed(server.addr).await;
+    kept.write_all(b"st\r\n\r\n").await.unwrap();
+    let answer = read_response(&mut kept)
+        .await
+        .expect("an answer, not a closed connection");
+    assert_eq!(answer.status, 503);
+    assert_eq!(answer.header("connection"), Some("close"));
+    let report = server.report(LIMIT).await;
+    assert_eq!((report.refused, report.unanswered), (1, 0), "{report}");
+}
+
+// A connection accepted just before the listener closed, closed before its request arrived,
+// was in no count.
+#[tokio::test]
+async fn a_connection_closed_before_its_first_request_arrived_is_counted() {
+    let server = start(builder().drain_delay(Duration::ZERO).build().unwrap()).await;
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    let mut answered = TcpStream::connect(server.addr).await.unwrap();
+    server.handle.trigger();
+    wait_listener_closed(server.addr).await;
+    // Within the grace a request still gets its 503.
+    let refused = raw_get_on(&mut answered, "/api/hello").await.unwrap();
+    assert_eq!(refused.status, 503);
+    let mut rest = Vec::new();
+    tokio::time::timeout(LIMIT, silent.read_to_end(&mut rest))
+        .await
+        .expect("connection left open")
+        .ok();
+    let report = server.report(LIMIT).await;
+    assert_eq!((report.refused, report.unanswered), (1, 1), "{report}");
 }
