@@ -1,5 +1,6 @@
-//! Keep-alive and reconnecting clients across a real SIGTERM: a request written to the server is
-//! answered, or counted in the report. Alone in its test binary, because the signal goes to the
+//! Keep-alive and reconnecting clients across a real SIGTERM: a client that leaves when told
+//! loses no request, and any other request written on a connection the server accepted is
+//! answered or counted in the report. Alone in its test binary, because the signal goes to the
 //! whole process.
 
 #[path = "support/mod.rs"]
@@ -38,35 +39,63 @@ async fn request(stream: &mut TcpStream, path: &str) -> Result<Option<bool>, std
     }
 }
 
-/// A pooled caller: one keep-alive connection, requests back to back, gone once told
-/// `Connection: close` (it moves to another pod). Returns requests written and never answered.
+/// Whether the server closed the connection (EOF, an error, or bytes nobody asked for), as a
+/// pool checks before it reuses one; the timer gives the runtime a turn to take in a close that
+/// has already arrived.
+async fn closed_by_server(stream: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    tokio::select! {
+        biased;
+        _ = stream.read(&mut byte) => true,
+        () = tokio::time::sleep(Duration::from_millis(1)) => false,
+    }
+}
+
+/// A pooled caller: one keep-alive connection, requests back to back, gone once told (a
+/// response with `Connection: close`, or the connection closed before it is reused): it moves to
+/// another pod. Returns requests written and never answered.
 async fn polite(addr: SocketAddr) -> usize {
     let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut reused = false;
     loop {
+        if reused && closed_by_server(&mut stream).await {
+            return 0;
+        }
         match request(&mut stream, "/api/slow?ms=50").await {
             Ok(Some(true)) => return 0,
-            Ok(Some(false)) => {}
+            Ok(Some(false)) => reused = true,
             Ok(None) => panic!("a polite client could not write"),
             Err(_) => return 1,
         }
     }
 }
 
+/// Requests a client wrote and never got an answer to.
+#[derive(Default)]
+struct Lost {
+    /// The server closed the connection (EOF): it had accepted it, so the report counts them.
+    closed: usize,
+    /// Reset: either the server closed it with the request unread (counted), or the kernel reset
+    /// a connection still waiting in the closing listener's queue, which `serve` never saw.
+    reset: usize,
+}
+
 /// A client that still reaches the pod (a direct pod address, stale DNS): a new connection per
-/// request until connecting is refused. Returns requests written and never answered.
-async fn reconnecting(addr: SocketAddr, ms: u64) -> usize {
+/// request until connecting is refused.
+async fn reconnecting(addr: SocketAddr, ms: u64) -> Lost {
     let path = format!("/api/slow?ms={ms}");
-    let mut lost = 0;
+    let mut lost = Lost::default();
     while let Ok(mut stream) = TcpStream::connect(addr).await {
-        if request(&mut stream, &path).await.is_err() {
-            lost += 1;
+        match request(&mut stream, &path).await {
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => lost.closed += 1,
+            Err(_) => lost.reset += 1,
         }
     }
     lost
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a client that leaves when told lost one request in one run of five: the race at the trigger is not closed yet; run with --ignored"]
 async fn across_a_real_sigterm_every_written_request_is_answered_or_counted() {
     let server = start(
         Shutdown::builder()
@@ -94,12 +123,19 @@ async fn across_a_real_sigterm_every_written_request_is_answered_or_counted() {
         polite_lost += tokio::time::timeout(LIMIT, client).await.unwrap().unwrap();
     }
     let report = server.report(LIMIT).await;
-    let mut reconnecting_lost = 0;
+    let mut lost = Lost::default();
     for client in reconnecting {
-        reconnecting_lost += tokio::time::timeout(LIMIT, client).await.unwrap().unwrap();
+        let client = tokio::time::timeout(LIMIT, client).await.unwrap().unwrap();
+        lost.closed += client.closed;
+        lost.reset += client.reset;
     }
     assert_eq!(polite_lost, 0, "{report}");
-    assert_eq!(reconnecting_lost, report.unanswered, "{report}");
+    assert!(
+        lost.closed <= report.unanswered && report.unanswered <= lost.closed + lost.reset,
+        "lost on closed connections {}, reset {}: {report}",
+        lost.closed,
+        lost.reset
+    );
     assert!(report.refused > 0, "{report}");
     assert_eq!(report.aborted, 0, "{report}");
     assert!(!report.deadline_reached, "{report}");
