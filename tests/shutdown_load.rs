@@ -7,28 +7,48 @@ mod support;
 
 use std::time::Duration;
 
-use harden::shutdown::Shutdown;
-use support::server::{start, wait_in_flight};
+use axum::routing::get;
+use harden::shutdown::{Phase, Shutdown};
+use support::server::{app, wait_in_flight, Server};
+use tokio::sync::watch;
 
 const REQUESTS: usize = 1000;
+const LIMIT: Duration = Duration::from_secs(120);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_in_flight_requests_at_sigterm_all_complete() {
-    let server = start(
-        Shutdown::builder()
-            .drain_delay(Duration::from_millis(200))
-            .deadline(Duration::from_secs(120))
-            .build()
-            .unwrap(),
-    )
-    .await;
+    let shutdown = Shutdown::builder()
+        .drain_delay(Duration::from_millis(200))
+        .deadline(LIMIT)
+        .build()
+        .unwrap();
+    let handle = shutdown.handle();
+    // The handlers are held until the test lets them go, once the sequence refuses: however
+    // long the thousand connections take to arrive, all of them are in flight at the trigger
+    // and still in flight when refusing starts.
+    let (release, held) = watch::channel(false);
+    let router = app(&handle).route(
+        "/api/held",
+        get(move || {
+            let mut held = held.clone();
+            async move {
+                let _ = held.wait_for(|released| *released).await;
+                "held done"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Server {
+        addr,
+        handle: handle.clone(),
+        task: tokio::spawn(shutdown.serve(listener, router)),
+    };
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(REQUESTS)
         .build()
         .unwrap();
-    // Long enough for all of them to be in flight at once on a loaded 2-core machine, where
-    // a thousand connections can take several seconds to arrive.
-    let url = format!("http://{}/api/slow?ms=20000", server.addr);
+    let url = format!("http://{addr}/api/held");
     let requests: Vec<_> = (0..REQUESTS)
         .map(|_| {
             let (client, url) = (client.clone(), url.clone());
@@ -38,23 +58,32 @@ async fn a_thousand_in_flight_requests_at_sigterm_all_complete() {
             })
         })
         .collect();
-    wait_in_flight(&server.handle, REQUESTS).await;
+    wait_in_flight(&handle, REQUESTS).await;
 
     let kill = std::process::Command::new("kill")
         .args(["-TERM", &std::process::id().to_string()])
         .status()
         .expect("kill");
     assert!(kill.success());
+    tokio::time::timeout(
+        LIMIT,
+        handle.subscribe().wait_for(|p| *p >= Phase::Refusing),
+    )
+    .await
+    .expect("refusing did not start")
+    .unwrap();
+    assert_eq!(handle.in_flight(), REQUESTS, "held requests were cut");
+    release.send_replace(true);
 
     let mut ok = 0;
     for request in requests {
         match request.await.unwrap() {
-            Ok(body) if body == "slow done" => ok += 1,
+            Ok(body) if body == "held done" => ok += 1,
             Ok(body) => panic!("unexpected body {body:?}"),
             Err(err) => panic!("request lost: {err}"),
         }
     }
-    let report = server.report(Duration::from_secs(120)).await;
+    let report = server.report(LIMIT).await;
     // Counted at both ends.
     assert_eq!(ok, REQUESTS);
     assert_eq!(report.in_flight_at_trigger, REQUESTS);
