@@ -8,7 +8,7 @@ use std::io;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -125,6 +125,8 @@ pub(crate) async fn serve_connection<I, S>(
         unanswered: true,
         state: Arc::clone(&state),
         cut: None,
+        shut: false,
+        linger: None,
     });
     let service = TowerToHyperService::new(service);
     {
@@ -285,6 +287,10 @@ struct ConnIo<I: AsyncRead + Unpin> {
     state: Arc<ConnState>,
     /// Armed on the first read or write after an upgrade.
     cut: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// The write side was shut down (hyper's close).
+    shut: bool,
+    /// Armed when the server closes the connection at the end of the drain.
+    linger: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<I: AsyncRead + Unpin> ConnIo<I> {
@@ -293,6 +299,25 @@ impl<I: AsyncRead + Unpin> ConnIo<I> {
             self.unanswered = unanswered;
             // Relaxed: read by the connection's task, which polls this IO itself.
             self.state.unanswered.store(unanswered, Ordering::Relaxed);
+        }
+    }
+
+    /// After the server's close at the end of the drain, reads on until the client closes too or
+    /// [`LATE_REQUEST_GRACE`] is over, as nginx's lingering close does: a request written as
+    /// the connection closed is seen and counted (by `drop`), and its client gets the close
+    /// rather than a reset.
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let linger = self
+            .linger
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(LATE_REQUEST_GRACE)));
+        let mut scratch = [0u8; 512];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => self.unanswered = true,
+                Poll::Ready(_) => return Poll::Ready(()),
+                Poll::Pending => return linger.as_mut().poll(cx),
+            }
         }
     }
 
@@ -383,7 +408,19 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ConnIo<I> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        if !this.shut {
+            ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
+            this.shut = true;
+        }
+        // Relaxed: a session reading OPEN just after its upgrade lingers once, at most the grace.
+        if this.protocol == Protocol::Http1
+            && this.state.shared.closing.is_fired()
+            && this.state.state.load(Ordering::Relaxed) == OPEN
+        {
+            ready!(this.poll_linger(cx));
+        }
+        Poll::Ready(Ok(()))
     }
 }
 

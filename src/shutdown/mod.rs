@@ -59,9 +59,11 @@
 //! answer — EOF, hyper's `IncompleteMessage`, reqwest's "connection closed before message
 //! completed". A pool that checks a connection before reusing it (hyper's, Go's) sees the close
 //! and opens a new one elsewhere; a write at that very instant loses its request, safe to retry
-//! only when idempotent. A request still incomplete after the grace, and a connection accepted
-//! whose first request had not arrived by then (its client connected as the listener closed),
-//! are closed and counted in [`Report::unanswered`]. A connection the kernel completes after the
+//! only when idempotent. After that close the server reads on for the grace (a lingering close,
+//! as nginx's), so such a request is counted in [`Report::unanswered`] and its client sees the
+//! close (EOF) rather than a reset. A request still incomplete after the grace, and a connection
+//! accepted whose first request had not arrived by then (its client connected as the listener
+//! closed), are closed and counted there too. A connection the kernel completes after the
 //! listener's last accept is reset by the kernel (`ECONNRESET`); `serve` never saw it.
 //! **HTTP/2** has that way (GOAWAY names the last stream taken; later ones are refused and safe
 //! to retry), so it is used at the trigger. **Upgraded connections** (WebSocket) are sessions

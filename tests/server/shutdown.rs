@@ -1021,3 +1021,26 @@ async fn a_connection_closed_before_its_first_request_arrived_is_counted() {
     let report = server.report(LIMIT).await;
     assert_eq!((report.refused, report.unanswered), (1, 1), "{report}");
 }
+
+// A request written just after the server closed an idle connection was reset by the kernel,
+// unseen and uncounted.
+#[tokio::test]
+async fn a_request_written_as_an_idle_connection_is_closed_is_counted() {
+    let server = start(builder().drain_delay(Duration::ZERO).build().unwrap()).await;
+    let mut kept = TcpStream::connect(server.addr).await.unwrap();
+    let first = raw_get_on(&mut kept, "/api/hello").await.unwrap();
+    assert_eq!(first.header("connection"), None);
+    server.handle.trigger();
+    let mut rest = Vec::new();
+    tokio::time::timeout(LIMIT, kept.read_to_end(&mut rest))
+        .await
+        .expect("the idle connection was not closed")
+        .unwrap();
+    assert!(rest.is_empty());
+    // A client that does not check its connection before reusing it writes anyway.
+    kept.write_all(b"GET /api/hello HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let report = server.report(LIMIT).await;
+    assert_eq!(report.unanswered, 1, "{report}");
+}
