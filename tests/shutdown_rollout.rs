@@ -10,11 +10,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use harden::shutdown::Shutdown;
-use support::server::start;
+use support::server::{raw_get, start, wait_in_flight};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const POLITE: usize = 16;
+/// Polite callers that pause across the whole drain between two requests: told by the close.
+const IDLE: usize = 2;
 const RECONNECTING: usize = 16;
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -51,10 +53,10 @@ async fn closed_by_server(stream: &mut TcpStream) -> bool {
     }
 }
 
-/// A pooled caller: one keep-alive connection, requests back to back, gone once told (a
+/// A pooled caller: one keep-alive connection, a request after each `pause`, gone once told (a
 /// response with `Connection: close`, or the connection closed before it is reused): it moves to
 /// another pod. Returns requests written and never answered.
-async fn polite(addr: SocketAddr) -> usize {
+async fn polite(addr: SocketAddr, pause: Duration) -> usize {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let mut reused = false;
     loop {
@@ -63,7 +65,10 @@ async fn polite(addr: SocketAddr) -> usize {
         }
         match request(&mut stream, "/api/slow?ms=50").await {
             Ok(Some(true)) => return 0,
-            Ok(Some(false)) => reused = true,
+            Ok(Some(false)) => {
+                reused = true;
+                tokio::time::sleep(pause).await;
+            }
             Ok(None) => panic!("a polite client could not write"),
             Err(_) => return 1,
         }
@@ -106,11 +111,19 @@ async fn across_a_real_sigterm_every_written_request_is_answered_or_counted() {
     )
     .await;
     let addr = server.addr;
-    let polite: Vec<_> = (0..POLITE).map(|_| tokio::spawn(polite(addr))).collect();
+    let polite: Vec<_> = (0..POLITE + IDLE)
+        .map(|i| {
+            let pause = if i < POLITE { 0 } else { 3000 };
+            tokio::spawn(polite(addr, Duration::from_millis(pause)))
+        })
+        .collect();
     let reconnecting: Vec<_> = (0..RECONNECTING)
         .map(|i| tokio::spawn(reconnecting(addr, if i % 2 == 0 { 50 } else { 300 })))
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // In flight across the trigger and past the drain delay: the server refuses for a while.
+    let held = tokio::spawn(raw_get(addr, "/api/slow?ms=1500"));
+    wait_in_flight(&server.handle, POLITE + 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
 
     let kill = std::process::Command::new("kill")
         .args(["-TERM", &std::process::id().to_string()])
@@ -129,6 +142,7 @@ async fn across_a_real_sigterm_every_written_request_is_answered_or_counted() {
         lost.closed += client.closed;
         lost.reset += client.reset;
     }
+    assert_eq!(held.await.unwrap().unwrap().status, 200);
     assert_eq!(polite_lost, 0, "{report}");
     assert!(
         lost.closed <= report.unanswered && report.unanswered <= lost.closed + lost.reset,
