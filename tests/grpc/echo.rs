@@ -36,6 +36,8 @@ type Behaviour = dyn Fn(u32, &Request<EchoRequest>) -> Result<EchoReply, Status>
 pub(crate) struct Echo {
     behaviour: Arc<Behaviour>,
     delay: Duration,
+    /// When set, a unary call waits for a permit before it answers.
+    gate: Option<Arc<tokio::sync::Semaphore>>,
     pub(crate) calls: Arc<AtomicU32>,
     pub(crate) stream_calls: Arc<AtomicU32>,
 }
@@ -50,6 +52,7 @@ impl Echo {
         Echo {
             behaviour: Arc::new(behaviour),
             delay: Duration::ZERO,
+            gate: None,
             calls: Arc::default(),
             stream_calls: Arc::default(),
         }
@@ -65,6 +68,16 @@ impl Echo {
                 })
             })
         }
+    }
+
+    /// Echoes once the returned semaphore gives each call a permit.
+    pub(crate) fn gated() -> (Echo, Arc<tokio::sync::Semaphore>) {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let echo = Echo {
+            gate: Some(gate.clone()),
+            ..Echo::slow(Duration::ZERO)
+        };
+        (echo, gate)
     }
 }
 
@@ -95,6 +108,9 @@ impl tower::Service<http::Request<Body>> for Echo {
                         async move {
                             let n = this.calls.fetch_add(1, Ordering::SeqCst);
                             tokio::time::sleep(this.delay).await;
+                            if let Some(gate) = &this.gate {
+                                gate.acquire().await.unwrap().forget();
+                            }
                             (this.behaviour)(n, &r).map(Response::new)
                         }
                     });
