@@ -8,6 +8,12 @@
 //! bare row ("bare again") is the run's noise floor. Repetitions are interleaved (every row once
 //! per repetition), calls per second is the median over repetitions. Knobs:
 //! `HARDEN_BENCH_QUICK=1` (smoke run), `HARDEN_BENCH_REPS`, `HARDEN_BENCH_REP_MS`.
+//!
+//! Instructions per call: `HARDEN_BENCH_CALLGRIND=<row>` with `HARDEN_BENCH_REQUESTS=N` makes
+//! one row's N sequential calls on one current-thread runtime holding client and server, and
+//! exits; `benches/grpc_callgrind.sh` runs each row under `valgrind --tool=callgrind` at N and
+//! 2N calls and prints the difference over N (start-up cancels). Rows: `bare`, `harden` (the
+//! policy above), `harden-timeout` (a timeout, no retry policy), `harden-breaker` (no config).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -135,7 +141,53 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok()?.parse().ok()
 }
 
+/// The client of a `HARDEN_BENCH_CALLGRIND` row.
+fn row(id: &str, channel: Channel) -> Client {
+    let config = match id {
+        "bare" => return Client::Bare(channel),
+        "harden" => CONFIG,
+        "harden-timeout" => {
+            r#"{"methodConfig":[{"name":[{"service":"bench.Echo"}],"timeout":"10s"}]}"#
+        }
+        "harden-breaker" => "{}",
+        other => panic!("unknown row {other:?}"),
+    };
+    let layer = GrpcLayer::builder()
+        .service_config_json(config)
+        .build()
+        .unwrap();
+    Client::Harden(layer.layer(channel))
+}
+
+fn callgrind(id: &str, n: u64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(Echo)
+                .serve_with_incoming(TcpListenerStream::new(listener)),
+        );
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let client = row(id, channel);
+        for _ in 0..n {
+            client.call().await;
+        }
+    });
+}
+
 fn main() {
+    if let Ok(id) = std::env::var("HARDEN_BENCH_CALLGRIND") {
+        return callgrind(&id, env_u64("HARDEN_BENCH_REQUESTS").unwrap_or(1000));
+    }
     let quick = std::env::var_os("HARDEN_BENCH_QUICK").is_some();
     let reps = env_u64("HARDEN_BENCH_REPS").unwrap_or(if quick { 1 } else { 7 }) as usize;
     let window = Duration::from_millis(env_u64("HARDEN_BENCH_REP_MS").unwrap_or(if quick {
