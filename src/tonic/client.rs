@@ -17,7 +17,7 @@ use super::code::{headers_status, CodeSet};
 use super::config::{GrpcRetryPolicy, MethodConfig, ServiceConfig};
 use super::status::{status_error, PUSHBACK};
 use crate::circuit_breaker::{CallPermit, CircuitBreaker, CircuitBreakerBuilder, Outcome};
-use crate::deadline::{Deadline, DeadlineHeader};
+use crate::deadline::{grpc_timeout_value, Deadline, DeadlineHeader, Scoped, GRPC_TIMEOUT};
 use crate::timeout::error::Elapsed;
 use crate::{BoxError, ConfigError};
 
@@ -303,9 +303,10 @@ where
         let first = match deadline {
             None => self.inner.call(request),
             Some(deadline) => {
-                DeadlineHeader::GrpcTimeout.write(
-                    request.headers_mut(),
-                    deadline.instant().saturating_duration_since(now),
+                // No shorter `grpc-timeout` can be there: the deadline counted the caller's.
+                request.headers_mut().insert(
+                    GRPC_TIMEOUT,
+                    grpc_timeout_value(deadline.instant().saturating_duration_since(now)),
                 );
                 deadline.sync_scope(|| self.inner.call(request))
             }
@@ -314,7 +315,7 @@ where
         ResponseFuture {
             inner: match deadline {
                 None => Box::pin(attempts),
-                Some(deadline) => Box::pin(within(deadline, attempts)),
+                Some(deadline) => Box::pin(Within::new(deadline, attempts)),
             },
         }
     }
@@ -416,20 +417,47 @@ fn rebuild(parts: &http::request::Parts, body: tonic::body::Body) -> Request<ton
     request
 }
 
-/// Runs `attempts` with `deadline` as the one in scope, and ends it there.
-async fn within<F, B>(deadline: Deadline, attempts: F) -> Result<Response<GrpcBody<B>>, BoxError>
+pin_project_lite::pin_project! {
+    /// Attempts run with the call's deadline as the one in scope, and ended there; a named
+    /// future, so the attempts are moved once into the box rather than again at the first poll.
+    struct Within<F> {
+        #[pin]
+        inner: tokio::time::Timeout<Scoped<F>>,
+        deadline: Deadline,
+    }
+}
+
+impl<F> Within<F>
+where
+    F: Future,
+{
+    fn new(deadline: Deadline, attempts: F) -> Self {
+        Within {
+            inner: tokio::time::timeout_at(deadline.instant(), deadline.scope(attempts)),
+            deadline,
+        }
+    }
+}
+
+impl<F, B> Future for Within<F>
 where
     F: Future<Output = Result<Response<GrpcBody<B>>, BoxError>>,
 {
-    match tokio::time::timeout_at(deadline.instant(), deadline.scope(attempts)).await {
-        // A failure that arrives with the deadline (the server's own timer, started a little
-        // later, may answer in the same instant) is the deadline's.
-        Ok(Ok(response)) if failed(&response) && deadline.is_expired() => {
-            Err(status_error(&Elapsed::new()))
-        }
-        Ok(Err(_)) if deadline.is_expired() => Err(status_error(&Elapsed::new())),
-        Ok(result) => result,
-        Err(_) => Err(status_error(&Elapsed::new())),
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let deadline = *this.deadline;
+        Poll::Ready(match std::task::ready!(this.inner.poll(cx)) {
+            // A failure that arrives with the deadline (the server's own timer, started a
+            // little later, may answer in the same instant) is the deadline's.
+            Ok(Ok(response)) if failed(&response) && deadline.is_expired() => {
+                Err(status_error(&Elapsed::new()))
+            }
+            Ok(Err(_)) if deadline.is_expired() => Err(status_error(&Elapsed::new())),
+            Ok(result) => result,
+            Err(_) => Err(status_error(&Elapsed::new())),
+        })
     }
 }
 
