@@ -15,81 +15,25 @@
 //! 2N calls and prints the difference over N (start-up cancels). Rows: `bare`, `harden` (the
 //! policy above), `harden-timeout` (a timeout, no retry policy), `harden-breaker` (no config).
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use harden::tonic::GrpcLayer;
-use tonic::body::Body;
 use tonic::codegen::tokio_stream::wrappers::TcpListenerStream;
-use tonic::server::NamedService;
 use tonic::transport::Channel;
-use tonic::{Request, Response, Status};
-use tonic_prost::ProstCodec;
 use tower::Layer;
 
-#[derive(Clone, PartialEq, prost::Message)]
-struct Msg {
-    #[prost(string, tag = "1")]
-    text: String,
-}
+// The tests' echo service: the bench calls only its unary method.
+#[allow(dead_code)]
+#[path = "../tests/grpc/echo.rs"]
+mod echo;
 
-#[derive(Clone)]
-struct Echo;
+use echo::{unary, Echo};
 
-impl NamedService for Echo {
-    const NAME: &'static str = "bench.Echo";
-}
-
-impl tower::Service<http::Request<Body>> for Echo {
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        Box::pin(async move {
-            let svc = tower::service_fn(|r: Request<Msg>| async move {
-                Ok::<_, Status>(Response::new(r.into_inner()))
-            });
-            let mut grpc = tonic::server::Grpc::new(ProstCodec::<Msg, Msg>::default());
-            Ok(grpc.unary(svc, req).await)
-        })
-    }
-}
-
-const CONFIG: &str = r#"{"methodConfig":[{"name":[{"service":"bench.Echo"}],"timeout":"10s",
+const CONFIG: &str = r#"{"methodConfig":[{"name":[{"service":"test.Echo"}],"timeout":"10s",
   "retryPolicy":{"maxAttempts":3,"initialBackoff":"0.01s","maxBackoff":"0.1s","backoffMultiplier":2,
   "retryableStatusCodes":["UNAVAILABLE"]}}],"retryThrottling":{"maxTokens":10,"tokenRatio":0.1}}"#;
-
-async fn call<T>(transport: T) -> Result<Msg, Status>
-where
-    T: tonic::client::GrpcService<Body>,
-    T::Error: Into<harden::BoxError>,
-    T::ResponseBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    <T::ResponseBody as http_body::Body>::Error: Into<harden::BoxError> + Send,
-{
-    let mut grpc = tonic::client::Grpc::new(transport);
-    grpc.ready()
-        .await
-        .map_err(|e| Status::unavailable(e.into().to_string()))?;
-    grpc.unary(
-        Request::new(Msg {
-            text: "hello".into(),
-        }),
-        http::uri::PathAndQuery::from_static("/bench.Echo/Call"),
-        ProstCodec::<Msg, Msg>::default(),
-    )
-    .await
-    .map(Response::into_inner)
-}
 
 #[derive(Clone)]
 enum Client {
@@ -100,8 +44,8 @@ enum Client {
 impl Client {
     async fn call(&self) {
         let r = match self {
-            Client::Bare(c) => call(c.clone()).await,
-            Client::Harden(c) => call(c.clone()).await,
+            Client::Bare(c) => unary(c.clone(), "hello").await,
+            Client::Harden(c) => unary(c.clone(), "hello").await,
         };
         r.expect("the echo answers");
     }
@@ -147,7 +91,7 @@ fn row(id: &str, channel: Channel) -> Client {
         "bare" => return Client::Bare(channel),
         "harden" => CONFIG,
         "harden-timeout" => {
-            r#"{"methodConfig":[{"name":[{"service":"bench.Echo"}],"timeout":"10s"}]}"#
+            r#"{"methodConfig":[{"name":[{"service":"test.Echo"}],"timeout":"10s"}]}"#
         }
         "harden-breaker" => "{}",
         other => panic!("unknown row {other:?}"),
@@ -165,19 +109,7 @@ fn callgrind(id: &str, n: u64) {
         .build()
         .unwrap();
     rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(Echo)
-                .serve_with_incoming(TcpListenerStream::new(listener)),
-        );
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let client = row(id, channel);
+        let client = row(id, echo::serve_tonic(Echo::echoing()).await);
         for _ in 0..n {
             client.call().await;
         }
@@ -206,7 +138,7 @@ fn main() {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(Echo)
+                .add_service(Echo::echoing())
                 .serve_with_incoming(TcpListenerStream::new(listener)),
         );
         addr
@@ -218,11 +150,7 @@ fn main() {
         .build()
         .unwrap();
     clients.block_on(async move {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let channel = echo::channel(addr).await;
         let layer = GrpcLayer::builder()
             .service_config_json(CONFIG)
             .build()
@@ -269,7 +197,7 @@ fn main() {
         let start = Instant::now();
         for _ in 0..n {
             let r = match &client {
-                Client::Harden(c) => call(c.clone()).await,
+                Client::Harden(c) => unary(c.clone(), "hello").await,
                 Client::Bare(_) => unreachable!(),
             };
             assert_eq!(r.unwrap_err().code(), tonic::Code::Unavailable);

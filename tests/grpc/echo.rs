@@ -1,4 +1,5 @@
 //! A tonic service written by hand (what tonic-build would generate), with prost messages.
+//! Shared by the tests and `benches/grpc.rs` (`#[path]`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -58,15 +59,20 @@ impl Echo {
         }
     }
 
+    /// Answers each call with its own message.
+    pub(crate) fn echoing() -> Echo {
+        Echo::new(|_, r| {
+            Ok(EchoReply {
+                message: r.get_ref().message.clone(),
+            })
+        })
+    }
+
     /// Answers after `delay`.
     pub(crate) fn slow(delay: Duration) -> Echo {
         Echo {
             delay,
-            ..Echo::new(|_, r| {
-                Ok(EchoReply {
-                    message: r.get_ref().message.clone(),
-                })
-            })
+            ..Echo::echoing()
         }
     }
 
@@ -75,7 +81,7 @@ impl Echo {
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let echo = Echo {
             gate: Some(gate.clone()),
-            ..Echo::slow(Duration::ZERO)
+            ..Echo::echoing()
         };
         (echo, gate)
     }
@@ -107,7 +113,9 @@ impl tower::Service<http::Request<Body>> for Echo {
                         let this = this.clone();
                         async move {
                             let n = this.calls.fetch_add(1, Ordering::SeqCst);
-                            tokio::time::sleep(this.delay).await;
+                            if !this.delay.is_zero() {
+                                tokio::time::sleep(this.delay).await;
+                            }
                             if let Some(gate) = &this.gate {
                                 gate.acquire().await.unwrap().forget();
                             }
