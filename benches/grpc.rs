@@ -12,8 +12,9 @@
 //! Instructions per call: `HARDEN_BENCH_CALLGRIND=<row>` with `HARDEN_BENCH_REQUESTS=N` makes
 //! one row's N sequential calls on one current-thread runtime holding client and server, and
 //! exits; `benches/grpc_callgrind.sh` runs each row under `valgrind --tool=callgrind` at N and
-//! 2N calls and prints the difference over N (start-up cancels). Rows: `bare`, `harden` (the
-//! policy above), `harden-timeout` (a timeout, no retry policy), `harden-breaker` (no config).
+//! 2N calls and prints the difference over N (start-up cancels). Rows: `bare`, `bare-timeout`
+//! (tonic's own 10 s timeout per call), `harden` (the policy above), `harden-timeout` (the
+//! timeout, no retry policy), `harden-breaker` (no service config).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,7 +30,7 @@ use tower::Layer;
 #[path = "../tests/grpc/echo.rs"]
 mod echo;
 
-use echo::{unary, Echo};
+use echo::{unary, Echo, EchoReply, EchoRequest};
 
 const CONFIG: &str = r#"{"methodConfig":[{"name":[{"service":"test.Echo"}],"timeout":"10s",
   "retryPolicy":{"maxAttempts":3,"initialBackoff":"0.01s","maxBackoff":"0.1s","backoffMultiplier":2,
@@ -38,13 +39,35 @@ const CONFIG: &str = r#"{"methodConfig":[{"name":[{"service":"test.Echo"}],"time
 #[derive(Clone)]
 enum Client {
     Bare(Channel),
+    /// Bare tonic with its own timeout on each call (`Request::set_timeout`).
+    BareTimed(Channel),
     Harden(harden::tonic::GrpcClient<Channel>),
+}
+
+/// A unary call with tonic's own 10 s timeout: `grpc-timeout` and tonic's timer, no harden.
+async fn unary_timed(channel: Channel) -> Result<EchoReply, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut request = tonic::Request::new(EchoRequest {
+        message: "hello".into(),
+    });
+    request.set_timeout(Duration::from_secs(10));
+    grpc.unary(
+        request,
+        http::uri::PathAndQuery::from_static("/test.Echo/Unary"),
+        tonic_prost::ProstCodec::<EchoRequest, EchoReply>::default(),
+    )
+    .await
+    .map(tonic::Response::into_inner)
 }
 
 impl Client {
     async fn call(&self) {
         let r = match self {
             Client::Bare(c) => unary(c.clone(), "hello").await,
+            Client::BareTimed(c) => unary_timed(c.clone()).await,
             Client::Harden(c) => unary(c.clone(), "hello").await,
         };
         r.expect("the echo answers");
@@ -89,6 +112,7 @@ fn env_u64(name: &str) -> Option<u64> {
 fn row(id: &str, channel: Channel) -> Client {
     let config = match id {
         "bare" => return Client::Bare(channel),
+        "bare-timeout" => return Client::BareTimed(channel),
         "harden" => CONFIG,
         "harden-timeout" => {
             r#"{"methodConfig":[{"name":[{"service":"test.Echo"}],"timeout":"10s"}]}"#
@@ -198,7 +222,7 @@ fn main() {
         for _ in 0..n {
             let r = match &client {
                 Client::Harden(c) => unary(c.clone(), "hello").await,
-                Client::Bare(_) => unreachable!(),
+                _ => unreachable!(),
             };
             assert_eq!(r.unwrap_err().code(), tonic::Code::Unavailable);
         }

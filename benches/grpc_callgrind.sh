@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 n=${1:-1000}
 shift || true
 rows=("$@")
-[ ${#rows[@]} -gt 0 ] || rows=(bare harden harden-timeout harden-breaker)
+[ ${#rows[@]} -gt 0 ] || rows=(bare bare-timeout harden harden-timeout harden-breaker)
 bin=$(cargo bench --bench grpc --no-run 2>&1 |
     sed -n 's/.*Executable .*(\(.*\)).*/\1/p' | tail -1)
 [ -x "$bin" ] || { echo "no grpc bench binary" >&2; exit 1; }
