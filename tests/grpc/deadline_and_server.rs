@@ -283,3 +283,25 @@ async fn an_h2_grpc_client_gets_a_goaway_at_the_trigger_and_its_call_in_flight_c
         .expect("the connection closes after its last stream");
     assert!(matches!(closed, Ok(Ok(()))), "{closed:?}");
 }
+
+#[tokio::test]
+#[ignore = "Shutdown::serve sends an HTTP/2 connection accepted after the trigger its GOAWAY before its first request"]
+async fn an_h2_grpc_client_that_connects_during_the_drain_delay_is_answered() {
+    // A probe that connects after the trigger (Kubernetes opens a connection per gRPC probe)
+    // got a GOAWAY before its request and no answer at all.
+    let shutdown = shutdown();
+    let handle = shutdown.handle();
+    let addr = serve_harden(Routes::new(Echo::echoing()).into_axum_router(), shutdown).await;
+    handle.trigger();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    // Whatever the server sends first has arrived by now.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut send = send.ready().await.expect("a stream may be opened");
+    let (request, body) = raw_unary(addr);
+    let (response, mut stream) = send.send_request(request, false).unwrap();
+    stream.send_data(body, true).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::OK);
+}
