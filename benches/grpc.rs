@@ -8,94 +8,67 @@
 //! bare row ("bare again") is the run's noise floor. Repetitions are interleaved (every row once
 //! per repetition), calls per second is the median over repetitions. Knobs:
 //! `HARDEN_BENCH_QUICK=1` (smoke run), `HARDEN_BENCH_REPS`, `HARDEN_BENCH_REP_MS`.
+//!
+//! Instructions per call: `HARDEN_BENCH_CALLGRIND=<row>` with `HARDEN_BENCH_REQUESTS=N` makes
+//! one row's N sequential calls on one current-thread runtime holding client and server, and
+//! exits; `benches/grpc_callgrind.sh` runs each row under `valgrind --tool=callgrind` at N and
+//! 2N calls and prints the difference over N (start-up cancels). Rows: `bare`, `bare-timeout`
+//! (tonic's own 10 s timeout per call), `harden` (the policy above), `harden-timeout` (the
+//! timeout, no retry policy), `harden-breaker` (no service config).
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use harden::tonic::GrpcLayer;
-use tonic::body::Body;
 use tonic::codegen::tokio_stream::wrappers::TcpListenerStream;
-use tonic::server::NamedService;
 use tonic::transport::Channel;
-use tonic::{Request, Response, Status};
-use tonic_prost::ProstCodec;
 use tower::Layer;
 
-#[derive(Clone, PartialEq, prost::Message)]
-struct Msg {
-    #[prost(string, tag = "1")]
-    text: String,
-}
+// The tests' echo service: the bench calls only its unary method.
+#[allow(dead_code)]
+#[path = "../tests/grpc/echo.rs"]
+mod echo;
 
-#[derive(Clone)]
-struct Echo;
+use echo::{unary, Echo, EchoReply, EchoRequest};
 
-impl NamedService for Echo {
-    const NAME: &'static str = "bench.Echo";
-}
-
-impl tower::Service<http::Request<Body>> for Echo {
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<http::Response<Body>, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        Box::pin(async move {
-            let svc = tower::service_fn(|r: Request<Msg>| async move {
-                Ok::<_, Status>(Response::new(r.into_inner()))
-            });
-            let mut grpc = tonic::server::Grpc::new(ProstCodec::<Msg, Msg>::default());
-            Ok(grpc.unary(svc, req).await)
-        })
-    }
-}
-
-const CONFIG: &str = r#"{"methodConfig":[{"name":[{"service":"bench.Echo"}],"timeout":"10s",
+const CONFIG: &str = r#"{"methodConfig":[{"name":[{"service":"test.Echo"}],"timeout":"10s",
   "retryPolicy":{"maxAttempts":3,"initialBackoff":"0.01s","maxBackoff":"0.1s","backoffMultiplier":2,
   "retryableStatusCodes":["UNAVAILABLE"]}}],"retryThrottling":{"maxTokens":10,"tokenRatio":0.1}}"#;
-
-async fn call<T>(transport: T) -> Result<Msg, Status>
-where
-    T: tonic::client::GrpcService<Body>,
-    T::Error: Into<harden::BoxError>,
-    T::ResponseBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    <T::ResponseBody as http_body::Body>::Error: Into<harden::BoxError> + Send,
-{
-    let mut grpc = tonic::client::Grpc::new(transport);
-    grpc.ready()
-        .await
-        .map_err(|e| Status::unavailable(e.into().to_string()))?;
-    grpc.unary(
-        Request::new(Msg {
-            text: "hello".into(),
-        }),
-        http::uri::PathAndQuery::from_static("/bench.Echo/Call"),
-        ProstCodec::<Msg, Msg>::default(),
-    )
-    .await
-    .map(Response::into_inner)
-}
 
 #[derive(Clone)]
 enum Client {
     Bare(Channel),
+    /// Bare tonic with its own timeout on each call (`Request::set_timeout`).
+    BareTimed(Channel),
     Harden(harden::tonic::GrpcClient<Channel>),
+}
+
+/// A unary call with tonic's own 10 s timeout: `grpc-timeout` and tonic's timer, no harden.
+async fn unary_timed(channel: Channel) -> Result<EchoReply, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut request = tonic::Request::new(EchoRequest {
+        message: "hello".into(),
+    });
+    request.set_timeout(Duration::from_secs(10));
+    grpc.unary(
+        request,
+        http::uri::PathAndQuery::from_static("/test.Echo/Unary"),
+        tonic_prost::ProstCodec::<EchoRequest, EchoReply>::default(),
+    )
+    .await
+    .map(tonic::Response::into_inner)
 }
 
 impl Client {
     async fn call(&self) {
         let r = match self {
-            Client::Bare(c) => call(c.clone()).await,
-            Client::Harden(c) => call(c.clone()).await,
+            Client::Bare(c) => unary(c.clone(), "hello").await,
+            Client::BareTimed(c) => unary_timed(c.clone()).await,
+            Client::Harden(c) => unary(c.clone(), "hello").await,
         };
         r.expect("the echo answers");
     }
@@ -135,7 +108,42 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok()?.parse().ok()
 }
 
+/// The client of a `HARDEN_BENCH_CALLGRIND` row.
+fn row(id: &str, channel: Channel) -> Client {
+    let config = match id {
+        "bare" => return Client::Bare(channel),
+        "bare-timeout" => return Client::BareTimed(channel),
+        "harden" => CONFIG,
+        "harden-timeout" => {
+            r#"{"methodConfig":[{"name":[{"service":"test.Echo"}],"timeout":"10s"}]}"#
+        }
+        "harden-breaker" => "{}",
+        other => panic!("unknown row {other:?}"),
+    };
+    let layer = GrpcLayer::builder()
+        .service_config_json(config)
+        .build()
+        .unwrap();
+    Client::Harden(layer.layer(channel))
+}
+
+fn callgrind(id: &str, n: u64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = row(id, echo::serve_tonic(Echo::echoing()).await);
+        for _ in 0..n {
+            client.call().await;
+        }
+    });
+}
+
 fn main() {
+    if let Ok(id) = std::env::var("HARDEN_BENCH_CALLGRIND") {
+        return callgrind(&id, env_u64("HARDEN_BENCH_REQUESTS").unwrap_or(1000));
+    }
     let quick = std::env::var_os("HARDEN_BENCH_QUICK").is_some();
     let reps = env_u64("HARDEN_BENCH_REPS").unwrap_or(if quick { 1 } else { 7 }) as usize;
     let window = Duration::from_millis(env_u64("HARDEN_BENCH_REP_MS").unwrap_or(if quick {
@@ -154,7 +162,7 @@ fn main() {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(Echo)
+                .add_service(Echo::echoing())
                 .serve_with_incoming(TcpListenerStream::new(listener)),
         );
         addr
@@ -166,11 +174,7 @@ fn main() {
         .build()
         .unwrap();
     clients.block_on(async move {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let channel = echo::channel(addr).await;
         let layer = GrpcLayer::builder()
             .service_config_json(CONFIG)
             .build()
@@ -217,8 +221,8 @@ fn main() {
         let start = Instant::now();
         for _ in 0..n {
             let r = match &client {
-                Client::Harden(c) => call(c.clone()).await,
-                Client::Bare(_) => unreachable!(),
+                Client::Harden(c) => unary(c.clone(), "hello").await,
+                _ => unreachable!(),
             };
             assert_eq!(r.unwrap_err().code(), tonic::Code::Unavailable);
         }

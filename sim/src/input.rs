@@ -10,6 +10,11 @@ use serde::Deserialize;
 
 use crate::engine::{ticks, StackSettings};
 
+// The table harden's `tonic` feature reads service configs with; this package does not enable
+// that feature.
+#[path = "../../src/tonic/names.rs"]
+mod grpc_names;
+
 /// An input the simulator cannot use, with what is wrong and where.
 #[derive(Debug, Clone)]
 pub struct InputError(pub String);
@@ -140,26 +145,6 @@ pub fn grpc_to_http(code: u8) -> Option<u16> {
     })
 }
 
-const GRPC_NAMES: [&str; 17] = [
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
-
 /// Parses an outcome: an HTTP status (100–599), a gRPC code (0–16, `grpc:14` or its name such
 /// as `UNAVAILABLE`), `ok`, `error` or `timeout`.
 ///
@@ -185,7 +170,7 @@ pub fn parse_outcome(text: &str) -> Result<Recorded, String> {
         }
     }
     let upper = t.to_ascii_uppercase();
-    if let Some(i) = GRPC_NAMES.iter().position(|n| *n == upper) {
+    if let Some(i) = grpc_names::code_from_name(&upper) {
         let s = u8::try_from(i).ok().and_then(grpc_to_http);
         return s.map(Recorded::Status).ok_or_else(|| "no status".into());
     }

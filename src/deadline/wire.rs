@@ -81,7 +81,20 @@ pub fn grpc_timeout_value(d: Duration) -> HeaderValue {
         .map(|&(per, unit)| (nanos / per, unit))
         .find(|&(count, _)| count <= MAX)
         .unwrap_or((MAX, 'H'));
-    HeaderValue::from_str(&format!("{count}{unit}"))
+    // At most 8 digits and the unit, written in place: no intermediate `String`.
+    let mut buf = [0u8; 9];
+    let mut at = buf.len() - 1;
+    buf[at] = unit as u8;
+    let mut rest = count;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    HeaderValue::from_bytes(&buf[at..])
         .unwrap_or_else(|_| unreachable!("digits and an ASCII letter"))
 }
 

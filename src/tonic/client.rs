@@ -14,10 +14,10 @@ use tower_service::Service;
 use super::body::{replayable, AttemptBody, GrpcBody, Recorder};
 use super::classify::{GrpcBreakerClassifier, Throttle};
 use super::code::{headers_status, CodeSet};
-use super::config::{MethodConfig, ServiceConfig};
+use super::config::{GrpcRetryPolicy, MethodConfig, ServiceConfig};
 use super::status::{status_error, PUSHBACK};
 use crate::circuit_breaker::{CallPermit, CircuitBreaker, CircuitBreakerBuilder, Outcome};
-use crate::deadline::{Deadline, DeadlineHeader};
+use crate::deadline::{grpc_timeout_value, Deadline, DeadlineHeader, Scoped, GRPC_TIMEOUT};
 use crate::timeout::error::Elapsed;
 use crate::{BoxError, ConfigError};
 
@@ -213,6 +213,14 @@ impl<B> std::fmt::Debug for ResponseFuture<B> {
     }
 }
 
+impl<B: Send + 'static> ResponseFuture<B> {
+    fn error(error: BoxError) -> Self {
+        ResponseFuture {
+            inner: Box::pin(std::future::ready(Err(error))),
+        }
+    }
+}
+
 impl<B> Future for ResponseFuture<B> {
     type Output = Result<Response<GrpcBody<B>>, BoxError>;
 
@@ -237,14 +245,87 @@ where
     }
 
     fn call(&mut self, request: Request<tonic::body::Body>) -> ResponseFuture<B> {
-        // The service driven to readiness makes the first attempt; retries use a clone.
-        let clone = self.inner.clone();
-        let ready = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
+        let method = shared.config.method(request.uri().path());
+        // The call's deadline: the shortest of the method's timeout, the one tonic's caller set
+        // (`Request::set_timeout` writes `grpc-timeout`), and the deadline in scope. One clock
+        // read serves the check and the first attempt's `grpc-timeout`.
+        let now = tokio::time::Instant::now();
+        let own = [
+            method.and_then(MethodConfig::timeout),
+            DeadlineHeader::GrpcTimeout.read(request.headers()),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .and_then(|timeout| now.checked_add(timeout))
+        .map(Deadline::at);
+        let deadline = match (own, Deadline::current()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if deadline.is_some_and(|d| d.instant() <= now) {
+            return ResponseFuture::error(status_error(&Elapsed::new()));
+        }
+        let policy = method.and_then(|m| m.retry_policy().cloned());
+        let permit = match &shared.breaker {
+            None => None,
+            Some(breaker) => match breaker.try_acquire() {
+                Ok(permit) => Some(permit),
+                Err(open) => return ResponseFuture::error(status_error(&open)),
+            },
+        };
+        let retryable = policy.as_ref().map_or(CodeSet::default(), |p| p.retryable);
+        let settle = Settle {
+            shared: shared.clone(),
+            permit,
+            retryable,
+        };
+        // Only a call that may be retried keeps its body, its headers and a service for later
+        // attempts; the service driven to readiness makes the first.
+        let (mut request, replay) = match &policy {
+            None => (request, None),
+            Some(_) => {
+                let (parts, body) = request.into_parts();
+                let recorder = Recorder::new(body, shared.buffer_limit);
+                let first = rebuild(
+                    &parts,
+                    tonic::body::Body::new(AttemptBody::new(recorder.clone())),
+                );
+                let replay = Replay {
+                    parts,
+                    recorder,
+                    service: self.inner.clone(),
+                };
+                (first, Some(replay))
+            }
+        };
+        let first = match deadline {
+            None => self.inner.call(request),
+            Some(deadline) => {
+                // No shorter `grpc-timeout` can be there: the deadline counted the caller's.
+                request.headers_mut().insert(
+                    GRPC_TIMEOUT,
+                    grpc_timeout_value(deadline.instant().saturating_duration_since(now)),
+                );
+                deadline.sync_scope(|| self.inner.call(request))
+            }
+        };
+        let attempts = attempts(first, settle, replay, shared, policy);
         ResponseFuture {
-            inner: Box::pin(call(ready, shared, request)),
+            inner: match deadline {
+                None => Box::pin(attempts),
+                Some(deadline) => Box::pin(Within::new(deadline, attempts)),
+            },
         }
     }
+}
+
+/// What a call that may be retried keeps for its later attempts.
+struct Replay<S> {
+    parts: http::request::Parts,
+    recorder: Arc<std::sync::Mutex<Recorder>>,
+    service: S,
 }
 
 /// Holds an attempt's breaker permit until its outcome is known; dropped unsettled (a
@@ -336,47 +417,47 @@ fn rebuild(parts: &http::request::Parts, body: tonic::body::Body) -> Request<ton
     request
 }
 
-async fn call<S, B>(
-    service: S,
-    shared: Arc<Shared>,
-    request: Request<tonic::body::Body>,
-) -> Result<Response<GrpcBody<B>>, BoxError>
-where
-    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send,
-    S::Error: Into<BoxError>,
-{
-    let method = shared.config.method(request.uri().path()).cloned();
-    // The call's deadline: the shortest of the method's timeout, the one tonic's caller set
-    // (`Request::set_timeout` writes `grpc-timeout`), and the deadline in scope.
-    let own = [
-        method.as_ref().and_then(MethodConfig::timeout),
-        DeadlineHeader::GrpcTimeout.read(request.headers()),
-    ]
-    .into_iter()
-    .flatten()
-    .min()
-    .and_then(Deadline::after);
-    let deadline = match (own, Deadline::current()) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    let Some(deadline) = deadline else {
-        return attempts(service, shared, method, request).await;
-    };
-    if deadline.is_expired() {
-        return Err(status_error(&Elapsed::new()));
+pin_project_lite::pin_project! {
+    /// Attempts run with the call's deadline as the one in scope, and ended there; a named
+    /// future, so the attempts are moved once into the box rather than again at the first poll.
+    struct Within<F> {
+        #[pin]
+        inner: tokio::time::Timeout<Scoped<F>>,
+        deadline: Deadline,
     }
-    let attempts = deadline.scope(attempts(service, shared, method, request));
-    match tokio::time::timeout_at(deadline.instant(), attempts).await {
-        // A failure that arrives with the deadline (the server's own timer, started a little
-        // later, may answer in the same instant) is the deadline's.
-        Ok(Ok(response)) if failed(&response) && deadline.is_expired() => {
-            Err(status_error(&Elapsed::new()))
+}
+
+impl<F> Within<F>
+where
+    F: Future,
+{
+    fn new(deadline: Deadline, attempts: F) -> Self {
+        Within {
+            inner: tokio::time::timeout_at(deadline.instant(), deadline.scope(attempts)),
+            deadline,
         }
-        Ok(Err(_)) if deadline.is_expired() => Err(status_error(&Elapsed::new())),
-        Ok(result) => result,
-        Err(_) => Err(status_error(&Elapsed::new())),
+    }
+}
+
+impl<F, B> Future for Within<F>
+where
+    F: Future<Output = Result<Response<GrpcBody<B>>, BoxError>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let deadline = *this.deadline;
+        Poll::Ready(match std::task::ready!(this.inner.poll(cx)) {
+            // A failure that arrives with the deadline (the server's own timer, started a
+            // little later, may answer in the same instant) is the deadline's.
+            Ok(Ok(response)) if failed(&response) && deadline.is_expired() => {
+                Err(status_error(&Elapsed::new()))
+            }
+            Ok(Err(_)) if deadline.is_expired() => Err(status_error(&Elapsed::new())),
+            Ok(result) => result,
+            Err(_) => Err(status_error(&Elapsed::new())),
+        })
     }
 }
 
@@ -385,64 +466,28 @@ fn failed<B>(response: &Response<B>) -> bool {
     headers_status(response).is_some_and(|code| code != 0)
 }
 
+/// The first attempt (already sent), then the retries its policy allows.
 async fn attempts<S, B>(
-    mut service: S,
+    first: S::Future,
+    settle: Settle,
+    mut replay: Option<Replay<S>>,
     shared: Arc<Shared>,
-    method: Option<MethodConfig>,
-    request: Request<tonic::body::Body>,
+    policy: Option<GrpcRetryPolicy>,
 ) -> Result<Response<GrpcBody<B>>, BoxError>
 where
-    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Clone + Send + 'static,
+    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Send + 'static,
     S::Future: Send,
     S::Error: Into<BoxError>,
 {
-    let policy = method.and_then(|m| m.retry_policy().cloned());
-    let retryable = policy.as_ref().map_or(CodeSet::default(), |p| p.retryable);
-    let (parts, body) = request.into_parts();
-    let (mut first, recorder) = match &policy {
-        Some(_) => (None, Some(Recorder::new(body, shared.buffer_limit))),
-        None => (Some(body), None),
-    };
-    let mut attempt = 0u32;
+    let retryable = settle.retryable;
+    let mut pending = first;
+    let mut settle = settle;
+    let mut attempt = 1u32;
     let mut backoff = policy
         .as_ref()
         .map_or(Duration::ZERO, |p| p.initial_backoff);
     loop {
-        attempt += 1;
-        let permit = match &shared.breaker {
-            None => None,
-            Some(breaker) => match breaker.try_acquire() {
-                Ok(permit) => Some(permit),
-                Err(open) => return Err(status_error(&open)),
-            },
-        };
-        let settle = Settle {
-            shared: shared.clone(),
-            permit,
-            retryable,
-        };
-        let body = match (&recorder, first.take()) {
-            (_, Some(body)) => body,
-            (Some(recorder), None) => tonic::body::Body::new(AttemptBody::new(recorder.clone())),
-            (None, None) => unreachable!("a call without a recorder makes one attempt"),
-        };
-        let mut request = rebuild(&parts, body);
-        if let Some(deadline) = Deadline::current() {
-            DeadlineHeader::GrpcTimeout.write(request.headers_mut(), deadline.remaining());
-        }
-        if attempt > 1 {
-            request
-                .headers_mut()
-                .insert("grpc-previous-rpc-attempts", HeaderValue::from(attempt - 1));
-        }
-        if attempt > 1 {
-            std::future::poll_fn(|cx| service.poll_ready(cx))
-                .await
-                .map_err(Into::into)?;
-        }
-        let next = service.clone();
-        let result: Result<_, BoxError> = service.call(request).await.map_err(Into::into);
-        service = next;
+        let result: Result<_, BoxError> = pending.await.map_err(Into::into);
         let (code, push, outcome) = match result {
             Err(e) => {
                 settle.fail();
@@ -465,7 +510,7 @@ where
                 }
             },
         };
-        let Some(policy) = &policy else {
+        let (Some(policy), Some(replay)) = (&policy, &mut replay) else {
             return outcome;
         };
         let retry = code != 0
@@ -473,7 +518,7 @@ where
             && attempt < policy.max_attempts
             && push != Some(Pushback::Stop)
             && shared.throttle.as_ref().is_none_or(Throttle::allows_retry)
-            && recorder.as_deref().is_some_and(replayable);
+            && replayable(&replay.recorder);
         if !retry {
             return outcome;
         }
@@ -496,6 +541,32 @@ where
         }
         drop(outcome);
         tokio::time::sleep(delay).await;
+
+        attempt += 1;
+        let permit = match &shared.breaker {
+            None => None,
+            Some(breaker) => match breaker.try_acquire() {
+                Ok(permit) => Some(permit),
+                Err(open) => return Err(status_error(&open)),
+            },
+        };
+        settle = Settle {
+            shared: shared.clone(),
+            permit,
+            retryable,
+        };
+        let body = tonic::body::Body::new(AttemptBody::new(replay.recorder.clone()));
+        let mut request = rebuild(&replay.parts, body);
+        if let Some(deadline) = Deadline::current() {
+            DeadlineHeader::GrpcTimeout.write(request.headers_mut(), deadline.remaining());
+        }
+        request
+            .headers_mut()
+            .insert("grpc-previous-rpc-attempts", HeaderValue::from(attempt - 1));
+        std::future::poll_fn(|cx| replay.service.poll_ready(cx))
+            .await
+            .map_err(Into::into)?;
+        pending = replay.service.call(request);
     }
 }
 

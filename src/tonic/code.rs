@@ -2,31 +2,10 @@
 
 use http::HeaderMap;
 
-/// The names of gRPC's status codes, by number.
-const NAMES: [&str; 17] = [
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
+pub(crate) use super::names::code_from_name;
 
-/// A status code's number from its name (`"UNAVAILABLE"`), as a service config spells it.
-pub(crate) fn code_from_name(name: &str) -> Option<i32> {
-    NAMES.iter().position(|n| *n == name).map(|i| i as i32)
-}
+/// `grpc-status`, parsed once rather than on every lookup.
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
 
 /// A set of status codes, one bit per code (codes beyond 31 are never members).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -63,7 +42,7 @@ impl CodeSet {
 /// The `grpc-status` in `headers` (trailers, or the headers of a trailers-only answer); a value
 /// that is not a number reads as `UNKNOWN`.
 pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<i32> {
-    let value = headers.get("grpc-status")?;
+    let value = headers.get(GRPC_STATUS)?;
     Some(
         std::str::from_utf8(value.as_bytes())
             .ok()
@@ -97,6 +76,7 @@ pub(crate) fn headers_status<B>(response: &http::Response<B>) -> Option<i32> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::names::NAMES;
     use super::*;
 
     #[test]

@@ -44,7 +44,8 @@ pub const MAX_TOKENS_LIMIT: u32 = 1000;
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct ServiceConfig {
-    exact: HashMap<(String, String), Arc<MethodConfig>>,
+    /// By `service/method`, the path without its leading `/`: looked up without allocating.
+    exact: HashMap<String, Arc<MethodConfig>>,
     services: HashMap<String, Arc<MethodConfig>>,
     default: Option<Arc<MethodConfig>>,
     throttling: Option<RetryThrottling>,
@@ -347,7 +348,7 @@ impl ServiceConfig {
                     (false, false) => {
                         if config
                             .exact
-                            .insert((service, method_name), method.clone())
+                            .insert(format!("{service}/{method_name}"), method.clone())
                             .is_some()
                         {
                             return Err(duplicate());
@@ -362,16 +363,13 @@ impl ServiceConfig {
     /// The policy for a call's path (`/package.Service/Method`): the entry naming the method,
     /// else its service, else the default entry (`{}`).
     pub fn method(&self, path: &str) -> Option<&MethodConfig> {
-        let (service, method) = path
-            .strip_prefix('/')
-            .and_then(|p| p.split_once('/'))
-            .unwrap_or(("", ""));
+        let path = path.strip_prefix('/').unwrap_or("");
         if !self.exact.is_empty() {
-            // A lookup by borrowed parts would need a custom key; this map is small and rare.
-            if let Some(m) = self.exact.get(&(service.to_owned(), method.to_owned())) {
+            if let Some(m) = self.exact.get(path) {
                 return Some(m);
             }
         }
+        let service = path.split_once('/').map_or("", |(service, _)| service);
         self.services
             .get(service)
             .or(self.default.as_ref())

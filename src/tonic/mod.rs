@@ -86,6 +86,7 @@ mod code;
 mod config;
 #[cfg(feature = "axum")]
 mod health;
+mod names;
 mod status;
 
 pub use body::GrpcBody;

@@ -1,5 +1,6 @@
-//! Servers: deadlines through two gRPC hops, health during shutdown, errors as statuses, all
-//! served by harden's `Shutdown::serve` (HTTP/2) from tonic routes in an axum router.
+//! Servers: deadlines through two gRPC hops, health during shutdown, GOAWAY at the trigger,
+//! errors as statuses, all served by harden's `Shutdown::serve` (HTTP/2) from tonic routes in an
+//! axum router.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -211,4 +212,96 @@ async fn harden_rejections_reach_grpc_clients_as_statuses() {
     let addr = serve_harden(timeout_router, shutdown()).await;
     let status = unary(channel(addr).await, "x").await.unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded);
+}
+
+/// A unary `/test.Echo/Unary` request as an HTTP/2 client sends it: a length-prefixed message.
+fn raw_unary(addr: std::net::SocketAddr) -> (http::Request<()>, bytes::Bytes) {
+    let message = prost::Message::encode_to_vec(&EchoRequest {
+        message: "in flight".into(),
+    });
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    let request = http::Request::post(format!("http://{addr}/test.Echo/Unary"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    (request, frame.into())
+}
+
+#[tokio::test]
+async fn an_h2_grpc_client_gets_a_goaway_at_the_trigger_and_its_call_in_flight_completes() {
+    let (echo, gate) = Echo::gated();
+    let shutdown = shutdown();
+    let handle = shutdown.handle();
+    let addr = serve_harden(Routes::new(echo.clone()).into_axum_router(), shutdown).await;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, connection) = h2::client::handshake(tcp).await.unwrap();
+    let connection = tokio::spawn(connection);
+    let mut send = send.ready().await.unwrap();
+    let (request, body) = raw_unary(addr);
+    let (response, mut stream) = send.send_request(request, false).unwrap();
+    stream.send_data(body, true).unwrap();
+    while echo.calls.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    handle.trigger();
+    // The GOAWAY arrives with the call still held by the server; the client may open no
+    // stream on this connection from then on.
+    let refused = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match std::future::poll_fn(|cx| send.poll_ready(cx)).await {
+                Err(e) => break e,
+                Ok(()) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    })
+    .await
+    .expect("no GOAWAY reached the client after the trigger");
+    assert!(refused.is_go_away() && refused.is_remote(), "{refused:?}");
+    assert_eq!(refused.reason(), Some(h2::Reason::NO_ERROR));
+    let (request, _) = raw_unary(addr);
+    assert!(send.send_request(request, true).unwrap_err().is_go_away());
+
+    // The stream in flight was below the GOAWAY's last stream id: it is answered in full.
+    gate.add_permits(1);
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::OK);
+    let mut body = response.into_body();
+    let mut received = 0;
+    while let Some(data) = body.data().await {
+        received += data.unwrap().len();
+    }
+    assert!(received > 5, "a reply message");
+    let trailers = body.trailers().await.unwrap().expect("trailers");
+    assert_eq!(trailers["grpc-status"], "0");
+    // Then the server closes the connection cleanly.
+    let closed = tokio::time::timeout(Duration::from_secs(10), connection)
+        .await
+        .expect("the connection closes after its last stream");
+    assert!(matches!(closed, Ok(Ok(()))), "{closed:?}");
+}
+
+#[tokio::test]
+#[ignore = "Shutdown::serve sends an HTTP/2 connection accepted after the trigger its GOAWAY before its first request"]
+async fn an_h2_grpc_client_that_connects_during_the_drain_delay_is_answered() {
+    // A probe that connects after the trigger (Kubernetes opens a connection per gRPC probe)
+    // got a GOAWAY before its request and no answer at all.
+    let shutdown = shutdown();
+    let handle = shutdown.handle();
+    let addr = serve_harden(Routes::new(Echo::echoing()).into_axum_router(), shutdown).await;
+    handle.trigger();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    // Whatever the server sends first has arrived by now.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut send = send.ready().await.expect("a stream may be opened");
+    let (request, body) = raw_unary(addr);
+    let (response, mut stream) = send.send_request(request, false).unwrap();
+    stream.send_data(body, true).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::OK);
 }

@@ -1,4 +1,5 @@
 //! A tonic service written by hand (what tonic-build would generate), with prost messages.
+//! Shared by the tests and `benches/grpc.rs` (`#[path]`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -36,6 +37,8 @@ type Behaviour = dyn Fn(u32, &Request<EchoRequest>) -> Result<EchoReply, Status>
 pub(crate) struct Echo {
     behaviour: Arc<Behaviour>,
     delay: Duration,
+    /// When set, a unary call waits for a permit before it answers.
+    gate: Option<Arc<tokio::sync::Semaphore>>,
     pub(crate) calls: Arc<AtomicU32>,
     pub(crate) stream_calls: Arc<AtomicU32>,
 }
@@ -50,21 +53,37 @@ impl Echo {
         Echo {
             behaviour: Arc::new(behaviour),
             delay: Duration::ZERO,
+            gate: None,
             calls: Arc::default(),
             stream_calls: Arc::default(),
         }
+    }
+
+    /// Answers each call with its own message.
+    pub(crate) fn echoing() -> Echo {
+        Echo::new(|_, r| {
+            Ok(EchoReply {
+                message: r.get_ref().message.clone(),
+            })
+        })
     }
 
     /// Answers after `delay`.
     pub(crate) fn slow(delay: Duration) -> Echo {
         Echo {
             delay,
-            ..Echo::new(|_, r| {
-                Ok(EchoReply {
-                    message: r.get_ref().message.clone(),
-                })
-            })
+            ..Echo::echoing()
         }
+    }
+
+    /// Echoes once the returned semaphore gives each call a permit.
+    pub(crate) fn gated() -> (Echo, Arc<tokio::sync::Semaphore>) {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let echo = Echo {
+            gate: Some(gate.clone()),
+            ..Echo::echoing()
+        };
+        (echo, gate)
     }
 }
 
@@ -94,7 +113,12 @@ impl tower::Service<http::Request<Body>> for Echo {
                         let this = this.clone();
                         async move {
                             let n = this.calls.fetch_add(1, Ordering::SeqCst);
-                            tokio::time::sleep(this.delay).await;
+                            if !this.delay.is_zero() {
+                                tokio::time::sleep(this.delay).await;
+                            }
+                            if let Some(gate) = &this.gate {
+                                gate.acquire().await.unwrap().forget();
+                            }
                             (this.behaviour)(n, &r).map(Response::new)
                         }
                     });
