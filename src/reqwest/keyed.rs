@@ -99,39 +99,67 @@ pub(crate) fn plain_authority(url: &str) -> Option<(&'static str, &str, u16)> {
     } else {
         return None;
     };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..end];
-    let (host, port) = match authority.split_once(':') {
-        Some((host, "")) => (host, default),
-        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
-            (host, port.parse().ok()?)
+    // One pass over the host: non-empty labels of `[a-z0-9-]`, up to the port or the path.
+    let bytes = rest.as_bytes();
+    let (mut i, mut label) = (0, 0);
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' => {}
+            b'.' if i > label => label = i + 1,
+            b':' | b'/' | b'?' | b'#' => break,
+            _ => return None,
         }
-        Some(_) => return None,
-        None => (authority, default),
-    };
-    let plain = |label: &str| {
-        !label.is_empty()
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    };
-    if !host.split('.').all(plain) {
+        i += 1;
+    }
+    if i == label {
         return None;
     }
-    // A host whose last label is a number is an IPv4 address to `Url`, which rewrites the other
-    // forms (`127.1`, `0x7f.0.0.1`, `010.0.0.1`) to the dotted quad.
-    let last = host.rsplit('.').next().unwrap_or(host);
-    if last.bytes().all(|b| b.is_ascii_digit()) || last.starts_with("0x") {
-        let canonical = |part: &str| {
-            part.bytes().all(|b| b.is_ascii_digit())
-                && (part == "0" || !part.starts_with('0'))
-                && part.parse::<u8>().is_ok()
-        };
-        if host.split('.').count() != 4 || !host.split('.').all(canonical) {
-            return None;
+    let host = &rest[..i];
+    // A host whose last label starts with a digit may be an IPv4 address to `Url`, which
+    // rewrites its other forms (`127.1`, `0x7f.0.0.1`, `010.0.0.1`) to the dotted quad.
+    if bytes[label].is_ascii_digit() && !is_dotted_quad(host) {
+        return None;
+    }
+    let mut port = default;
+    if bytes.get(i) == Some(&b':') {
+        i += 1;
+        let start = i;
+        let mut n: u32 = 0;
+        while let Some(&b) = bytes.get(i).filter(|b| b.is_ascii_digit()) {
+            n = n * 10 + u32::from(b - b'0');
+            if n > u32::from(u16::MAX) {
+                return None;
+            }
+            i += 1;
+        }
+        if i > start {
+            port = n as u16;
         }
     }
-    Some((scheme, host, port))
+    match bytes.get(i) {
+        None | Some(b'/' | b'?' | b'#') => Some((scheme, host, port)),
+        Some(_) => None,
+    }
+}
+
+/// Whether `host` is four decimal numbers of 0–255 without leading zeros, joined by dots.
+fn is_dotted_quad(host: &str) -> bool {
+    let (mut parts, mut value, mut digits) = (0, 0u32, 0);
+    for &b in host.as_bytes().iter().chain(Some(&b'.')) {
+        if b == b'.' {
+            if digits == 0 || value > 255 {
+                return false;
+            }
+            parts += 1;
+            (value, digits) = (0, 0);
+        } else if b.is_ascii_digit() && !(digits == 1 && value == 0) && digits < 3 {
+            value = value * 10 + u32::from(b - b'0');
+            digits += 1;
+        } else {
+            return false;
+        }
+    }
+    parts == 4
 }
 
 struct Map {
@@ -429,6 +457,7 @@ mod tests {
             "http://0.0.0.0/",
             "http://host-1.internal.svc.cluster.local:8080/v1",
             "http://1a.test/",
+            "http://10.0.255.1/",
         ];
         for url in plain {
             let parsed: reqwest::Url = url.parse().unwrap();
@@ -445,6 +474,10 @@ mod tests {
             "http://0x7f.0.0.1/",
             "http://010.0.0.1/",
             "http://1.2.3.256/",
+            "http://1.2.3.4.5/",
+            "http://1.2.3/",
+            "http://1.02.3.4/",
+            "http://1.2.3.1000/",
             "http://a..test/",
             "http://a.test./",
             "http://a%2etest/",

@@ -639,7 +639,18 @@ impl RequestBuilder {
     /// # Errors
     ///
     /// [`Error`], naming the layer that stopped the request.
-    pub async fn send(self) -> Result<reqwest::Response, Error> {
+    pub fn send(self) -> impl Future<Output = Result<reqwest::Response, Error>> + Send + 'static {
+        // The request is made here, as reqwest's `send` makes it: the future holds the request,
+        // not its builder.
+        let prepared = self.prepare();
+        async move {
+            let (client, entry, request) = prepared?;
+            client.send_to(&entry, request).await
+        }
+    }
+
+    /// The request and its authority's entry, or the answer without them.
+    fn prepare(self) -> Result<(Client, Arc<Entry>, reqwest::Request), Error> {
         let client = self.client;
         let (builder, entry) = match self.inner {
             Pending::Unbuilt { method, url, entry } => {
@@ -659,6 +670,6 @@ impl RequestBuilder {
             Some(entry) if entry.serves(request.url()) => entry,
             _ => client.inner.keys.entry(request.url()),
         };
-        client.send_to(&entry, request).await
+        Ok((client, entry, request))
     }
 }
