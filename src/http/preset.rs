@@ -12,7 +12,7 @@ use crate::bulkhead::BulkheadLayer;
 use crate::circuit_breaker::{self, CircuitBreaker, CircuitBreakerLayer};
 use crate::deadline::{DeadlineCap, DeadlineHeader, PropagateDeadline, PropagateDeadlineLayer};
 use crate::retry::{Backoff, Jitter, RetryBudget, RetryLayer, RetryPolicy};
-use crate::stack::IgnoreBulkheadFull;
+use crate::stack::{IgnoreBulkheadFull, TOTAL_TIMEOUT_NAME};
 use crate::timeout::TimeoutLayer;
 use crate::{ConfigError, ResilienceLayer};
 use tower::util::Either;
@@ -47,24 +47,39 @@ pub const DEFAULT_MAX_CONCURRENT: usize = 1000;
 
 /// The layer an [`HttpLayerBuilder`] builds: the standard stack with HTTP classifiers and replay.
 /// `breaker()` is its circuit breaker.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[must_use = "a layer does nothing until it wraps a service"]
 pub struct HttpLayer {
+    /// Ended by the retry itself (its policy's `enforcing_total_timeout`), not by a layer.
+    total_timeout: Option<Duration>,
     inner: HttpResilienceLayer,
     breaker: CircuitBreaker,
     propagate: PropagateDeadlineLayer,
 }
 
-/// The [`ResilienceLayer`] inside an [`HttpLayer`]: the preset's timeouts and bulkhead can be
-/// turned off at run time (`None`), so they are tower's `option_layer`s.
+/// The [`ResilienceLayer`] inside an [`HttpLayer`]: the attempt timeout and the bulkhead can be
+/// turned off at run time (`None`), so they are tower's `option_layer`s. The total timeout is
+/// the retry's: a call answered by its first attempt, which the attempt timeout bounds, makes no
+/// timer for the total.
 type HttpResilienceLayer = ResilienceLayer<
     Identity,
-    Either<TimeoutLayer, Identity>,
+    Identity,
     RetryLayer<HttpRetryClassifier, HttpReplay>,
     CircuitBreakerLayer<IgnoreBulkheadFull<HttpBreakerClassifier>>,
     Either<BulkheadLayer, Identity>,
     Either<TimeoutLayer, Identity>,
 >;
+
+impl std::fmt::Debug for HttpLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpLayer")
+            .field("total_timeout", &self.total_timeout)
+            .field("inner", &self.inner)
+            .field("breaker", &self.breaker)
+            .field("propagate", &self.propagate)
+            .finish()
+    }
+}
 
 impl HttpLayer {
     /// A builder of the preset, on its defaults (see [`HttpLayerBuilder`]'s `# Defaults`).
@@ -309,14 +324,17 @@ impl HttpLayerBuilder {
     pub fn build(self) -> Result<HttpLayer, ConfigError> {
         self.validate()?;
         let breaker = self.breaker.clone().name(&*self.name).build()?;
+        let retry = self
+            .retry_policy()?
+            .enforcing_total_timeout(self.attempt_timeout, TOTAL_TIMEOUT_NAME);
         let inner = ResilienceLayer::builder()
-            .total_timeout(self.total_timeout)
-            .retry(self.retry_policy()?)
+            .retry(retry)
             .circuit_breaker(breaker.layer().with_classifier(self.breaker_classifier))
             .bulkhead(self.bulkhead_layer(&self.name)?)
             .attempt_timeout(self.attempt_timeout)
             .build()?;
         Ok(HttpLayer {
+            total_timeout: self.total_timeout,
             inner,
             breaker,
             propagate: PropagateDeadlineLayer::new(self.deadline_header),

@@ -46,7 +46,7 @@ pub(crate) type PerKey =
     CircuitBreakerService<BulkheadPart, IgnoreBulkheadFull<HttpBreakerClassifier>>;
 
 /// One authority's breaker and service.
-struct Entry {
+pub(crate) struct Entry {
     /// `scheme://host:port`, for error messages.
     authority: Arc<str>,
     scheme: Box<str>,
@@ -62,6 +62,104 @@ impl Entry {
     fn is(&self, scheme: &str, host: &str, port: u16) -> bool {
         self.port == port && *self.host == *host && *self.scheme == *scheme
     }
+
+    /// Whether `url` has this entry's authority.
+    pub(crate) fn serves(&self, url: &reqwest::Url) -> bool {
+        let (scheme, host, port) = Keys::parts(url);
+        self.is(scheme, host, port)
+    }
+
+    /// The authority's service, for one request.
+    pub(crate) fn service(&self) -> PerKey {
+        self.service.clone()
+    }
+
+    /// `scheme://host:port`.
+    pub(crate) fn authority(&self) -> &Arc<str> {
+        &self.authority
+    }
+
+    /// The authority's breaker.
+    pub(crate) fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+}
+
+/// The authority of `url` as `Url::parse` would read it — scheme, host, port (the scheme's
+/// default when none is written) — read without parsing the rest, for the plain forms only:
+/// `http` or `https`, a host of lower-case ASCII letters, digits, `-` and `.` (a dotted-quad
+/// IPv4 address in its canonical form, if it ends in a number), an optional decimal port.
+/// `None` for anything else (user info, IPv6, upper case, percent-encoding, IDNA, other
+/// numeric hosts), which only the full parse reads right.
+pub(crate) fn plain_authority(url: &str) -> Option<(&'static str, &str, u16)> {
+    let (scheme, rest, default) = if let Some(rest) = url.strip_prefix("http://") {
+        ("http", rest, 80)
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        ("https", rest, 443)
+    } else {
+        return None;
+    };
+    // One pass over the host: non-empty labels of `[a-z0-9-]`, up to the port or the path.
+    let bytes = rest.as_bytes();
+    let (mut i, mut label) = (0, 0);
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' => {}
+            b'.' if i > label => label = i + 1,
+            b':' | b'/' | b'?' | b'#' => break,
+            _ => return None,
+        }
+        i += 1;
+    }
+    if i == label {
+        return None;
+    }
+    let host = &rest[..i];
+    // A host whose last label starts with a digit may be an IPv4 address to `Url`, which
+    // rewrites its other forms (`127.1`, `0x7f.0.0.1`, `010.0.0.1`) to the dotted quad.
+    if bytes[label].is_ascii_digit() && !is_dotted_quad(host) {
+        return None;
+    }
+    let mut port = default;
+    if bytes.get(i) == Some(&b':') {
+        i += 1;
+        let start = i;
+        let mut n: u32 = 0;
+        while let Some(&b) = bytes.get(i).filter(|b| b.is_ascii_digit()) {
+            n = n * 10 + u32::from(b - b'0');
+            if n > u32::from(u16::MAX) {
+                return None;
+            }
+            i += 1;
+        }
+        if i > start {
+            port = n as u16;
+        }
+    }
+    match bytes.get(i) {
+        None | Some(b'/' | b'?' | b'#') => Some((scheme, host, port)),
+        Some(_) => None,
+    }
+}
+
+/// Whether `host` is four decimal numbers of 0–255 without leading zeros, joined by dots.
+fn is_dotted_quad(host: &str) -> bool {
+    let (mut parts, mut value, mut digits) = (0, 0u32, 0);
+    for &b in host.as_bytes().iter().chain(Some(&b'.')) {
+        if b == b'.' {
+            if digits == 0 || value > 255 {
+                return false;
+            }
+            parts += 1;
+            (value, digits) = (0, 0);
+        } else if b.is_ascii_digit() && !(digits == 1 && value == 0) && digits < 3 {
+            value = value * 10 + u32::from(b - b'0');
+            digits += 1;
+        } else {
+            return false;
+        }
+    }
+    parts == 4
 }
 
 struct Map {
@@ -160,6 +258,10 @@ impl Keys {
 
     fn find(&self, url: &reqwest::Url) -> Option<Arc<Entry>> {
         let (scheme, host, port) = Keys::parts(url);
+        self.find_parts(scheme, host, port)
+    }
+
+    fn find_parts(&self, scheme: &str, host: &str, port: u16) -> Option<Arc<Entry>> {
         let hash = self.hash(host, port);
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         map.entries
@@ -169,19 +271,32 @@ impl Keys {
             .cloned()
     }
 
-    /// This authority's service, created on first use, and the authority.
-    pub(crate) fn service(&self, url: &reqwest::Url) -> (PerKey, Arc<str>) {
+    /// This authority's entry, created on first use.
+    pub(crate) fn entry(&self, url: &reqwest::Url) -> Arc<Entry> {
         let now = self.now_secs();
         let entry = match self.find(url) {
             Some(entry) => entry,
             None => self.insert(url, now),
         };
+        Keys::touch(&entry, now);
+        entry
+    }
+
+    /// The entry of the authority of `url`, unparsed, if the map holds it and the URL is in a
+    /// [plain form](plain_authority).
+    pub(crate) fn find_unparsed(&self, url: &str) -> Option<Arc<Entry>> {
+        let (scheme, host, port) = plain_authority(url)?;
+        let entry = self.find_parts(scheme, host, port)?;
+        Keys::touch(&entry, self.now_secs());
+        Some(entry)
+    }
+
+    fn touch(entry: &Entry, now: u64) {
         // Relaxed: an approximate recency for eviction; nothing is published through it. The
         // load first keeps the line shared while the second does not change.
         if entry.last_used.load(Ordering::Relaxed) != now {
             entry.last_used.store(now, Ordering::Relaxed);
         }
-        (entry.service.clone(), entry.authority.clone())
     }
 
     /// This authority's breaker, if the map holds it.
@@ -329,13 +444,67 @@ mod tests {
         format!("http://host-{i}.test:8080/x").parse().unwrap()
     }
 
+    #[test]
+    fn plain_authorities_read_as_the_full_parse_reads_them() {
+        let plain = [
+            "http://a.test/x",
+            "http://a.test",
+            "https://a.test:8443?q",
+            "http://a.test:80/",
+            "http://a.test:080#f",
+            "https://a.test:/",
+            "http://127.0.0.1:3000/p",
+            "http://0.0.0.0/",
+            "http://host-1.internal.svc.cluster.local:8080/v1",
+            "http://1a.test/",
+            "http://10.0.255.1/",
+        ];
+        for url in plain {
+            let parsed: reqwest::Url = url.parse().unwrap();
+            assert_eq!(plain_authority(url), Some(Keys::parts(&parsed)), "{url}");
+        }
+        // Forms the full parse rewrites, or that it alone can read (or refuse): left to it.
+        let other = [
+            "HTTP://a.test/",
+            "http://A.test/",
+            "http://user:pw@a.test/",
+            "http://user@a.test/",
+            "http://[::1]:80/",
+            "http://127.1/",
+            "http://0x7f.0.0.1/",
+            "http://010.0.0.1/",
+            "http://1.2.3.256/",
+            "http://1.2.3.4.5/",
+            "http://1.2.3/",
+            "http://1.02.3.4/",
+            "http://1.2.3.1000/",
+            "http://a..test/",
+            "http://a.test./",
+            "http://a%2etest/",
+            "http://a.test\\x/",
+            "http:///a.test/",
+            "http:a.test/",
+            " http://a.test/",
+            "http://a.test:99999/",
+            "http://a.test:8o/",
+            "http://\u{e9}.test/",
+            "ftp://a.test/",
+            "http://a_b.test/",
+            "http://a.te\tst/",
+            "http://a.0x1g/",
+        ];
+        for url in other {
+            assert_eq!(plain_authority(url), None, "{url}");
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn one_entry_per_authority_whatever_the_path_or_default_port() {
         let k = keys(10, 10, Duration::from_secs(60));
         let a: reqwest::Url = "http://a.test/one".parse().unwrap();
         let a2: reqwest::Url = "http://a.test:80/two?q".parse().unwrap();
         let a_tls: reqwest::Url = "https://a.test/".parse().unwrap();
-        let _ = (k.service(&a), k.service(&a2), k.service(&a_tls));
+        let _ = (k.entry(&a), k.entry(&a2), k.entry(&a_tls));
         assert_eq!(k.len(), 2);
         assert_eq!(k.breaker(&a).unwrap().name(), "http/http://a.test:80");
         assert_eq!(k.breaker(&a_tls).unwrap().name(), "http/https://a.test:443");
@@ -348,8 +517,8 @@ mod tests {
         let plain: reqwest::Url = "http://a.test:8443/".parse().unwrap();
         let tls: reqwest::Url = "https://a.test:8443/".parse().unwrap();
         let long: reqwest::Url = format!("http://{}.test/", "h".repeat(80)).parse().unwrap();
-        let _ = (k.service(&plain), k.service(&tls), k.service(&long));
-        let _ = (k.service(&plain), k.service(&tls), k.service(&long));
+        let _ = (k.entry(&plain), k.entry(&tls), k.entry(&long));
+        let _ = (k.entry(&plain), k.entry(&tls), k.entry(&long));
         assert_eq!(k.len(), 3);
         assert_eq!(k.breaker(&tls).unwrap().name(), "http/https://a.test:8443");
         assert!(k.breaker(&long).unwrap().name().ends_with(".test:80"));
@@ -359,38 +528,38 @@ mod tests {
     async fn idle_entries_are_swept_and_a_full_map_drops_its_least_recently_used() {
         let k = keys(3, 10, Duration::from_secs(60));
         for i in 0..3 {
-            let _ = k.service(&url(i));
+            let _ = k.entry(&url(i));
             tokio::time::advance(Duration::from_secs(1)).await;
         }
         // Full, nothing idle: host-0, the least recently used, makes room.
-        let _ = k.service(&url(1));
-        let _ = k.service(&url(3));
+        let _ = k.entry(&url(1));
+        let _ = k.entry(&url(3));
         assert_eq!(k.len(), 3);
         assert!(k.breaker(&url(0)).is_none());
         assert!(k.breaker(&url(1)).is_some());
         // Everything idle past the timeout is swept by the next insert.
         tokio::time::advance(Duration::from_secs(61)).await;
-        let _ = k.service(&url(9));
+        let _ = k.entry(&url(9));
         assert_eq!(k.len(), 1);
     }
 
     #[tokio::test(start_paused = true)]
     async fn labels_are_bounded_and_kept_by_returning_authorities() {
         let k = keys(2, 1, Duration::from_secs(60));
-        let _ = k.service(&url(0));
-        let _ = k.service(&url(1));
+        let _ = k.entry(&url(0));
+        let _ = k.entry(&url(1));
         assert_eq!(
             k.breaker(&url(0)).unwrap().name(),
             "http/http://host-0.test:8080"
         );
         assert_eq!(k.breaker(&url(1)).unwrap().name(), "http/other");
         // host-0 is evicted, then comes back under its own label.
-        let _ = k.service(&url(1));
+        let _ = k.entry(&url(1));
         tokio::time::advance(Duration::from_secs(1)).await;
-        let _ = k.service(&url(1));
-        let _ = k.service(&url(2));
+        let _ = k.entry(&url(1));
+        let _ = k.entry(&url(2));
         assert!(k.breaker(&url(0)).is_none());
-        let _ = k.service(&url(0));
+        let _ = k.entry(&url(0));
         assert_eq!(
             k.breaker(&url(0)).unwrap().name(),
             "http/http://host-0.test:8080"

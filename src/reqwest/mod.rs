@@ -95,7 +95,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::task::{ready, Poll};
 use std::time::Duration;
 
 use tower_service::Service;
@@ -103,7 +102,6 @@ use tower_service::Service;
 use crate::circuit_breaker::CircuitBreaker;
 use crate::deadline::{Deadline, PropagateDeadlineLayer};
 use crate::http::{HttpLayer, HttpLayerBuilder, HttpReplay, HttpRetryClassifier, IDEMPOTENCY_KEY};
-use crate::metrics::Counter;
 use crate::retry::{Retry, RetryBudget, RetryPolicy};
 use crate::stack::{option_service, BoxErrors, ATTEMPT_TIMEOUT_NAME, TOTAL_TIMEOUT_NAME};
 use crate::timeout::error::Elapsed;
@@ -118,7 +116,7 @@ mod keyed;
 pub use error::{Error, ErrorKind};
 pub use keyed::{DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_AUTHORITIES, DEFAULT_MAX_LABELED_AUTHORITIES};
 
-use keyed::{Keys, PerKey};
+use keyed::{Entry, Keys, PerKey};
 
 /// `reqwest::Client::builder()` with reqwest's own retries off, so that they never multiply
 /// with harden's. The HTTP preset applies as a `tower::Layer` around the client it builds:
@@ -147,10 +145,9 @@ type Retried = Retry<PerKey, HttpRetryClassifier, HttpReplay>;
 
 struct Inner {
     http: reqwest::Client,
-    /// The retry, composed per request above the authority's service.
+    /// The retry, composed per request above the authority's service; it enforces the total
+    /// timeout.
     policy: RetryPolicy<HttpRetryClassifier, HttpReplay>,
-    /// Counts the total timeouts (`harden_timeouts_total{timeout="total"}`).
-    total_timeouts: Counter,
     keys: Arc<Keys>,
     total_timeout: Option<Duration>,
     attempt_timeout: Option<Duration>,
@@ -199,10 +196,33 @@ impl Client {
     }
 
     /// Start a request.
+    ///
+    /// While the breaker of the URL's authority rejects, nothing is built: the URL is kept as
+    /// given (its authority read, not parsed in full) until a builder method needs the request,
+    /// and [`send`](RequestBuilder::send) answers [`ErrorKind::CircuitOpen`] unless the breaker
+    /// admits the request by then.
     pub fn request(&self, method: reqwest::Method, url: impl reqwest::IntoUrl) -> RequestBuilder {
+        let entry = self.inner.keys.find_unparsed(url.as_str());
+        if let Some(entry) = entry.as_ref().filter(|e| {
+            !e.breaker()
+                .core()
+                .admits_with(|| e.breaker().core().clock.now())
+        }) {
+            return RequestBuilder {
+                client: self.clone(),
+                inner: Pending::Unbuilt {
+                    method,
+                    url: url.as_str().into(),
+                    entry: entry.clone(),
+                },
+            };
+        }
         RequestBuilder {
             client: self.clone(),
-            inner: self.inner.http.request(method, url),
+            inner: Pending::Built {
+                builder: self.inner.http.request(method, url),
+                entry,
+            },
         }
     }
 
@@ -243,78 +263,70 @@ impl Client {
     /// [`Error`], naming the layer that stopped the request.
     pub async fn execute(&self, request: reqwest::Request) -> Result<reqwest::Response, Error> {
         // Every attempt of a request goes to one authority: look it up once.
-        let (service, authority) = self.inner.keys.service(request.url());
-        let start = self
-            .inner
-            .total_timeout
-            .map(|_| tokio::time::Instant::now());
-        let mut retried: Retried = Retry::new(service, self.inner.policy.clone());
-        // The breaker is ready at once (open or not), and so are the bulkhead and reqwest.
-        let call = async {
-            std::future::poll_fn(|cx| retried.poll_ready(cx)).await?;
-            let deadline = start.zip(self.inner.total_timeout);
-            let deadline = deadline.and_then(|(start, total)| start.checked_add(total));
-            match deadline {
-                Some(deadline) => self.within_total(retried.call(request), deadline).await,
-                None => retried.call(request).await,
-            }
-        };
-        // The deadline in scope, if any, ends the call too (see `crate::deadline`).
-        let result = match Deadline::current() {
-            None => call.await,
-            Some(deadline) if deadline.is_expired() => Err(Elapsed::new().into()),
-            Some(deadline) => tokio::time::timeout_at(deadline.instant(), call)
-                .await
-                .unwrap_or_else(|_| Err(Elapsed::new().into())),
-        };
-        result.map_err(|e| self.error(e, authority, start))
+        let entry = self.inner.keys.entry(request.url());
+        self.send_to(&entry, request).await
     }
 
-    /// The retry's future under the total timeout. While its first attempt is in flight, the
-    /// attempt timeout (shorter than the total) bounds it, so the total's timer is only made
-    /// when a retry is due: a request answered at the first attempt makes one timer, not two.
-    async fn within_total(
-        &self,
-        future: <Retried as Service<reqwest::Request>>::Future,
-        deadline: tokio::time::Instant,
-    ) -> Result<reqwest::Response, BoxError> {
-        let lazy = match (self.inner.attempt_timeout, self.inner.total_timeout) {
-            (Some(attempt), Some(total)) => attempt < total,
-            _ => false,
-        };
-        let mut future = std::pin::pin!(future);
-        let mut sleep = std::pin::pin!(None::<tokio::time::Sleep>);
-        std::future::poll_fn(|cx| {
-            // The answer first: one that is ready wins over a deadline that has passed.
-            if let Poll::Ready(result) = future.as_mut().poll(cx) {
-                return Poll::Ready(result);
-            }
-            if sleep.is_none() {
-                if lazy && future.on_first_attempt() {
-                    return Poll::Pending;
-                }
-                sleep.set(Some(tokio::time::sleep_until(deadline)));
-            }
-            if let Some(timer) = sleep.as_mut().as_pin_mut() {
-                ready!(timer.poll(cx));
-            }
-            self.inner.total_timeouts.increment(1);
-            Poll::Ready(Err(Elapsed::new().into()))
-        })
-        .await
+    /// The answer to a request while `entry`'s breaker rejects, or `None` if it admits one:
+    /// what the stack would answer (the budget counts the request, the retry records it, the
+    /// breaker counts its rejection), without a copy of the request, a retry or a clock read
+    /// for a total timeout.
+    fn rejected(&self, entry: &Entry) -> Option<Error> {
+        let core = entry.breaker().core();
+        if core.admits_with(|| core.clock.now()) {
+            return None;
+        }
+        self.reject(entry)
     }
 
     #[cold]
-    fn error(
+    #[inline(never)]
+    fn reject(&self, entry: &Entry) -> Option<Error> {
+        let core = entry.breaker().core();
+        if let Some(budget) = &self.inner.budget {
+            budget.deposit();
+        }
+        self.inner.policy.metrics.done.increment(1);
+        let open = core
+            .shed(core.clock.now())
+            .into_error(core.config.rejection_name.clone());
+        Some(self.error(Box::new(open), entry.authority().clone(), false))
+    }
+
+    /// Sends `request` through the retry on its authority's service.
+    async fn send_to(
         &self,
-        e: BoxError,
-        authority: Arc<str>,
-        start: Option<tokio::time::Instant>,
-    ) -> Error {
-        let total_elapsed = match (start, self.inner.total_timeout) {
-            (Some(start), Some(total)) => start.elapsed() >= total,
-            _ => false,
+        entry: &Entry,
+        request: reqwest::Request,
+    ) -> Result<reqwest::Response, Error> {
+        if let Some(e) = self.rejected(entry) {
+            return Err(e);
+        }
+        let authority = entry.authority().clone();
+        let mut retried: Retried = Retry::new(entry.service(), self.inner.policy.clone());
+        // The retry ends the call at the total timeout (its policy enforces it); the breaker is
+        // ready at once (open or not), and so are the bulkhead and reqwest.
+        let call = async {
+            if let Err(e) = std::future::poll_fn(|cx| retried.poll_ready(cx)).await {
+                return (Err(e), false);
+            }
+            let mut future = std::pin::pin!(retried.call(request));
+            let result = std::future::poll_fn(|cx| future.as_mut().poll(cx)).await;
+            (result, future.total_elapsed())
         };
+        // The deadline in scope, if any, ends the call too (see `crate::deadline`).
+        let (result, total_elapsed) = match Deadline::current() {
+            None => call.await,
+            Some(deadline) if deadline.is_expired() => (Err(Elapsed::new().into()), false),
+            Some(deadline) => tokio::time::timeout_at(deadline.instant(), call)
+                .await
+                .unwrap_or_else(|_| (Err(Elapsed::new().into()), false)),
+        };
+        result.map_err(|e| self.error(e, authority, total_elapsed))
+    }
+
+    #[cold]
+    fn error(&self, e: BoxError, authority: Arc<str>, total_elapsed: bool) -> Error {
         Error::new(
             e,
             authority,
@@ -466,7 +478,9 @@ impl ClientBuilder {
             attempt_layer.as_ref(),
             BoxErrors::new(tower_layer::Layer::layer(&propagate, http.clone())),
         );
-        let policy = preset.retry_policy()?;
+        let policy = preset
+            .retry_policy()?
+            .enforcing_total_timeout(preset.attempt_timeout, TOTAL_TIMEOUT_NAME);
         let budget = policy.budget().cloned();
         let (total_timeout, attempt_timeout) = (preset.total_timeout, preset.attempt_timeout);
         let keys = Arc::new(
@@ -479,16 +493,10 @@ impl ClientBuilder {
             )?
             .with_registry(registry),
         );
-        let total_timeouts = crate::metrics::counter(
-            crate::metrics::names::TIMEOUTS,
-            "timeout",
-            &Arc::from(TOTAL_TIMEOUT_NAME),
-        );
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
                 policy,
-                total_timeouts,
                 keys,
                 total_timeout,
                 attempt_timeout,
@@ -503,14 +511,34 @@ impl ClientBuilder {
 #[must_use = "a request does nothing until it is sent"]
 pub struct RequestBuilder {
     client: Client,
-    inner: reqwest::RequestBuilder,
+    inner: Pending,
+}
+
+/// What a [`RequestBuilder`] holds.
+// The built request is the common case: boxing it would allocate for every request.
+#[allow(clippy::large_enum_variant)]
+enum Pending {
+    /// Started while the authority's breaker rejected: the method and the URL as given.
+    Unbuilt {
+        method: reqwest::Method,
+        url: Box<str>,
+        entry: Arc<Entry>,
+    },
+    /// reqwest's builder, and the authority's entry when it was known at the start.
+    Built {
+        builder: reqwest::RequestBuilder,
+        entry: Option<Arc<Entry>>,
+    },
 }
 
 impl std::fmt::Debug for RequestBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RequestBuilder")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("RequestBuilder");
+        match &self.inner {
+            Pending::Unbuilt { method, url, .. } => d.field("method", method).field("url", url),
+            Pending::Built { builder, .. } => d.field("inner", builder),
+        };
+        d.finish_non_exhaustive()
     }
 }
 
@@ -575,9 +603,24 @@ impl RequestBuilder {
     /// Any other `reqwest::RequestBuilder` method (`query`, `form`, `multipart` when reqwest's
     /// features for them are on).
     pub fn with(self, f: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder) -> Self {
+        let (builder, entry) = self.into_builder();
         RequestBuilder {
-            client: self.client,
-            inner: f(self.inner),
+            inner: Pending::Built {
+                builder: f(builder.1),
+                entry,
+            },
+            client: builder.0,
+        }
+    }
+
+    /// The client and reqwest's builder, made now if the request was not built.
+    fn into_builder(self) -> ((Client, reqwest::RequestBuilder), Option<Arc<Entry>>) {
+        match self.inner {
+            Pending::Unbuilt { method, url, entry } => {
+                let builder = self.client.inner.http.request(method, &*url);
+                ((self.client, builder), Some(entry))
+            }
+            Pending::Built { builder, entry } => ((self.client, builder), entry),
         }
     }
 
@@ -587,19 +630,46 @@ impl RequestBuilder {
     ///
     /// reqwest's builder error (bad URL, bad header).
     pub fn build(self) -> Result<reqwest::Request, reqwest::Error> {
-        self.inner.build()
+        (self.into_builder().0).1.build()
     }
 
-    /// Send the request through the client's stack.
+    /// Send the request through the client's stack. While the authority's breaker rejects, the
+    /// answer is [`ErrorKind::CircuitOpen`] and a request that was not built is not built.
     ///
     /// # Errors
     ///
     /// [`Error`], naming the layer that stopped the request.
-    pub async fn send(self) -> Result<reqwest::Response, Error> {
-        let (_, request) = self.inner.build_split();
-        match request {
-            Ok(request) => self.client.execute(request).await,
-            Err(e) => Err(Error::new(Box::new(e), Arc::from(""), false, (None, None))),
+    pub fn send(self) -> impl Future<Output = Result<reqwest::Response, Error>> + Send + 'static {
+        // The request is made here, as reqwest's `send` makes it: the future holds the request,
+        // not its builder.
+        let prepared = self.prepare();
+        async move {
+            let (client, entry, request) = prepared?;
+            client.send_to(&entry, request).await
         }
+    }
+
+    /// The request and its authority's entry, or the answer without them.
+    fn prepare(self) -> Result<(Client, Arc<Entry>, reqwest::Request), Error> {
+        let client = self.client;
+        let (builder, entry) = match self.inner {
+            Pending::Unbuilt { method, url, entry } => {
+                if let Some(e) = client.rejected(&entry) {
+                    return Err(e);
+                }
+                (client.inner.http.request(method, &*url), Some(entry))
+            }
+            Pending::Built { builder, entry } => (builder, entry),
+        };
+        let request = match builder.build_split().1 {
+            Ok(request) => request,
+            Err(e) => return Err(Error::new(Box::new(e), Arc::from(""), false, (None, None))),
+        };
+        // The entry found from the URL as given, unless a builder method changed the authority.
+        let entry = match entry {
+            Some(entry) if entry.serves(request.url()) => entry,
+            _ => client.inner.keys.entry(request.url()),
+        };
+        Ok((client, entry, request))
     }
 }

@@ -14,10 +14,11 @@ use tower_service::Service;
 use super::backoff::{random_u64, Backoff};
 use super::budget::BudgetHandle;
 use super::error::{BudgetExhausted, RetryAfterTooLong};
-use super::policy::{CopyRequest, RetryClassifier, RetryDecision, RetryMetrics};
+use super::policy::{CopyRequest, EnforceTotal, RetryClassifier, RetryDecision, RetryMetrics};
 use crate::clock::duration_to_nanos;
 use crate::error::is_rejection;
 use crate::metrics;
+use crate::timeout::error::Elapsed;
 use crate::BoxError;
 
 pin_project! {
@@ -64,6 +65,10 @@ pub(crate) struct Replay<S, Req, C, H> {
     pub(crate) attempts: u32,
     /// When the total timeout ends (see [`Deadline`]).
     pub(crate) deadline: Deadline,
+    /// Whether this future ends the call at the total timeout itself.
+    pub(crate) enforce_total: EnforceTotal,
+    /// Whether it did: the call's outcome is the total timeout's [`Elapsed`].
+    pub(crate) total_elapsed: bool,
     pub(crate) clock: crate::clock::Clock,
     /// The backoff timer and the previous delay, allocated by the first retry that waits and
     /// reset by later ones: a `Sleep` is over 100 bytes, which a call that is never retried
@@ -73,11 +78,14 @@ pub(crate) struct Replay<S, Req, C, H> {
 }
 
 pin_project! {
-    /// The backoff timer, and the delay the last retry waited (decorrelated jitter reads it).
+    /// The backoff timer, the delay the last retry waited (decorrelated jitter reads it), and
+    /// the total timeout's timer once it is made.
     struct Wait {
         #[pin]
         sleep: Sleep,
         previous: Duration,
+        #[pin]
+        total: Option<Sleep>,
     }
 }
 
@@ -122,8 +130,46 @@ impl Timer {
                 *self.0 = Some(Box::pin(Wait {
                     sleep: tokio::time::sleep_until(deadline),
                     previous: delay,
+                    total: None,
                 }))
             }
+        }
+    }
+
+    /// Whether the total timeout's timer is made.
+    #[inline]
+    fn has_total(&self) -> bool {
+        self.0.as_ref().is_some_and(|b| b.total.is_some())
+    }
+
+    /// Make the total timeout's timer, ending at `end`.
+    #[cold]
+    fn start_total(&mut self, end: tokio::time::Instant) {
+        match self.0.as_mut() {
+            Some(b) => b
+                .as_mut()
+                .project()
+                .total
+                .set(Some(tokio::time::sleep_until(end))),
+            None => {
+                *self.0 = Some(Box::pin(Wait {
+                    // Never polled before `start` resets it: no timer entry is made for it.
+                    sleep: tokio::time::sleep_until(end),
+                    previous: Duration::ZERO,
+                    total: Some(tokio::time::sleep_until(end)),
+                }))
+            }
+        }
+    }
+
+    /// Polls the total timeout's timer; pending while there is none.
+    fn poll_total(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match self.0.as_mut() {
+            Some(b) => match b.as_mut().project().total.as_pin_mut() {
+                Some(total) => total.poll(cx),
+                None => Poll::Pending,
+            },
+            None => Poll::Pending,
         }
     }
 
@@ -165,14 +211,83 @@ where
         }
     }
 
-    /// Whether the first attempt is still in flight: no backoff and no later attempt yet.
+    /// Whether the call ended at the total timeout this future enforces.
     #[cfg(feature = "reqwest")]
-    pub(crate) fn on_first_attempt(&self) -> bool {
-        self.replay.attempts <= 1 && matches!(self.state, State::Calling { .. })
+    pub(crate) fn total_elapsed(&self) -> bool {
+        self.replay.total_elapsed
     }
 }
 
 impl<S, Req, C, H> Replay<S, Req, C, H> {
+    /// Whether a poll that left the call pending must also poll (or make) the total's timer.
+    #[inline]
+    fn watches_total(&self) -> bool {
+        match self.enforce_total {
+            EnforceTotal::No => false,
+            EnforceTotal::Always => true,
+            EnforceTotal::AfterFirstAttempt => self.timer.has_total(),
+        }
+    }
+
+    /// Before the next attempt's backoff: make the total's timer if this future enforces the
+    /// total and has none yet, then start waiting `delay`. `false`: the total is over.
+    fn start_retry(&mut self, delay: Duration) -> bool {
+        if self.enforce_total != EnforceTotal::No && !self.timer.has_total() && !self.start_total()
+        {
+            return false;
+        }
+        self.timer.start(delay);
+        true
+    }
+
+    /// Make the total's timer at what is left of the total timeout; `false` if nothing is.
+    #[cold]
+    fn start_total(&mut self) -> bool {
+        match self.deadline.remaining(self.clock) {
+            Some(0) => false,
+            Some(left) => {
+                let now = tokio::time::Instant::now();
+                let left = Duration::from_nanos(left);
+                // As in `Timer::start`: an end past what an `Instant` holds sleeps 30 years.
+                let end = now
+                    .checked_add(left)
+                    .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
+                self.timer.start_total(end);
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// The total timeout's outcome, counted.
+    #[cold]
+    fn end_at_total<Res>(&mut self) -> Result<Res, BoxError> {
+        self.total_elapsed = true;
+        if let Some(counter) = &self.metrics.total_timeouts {
+            counter.increment(1);
+        }
+        Err(Elapsed::new().into())
+    }
+
+    /// After a poll that left the call pending: make the total's timer if it is due and poll
+    /// it. `true`, with the outcome in `out`, if the total is over.
+    #[inline(never)]
+    fn poll_total<Res>(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut Option<Result<Res, BoxError>>,
+    ) -> bool {
+        if !self.timer.has_total() && !self.start_total() {
+            *out = Some(self.end_at_total());
+            return true;
+        }
+        if self.timer.poll_total(cx).is_ready() {
+            *out = Some(self.end_at_total());
+            return true;
+        }
+        false
+    }
+
     /// The classifier's decision for an attempt's outcome; harden's rejections and the retry's
     /// own errors are never retried, whatever the classifier says.
     #[inline]
@@ -350,6 +465,11 @@ where
             StateProj::Calling { future } => match future.poll(cx) {
                 Poll::Pending => {
                     this.replay.deadline.start(this.replay.clock);
+                    if this.replay.watches_total() && this.replay.poll_total(cx, &mut out) {
+                        if let Some(result) = out {
+                            return Poll::Ready(result);
+                        }
+                    }
                     return Poll::Pending;
                 }
                 Poll::Ready(Ok(response)) => {
@@ -410,7 +530,10 @@ where
             return true;
         }
         Next::Retry(delay) => {
-            replay.timer.start(delay);
+            if !replay.start_retry(delay) {
+                *out = Some(replay.end_at_total());
+                return true;
+            }
             state.set(if delay.is_zero() {
                 State::Checking
             } else {
@@ -445,7 +568,8 @@ where
             *out = Some(result);
             true
         }
-        Poll::Pending => false,
+        // The attempt or the backoff first, as a timeout layer around the retry would.
+        Poll::Pending => replay.watches_total() && replay.poll_total(cx, out),
     }
 }
 
@@ -470,7 +594,9 @@ where
                 match replay.decide(decision) {
                     Next::Return => return Poll::Ready(result),
                     Next::Retry(delay) => {
-                        replay.timer.start(delay);
+                        if !replay.start_retry(delay) {
+                            return Poll::Ready(replay.end_at_total());
+                        }
                         state.set(if delay.is_zero() {
                             State::Checking
                         } else {

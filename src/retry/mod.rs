@@ -213,6 +213,8 @@ where
             max_attempts: policy.max_attempts,
             attempts: 1,
             deadline,
+            enforce_total: policy.enforce_total,
+            total_elapsed: false,
             clock: policy.clock,
             timer: future::Timer::new(),
             metrics: policy.metrics.clone(),

@@ -147,6 +147,8 @@ pub struct RetryPolicy<C = DefaultRetryClassifier, H = CloneRequest> {
     /// The deadline a server-requested delay is judged against, from the call's start; `None`:
     /// no deadline known.
     pub(crate) total_timeout: Option<Duration>,
+    /// Whether the retry also ends the call at `total_timeout` (see [`EnforceTotal`]).
+    pub(crate) enforce_total: EnforceTotal,
     pub(crate) clock: crate::clock::Clock,
     pub(crate) backoff: Backoff,
     pub(crate) budget: Option<RetryBudget>,
@@ -168,10 +170,27 @@ pub(crate) struct RetryMetrics {
     pub(crate) retried: metrics::Counter,
     pub(crate) gave_up: metrics::Counter,
     pub(crate) budget_exhausted: metrics::Counter,
+    /// `harden_timeouts_total` of the total timeout, when the retry enforces it.
+    pub(crate) total_timeouts: Option<metrics::Counter>,
+}
+
+/// Whether a retry ends the call at its total timeout itself, instead of a timeout layer
+/// around it: what the HTTP preset and the reqwest client do, so that a call answered by its
+/// first attempt makes no timer for the total.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EnforceTotal {
+    /// A layer around the retry enforces it (or there is none).
+    No,
+    /// From the first poll that waits: no attempt timeout shorter than the total bounds the
+    /// first attempt.
+    Always,
+    /// Only once a retry is due: while the first attempt is in flight its attempt timeout,
+    /// shorter than the total and started no later, ends it first.
+    AfterFirstAttempt,
 }
 
 impl RetryMetrics {
-    fn register(name: &str) -> metrics::Handles<RetryMetrics> {
+    fn register(name: &str, total: Option<&str>) -> metrics::Handles<RetryMetrics> {
         let name: std::sync::Arc<str> = name.into();
         let [done, retried, gave_up] = metrics::labels::RETRY_OUTCOMES;
         let attempts = |outcome| {
@@ -192,6 +211,8 @@ impl RetryMetrics {
                 "retry",
                 &name,
             ),
+            total_timeouts: total
+                .map(|label| metrics::counter(metrics::names::TIMEOUTS, "timeout", &label.into())),
         })
     }
 }
@@ -203,6 +224,7 @@ impl<C: Clone, H: Clone> Clone for RetryPolicy<C, H> {
         let mut policy = RetryPolicy {
             max_attempts: self.max_attempts,
             total_timeout: self.total_timeout,
+            enforce_total: self.enforce_total,
             clock: self.clock,
             backoff: self.backoff,
             budget: self.budget.clone(),
@@ -365,6 +387,26 @@ impl<C, H> RetryPolicy<C, H> {
     /// The total timeout server-requested delays are judged against, if known.
     pub fn total_timeout(&self) -> Option<Duration> {
         self.total_timeout
+    }
+
+    /// This policy, ending each call at its `total_timeout` itself (`attempt_timeout`: the
+    /// attempts' own timeout, if any), counted under `label` in `harden_timeouts_total`. With
+    /// an attempt timeout shorter than the total, the total's timer is made only when a retry
+    /// is due; a call answered by its first attempt makes none.
+    pub(crate) fn enforcing_total_timeout(
+        mut self,
+        attempt_timeout: Option<Duration>,
+        label: &str,
+    ) -> Self {
+        let Some(total) = self.total_timeout else {
+            return self;
+        };
+        self.enforce_total = match attempt_timeout {
+            Some(attempt) if attempt < total => EnforceTotal::AfterFirstAttempt,
+            _ => EnforceTotal::Always,
+        };
+        self.metrics = RetryMetrics::register(&self.name, Some(label));
+        self
     }
 
     /// This policy, judging server-requested delays against `total_timeout` unless it already
@@ -554,12 +596,13 @@ impl<C, H> RetryPolicyBuilder<C, H> {
         Ok(RetryPolicy {
             max_attempts: self.max_attempts,
             total_timeout: self.total_timeout,
+            enforce_total: EnforceTotal::No,
             clock: crate::clock::Clock::new(),
             backoff: self.backoff,
             budget,
             classifier: self.classifier,
             copy: self.copy,
-            metrics: RetryMetrics::register(&self.name),
+            metrics: RetryMetrics::register(&self.name, None),
             name: self.name.into(),
             tune: std::sync::Arc::new(super::tune::RetryTune::new()),
             seen: 0,

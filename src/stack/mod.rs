@@ -81,8 +81,9 @@
 //! tower's [`option_layer`](tower::util::option_layer) in the stack, whose
 //! [`Either`](tower::util::Either) service keeps the part's size and a branch whether it is on
 //! or off. The HTTP preset
-//! ([`HttpLayerBuilder`](crate::http::HttpLayerBuilder)) builds its stack that way, since each of those
-//! parts can be `None` there.
+//! ([`HttpLayerBuilder`](crate::http::HttpLayerBuilder)) builds its attempt timeout and bulkhead
+//! that way, since each can be `None` there; its total timeout is ended by its retry, which makes
+//! that timer only when a retry is due.
 //!
 //! ```
 //! use std::time::Duration;

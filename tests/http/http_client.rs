@@ -224,3 +224,64 @@ proptest! {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_total_timeout_ends_the_backoff_after_a_fast_first_attempt() {
+    // The total's timer is made when a retry is due; a backoff past the total must still end
+    // the call at the total, whatever the attempts took.
+    let (svc, log) = upstream(|_| answer(503, None));
+    let client = preset()
+        .attempt_timeout(Duration::from_secs(1))
+        .total_timeout(Duration::from_secs(5))
+        .backoff(Backoff::constant(Duration::from_secs(60)).jitter(Jitter::None))
+        .build()
+        .unwrap()
+        .layer(svc);
+    let start = Instant::now();
+    let err = client.oneshot(get()).await.unwrap_err();
+    assert!(err.is::<harden::timeout::error::Elapsed>(), "{err}");
+    assert_eq!(start.elapsed(), Duration::from_secs(5));
+    assert_eq!(log.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_total_timeout_ends_a_retry_that_outlasts_it_and_the_first_attempt_without_an_attempt_timeout(
+) {
+    // A second attempt hangs past the total (each attempt within its own timeout).
+    let slow = service_fn(|_req: Request<String>| {
+        static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        async move {
+            if n > 0 {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+            answer(503, None)
+        }
+    });
+    let client = preset()
+        .attempt_timeout(Duration::from_secs(4))
+        .total_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+        .layer(slow);
+    let start = Instant::now();
+    let err = client.oneshot(get()).await.unwrap_err();
+    assert!(err.is::<harden::timeout::error::Elapsed>(), "{err}");
+    assert_eq!(start.elapsed(), Duration::from_secs(5));
+
+    // No attempt timeout: the total bounds the first attempt itself.
+    let hang = service_fn(|_req: Request<String>| async {
+        std::future::pending::<()>().await;
+        answer(200, None)
+    });
+    let client = preset()
+        .attempt_timeout(None)
+        .total_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap()
+        .layer(hang);
+    let start = Instant::now();
+    let err = client.oneshot(get()).await.unwrap_err();
+    assert!(err.is::<harden::timeout::error::Elapsed>(), "{err}");
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+}

@@ -576,3 +576,42 @@ async fn without_an_attempt_timeout_the_total_timeout_bounds_the_first_attempt()
     assert_eq!(e.kind(), ErrorKind::TotalTimeout, "{e}");
     drop(silent);
 }
+
+#[tokio::test]
+async fn a_request_started_while_the_breaker_is_open_is_answered_then_or_sent_once_it_admits() {
+    let up = upstream(|_, _, _| status(StatusCode::OK)).await;
+    let client = client(preset(3));
+    let url = up.url("/stock");
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+    let breaker = client.breaker(&url.parse().unwrap()).unwrap();
+    breaker.force_open();
+
+    // Open at the start and at `send`: the breaker's answer, one rejection counted; the same
+    // through the plain string, a parsed `Url`, and a form only the full parse reads.
+    let upper = url.replacen("http://", "HTTP://", 1);
+    let parsed: reqwest::Url = url.parse().unwrap();
+    for e in [
+        client.get(&url).send().await.unwrap_err(),
+        client.get(parsed.clone()).send().await.unwrap_err(),
+        client.get(&upper).send().await.unwrap_err(),
+        client
+            .get(&url)
+            .header("x-a", "1")
+            .send()
+            .await
+            .unwrap_err(),
+    ] {
+        assert_eq!(e.kind(), ErrorKind::CircuitOpen, "{e}");
+        assert_eq!(e.authority(), &up.base[..]);
+    }
+    assert_eq!(breaker.stats().rejections, 4);
+    assert_eq!(up.count(), 1);
+
+    // Started while open, sent after the breaker closed: sent as built from the URL given.
+    let pending = client.get(format!("{url}?q=1")).header("x-b", "2");
+    let bare = client.get(&url);
+    breaker.reset();
+    assert_eq!(pending.send().await.unwrap().status(), 200);
+    assert_eq!(bare.send().await.unwrap().status(), 200);
+    assert_eq!(up.count(), 3);
+}
