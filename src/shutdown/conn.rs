@@ -152,8 +152,8 @@ pub(crate) async fn serve_connection<I, S>(
         let mut conn = pin!(conn);
         // HTTP/2 gets its GOAWAY at the trigger: the client learns which streams were taken and
         // opens new ones elsewhere. One accepted after the trigger gets it after its first
-        // response (hyper's graceful close before the handshake is done drops the connection
-        // unanswered), or when the drain is over if it sends nothing. HTTP/1 is told by
+        // response (sent before its first request, it leaves the client that connected to send
+        // one without an answer), or when the drain is over if it sends nothing. HTTP/1 is told by
         // `Connection: close` on its next response (the layer), and closed when the drain is
         // over, after a grace.
         let told = async {
