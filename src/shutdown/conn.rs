@@ -1,6 +1,7 @@
 //! One connection of [`Shutdown::serve`](super::Shutdown::serve): protocol detection under the
 //! header timeout, hyper's HTTP/1 or HTTP/2 connection, its graceful close (HTTP/2 at the
-//! trigger or after its first response, every connection when the drain is over), and the upgraded session it may become.
+//! trigger or after its first response, every connection when the drain is over), and the
+//! upgraded session it may become.
 
 use std::convert::Infallible;
 use std::future::Future;
