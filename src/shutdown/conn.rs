@@ -1,6 +1,7 @@
 //! One connection of [`Shutdown::serve`](super::Shutdown::serve): protocol detection under the
 //! header timeout, hyper's HTTP/1 or HTTP/2 connection, its graceful close (HTTP/2 at the
-//! trigger, every connection when the drain is over), and the upgraded session it may become.
+//! trigger or after its first response, every connection when the drain is over), and the
+//! upgraded session it may become.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,10 +22,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tower::ServiceExt;
 use tower_service::Service;
 
 use super::layer::ShutdownService;
-use super::state::Shared;
+use super::state::{Shared, Signal};
 use crate::BoxError;
 
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -128,7 +130,17 @@ pub(crate) async fn serve_connection<I, S>(
         shut: false,
         linger: None,
     });
-    let service = TowerToHyperService::new(service);
+    // An HTTP/2 connection accepted after the trigger gets its GOAWAY after its first response
+    // (see `told`), so this one is told when a response is ready.
+    let answered = (protocol == Protocol::Http2 && shared.is_shutting_down())
+        .then(|| Arc::new(Signal::default()));
+    let on_response = answered.clone();
+    let service = TowerToHyperService::new(service.map_response(move |response| {
+        if let Some(answered) = &on_response {
+            answered.fire();
+        }
+        response
+    }));
     {
         let conn = match protocol {
             Protocol::Http1 => Conn::H1 {
@@ -140,11 +152,20 @@ pub(crate) async fn serve_connection<I, S>(
         };
         let mut conn = pin!(conn);
         // HTTP/2 gets its GOAWAY at the trigger: the client learns which streams were taken and
-        // opens new ones elsewhere. HTTP/1 is told by `Connection: close` on its next response
-        // (the layer), and closed when the drain is over, after a grace.
-        let told = match protocol {
-            Protocol::Http1 => shared.closing.wait(),
-            Protocol::Http2 => shared.goaway.wait(),
+        // opens new ones elsewhere. One accepted after the trigger gets it after its first
+        // response (sent before its first request, it leaves the client that connected to send
+        // one without an answer), or when the drain is over if it sends nothing. HTTP/1 is told by
+        // `Connection: close` on its next response (the layer), and closed when the drain is
+        // over, after a grace.
+        let told = async {
+            match (protocol, &answered) {
+                (Protocol::Http1, _) => shared.closing.wait().await,
+                (Protocol::Http2, Some(answered)) => tokio::select! {
+                    () = answered.wait() => {}
+                    () = shared.closing.wait() => {}
+                },
+                (Protocol::Http2, None) => shared.goaway.wait().await,
+            }
         };
         let mut told = pin!(told);
         let mut told_fired = false;

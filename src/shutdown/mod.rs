@@ -14,7 +14,8 @@
 //!    sleep). Keep-alive is off from the trigger on, so pooled callers move to other pods while
 //!    this one still serves: every HTTP/1 response carries `Connection: close`, and every
 //!    HTTP/2 connection gets a GOAWAY (the client then knows exactly which streams were taken
-//!    and opens new ones elsewhere; streams in flight finish).
+//!    and opens new ones elsewhere; streams in flight finish), one opened after the trigger
+//!    after its first response.
 //! 2. **Refusing**: new requests get 503 + `Connection: close` + `Retry-After` and
 //!    `{"statusCode":503,"message":"server is shutting down","retryAfter":5}` (the
 //!    [exempt paths](ShutdownBuilder::exempt_path), the health probes by default, are still
@@ -66,7 +67,12 @@
 //! closed), are closed and counted there too. A connection the kernel completes after the
 //! listener's last accept is reset by the kernel (`ECONNRESET`); `serve` never saw it.
 //! **HTTP/2** has that way (GOAWAY names the last stream taken; later ones are refused and safe
-//! to retry), so it is used at the trigger. **Upgraded connections** (WebSocket) are sessions
+//! to retry), so it is used at the trigger on every connection opened before it. A connection
+//! opened after the trigger (the drain delay, when load balancers may still route to the pod
+//! and Kubernetes opens one for each gRPC probe) is served like an HTTP/1 one: its first request
+//! is answered (a 503 once refusing), and its GOAWAY follows that first response, so the client
+//! keeps the stream and opens its next ones elsewhere; one that sends nothing is closed when the
+//! drain is over. **Upgraded connections** (WebSocket) are sessions
 //! hyper no longer sees: they count from the upgrade until their IO is dropped, end through the
 //! token, and are cut at the deadline ([`Report::upgraded_aborted`]).
 //!

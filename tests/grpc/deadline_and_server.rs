@@ -285,7 +285,6 @@ async fn an_h2_grpc_client_gets_a_goaway_at_the_trigger_and_its_call_in_flight_c
 }
 
 #[tokio::test]
-#[ignore = "Shutdown::serve sends an HTTP/2 connection accepted after the trigger its GOAWAY before its first request"]
 async fn an_h2_grpc_client_that_connects_during_the_drain_delay_is_answered() {
     // A probe that connects after the trigger (Kubernetes opens a connection per gRPC probe)
     // got a GOAWAY before its request and no answer at all.
@@ -304,4 +303,23 @@ async fn an_h2_grpc_client_that_connects_during_the_drain_delay_is_answered() {
     stream.send_data(body, true).unwrap();
     let response = response.await.unwrap();
     assert_eq!(response.status(), http::StatusCode::OK);
+    let mut body = response.into_body();
+    while let Some(data) = body.data().await {
+        data.unwrap();
+    }
+    let trailers = body.trailers().await.unwrap().expect("trailers");
+    assert_eq!(trailers["grpc-status"], "0");
+    // Answered, the client is told to go elsewhere: a GOAWAY after its first response.
+    let refused = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match std::future::poll_fn(|cx| send.poll_ready(cx)).await {
+                Err(e) => break e,
+                Ok(()) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    })
+    .await
+    .expect("no GOAWAY reached the client after its first response");
+    assert!(refused.is_go_away() && refused.is_remote(), "{refused:?}");
+    assert_eq!(refused.reason(), Some(h2::Reason::NO_ERROR));
 }
