@@ -18,6 +18,7 @@
 mod judge;
 mod packed;
 mod ring;
+mod swap;
 mod time;
 
 use std::time::Duration;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use self::packed::PackedRing;
 pub(crate) use self::packed::PACKED_MAX_CALLS;
 use self::ring::CountWindow;
+pub(crate) use self::swap::Windows;
 use self::time::TimeWindow;
 use crate::stripe;
 use crate::sync::{fence, AtomicU64, Ordering};
@@ -109,6 +111,9 @@ impl Counts {
 #[derive(Debug)]
 pub(crate) struct Window {
     kind: Kind,
+    spec: WindowSpec,
+    /// The [`Windows`] version this window was installed as (0: built with the breaker).
+    version: u64,
 }
 
 #[derive(Debug)]
@@ -135,7 +140,17 @@ impl Window {
             }
             WindowSpec::Count { calls } => Kind::Count(CountWindow::new(calls, stripes)),
         };
-        Window { kind }
+        Window {
+            kind,
+            spec,
+            version: 0,
+        }
+    }
+
+    /// The [`Windows`] version it was installed as.
+    #[inline(always)]
+    pub(crate) fn version(&self) -> u64 {
+        self.version
     }
 
     /// A count window on the general ring whatever its size; lets tests and models check the
@@ -144,6 +159,8 @@ impl Window {
     pub(crate) fn count_ring(calls: u32) -> Window {
         Window {
             kind: Kind::Count(CountWindow::new(calls, 2)),
+            spec: WindowSpec::Count { calls },
+            version: 0,
         }
     }
 
