@@ -394,8 +394,14 @@ impl CircuitBreaker {
         C: crate::circuit_breaker::BreakerClassifier<T, E>,
     {
         let core = &*self.core;
-        let window = core.windows.load();
-        let window = &**window;
+        let loaded;
+        let window = match core.windows.first() {
+            Some(first) => &**first,
+            None => {
+                loaded = core.windows.load();
+                &**loaded
+            }
+        };
         let permit = core
             .try_acquire_with(window, || core.clock.now())
             .map_err(|rejection| {

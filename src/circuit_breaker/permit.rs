@@ -20,7 +20,10 @@ impl CircuitBreaker {
     /// Admits a call or rejects it, as the breaker's service does.
     pub(crate) fn try_acquire(&self) -> Result<CallPermit, CircuitOpen> {
         let core = &self.core;
-        let window = core.windows.load_full();
+        let window = match core.windows.first() {
+            Some(first) => first.clone(),
+            None => core.windows.load_full(),
+        };
         let permit = core
             .try_acquire_with(&window, || core.clock.now())
             .map_err(|rejection| rejection.into_error(core.config.rejection_name.clone()))?;

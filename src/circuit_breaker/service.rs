@@ -25,14 +25,18 @@ use crate::BoxError;
 pub(crate) struct Local<C> {
     pub(crate) core: Arc<Core>,
     pub(crate) window: std::sync::Arc<Window>,
+    /// `window`'s version, beside `core`: the check before every call reads one line.
+    version: u64,
     pub(crate) classifier: C,
     home: usize,
 }
 
 impl<C: Clone> Local<C> {
     fn here(core: Arc<Core>, classifier: C) -> Arc<Self> {
+        let window = core.windows.load_full();
         Arc::new(Local {
-            window: core.windows.load_full(),
+            version: window.version(),
+            window,
             core,
             classifier,
             home: thread_token(),
@@ -128,7 +132,7 @@ where
     #[inline(always)]
     fn call(&mut self, req: Req) -> Self::Future {
         if self.local.home != thread_token()
-            || self.local.window.version() != self.local.core.windows.version()
+            || self.local.version != self.local.core.windows.version()
         {
             self.local = Local::here(self.local.core.clone(), self.local.classifier.clone());
         }

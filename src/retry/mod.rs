@@ -130,6 +130,7 @@ pub mod future;
 mod layer;
 mod policy;
 mod settings;
+mod trace;
 mod tune;
 
 pub use backoff::{
@@ -146,6 +147,7 @@ pub use policy::{
     DEFAULT_NAME, MAX_ATTEMPTS_LIMIT,
 };
 pub use settings::{BackoffSettings, BackoffShape, RetryBudgetSettings, RetrySettings};
+pub use trace::Attempts;
 
 use future::{Replay, ResponseFuture};
 
@@ -201,6 +203,8 @@ where
         } else {
             None
         };
+        // Before the first attempt: its events belong to the call.
+        let trace = trace::Trace::start(policy.name());
         // Call the service that was driven to readiness; retries use a clone, readied afresh.
         let future = self.inner.call(request);
         let next = copy.map(|copy| (self.inner.clone(), copy));
@@ -217,7 +221,7 @@ where
             timer: future::Timer::new(),
             metrics: policy.metrics.clone(),
         };
-        ResponseFuture::new(future, replay)
+        ResponseFuture::new(future, replay, trace)
     }
 }
 

@@ -38,6 +38,24 @@ pub enum RetryDecision {
 pub trait RetryClassifier<Res> {
     /// The decision for one attempt's outcome.
     fn classify(&self, result: Result<&Res, &BoxError>) -> RetryDecision;
+
+    /// Names an attempt's outcome in the retry's `tracing` events (called only when a
+    /// subscriber listens to them). By default `response` for a response and `error: ` and the
+    /// error's message for an error; the HTTP classifier names the status.
+    fn describe(&self, result: Result<&Res, &BoxError>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match result {
+            Ok(_) => f.write_str("response"),
+            Err(e) => write!(f, "error: {e}"),
+        }
+    }
+
+    /// Sees the response the retry returns and the attempts it took, the first included. Does
+    /// nothing by default; the HTTP classifier puts [`Attempts`](super::Attempts) in the
+    /// response's extensions.
+    #[inline(always)]
+    fn returned(&self, response: &mut Res, attempts: u32) {
+        let _ = (response, attempts);
+    }
 }
 
 /// Retry every error except harden's rejections; never retry a response.

@@ -14,6 +14,7 @@
 
 use std::sync::Arc;
 
+#[cfg(not(harden_loom))]
 use arc_swap::ArcSwap;
 
 use super::{Window, WindowSpec};
@@ -24,6 +25,10 @@ pub(crate) struct Windows {
     /// The version of the window installed last; services compare their window's with it.
     version: AtomicU64,
     current: ArcSwap<Window>,
+    /// The window the breaker was built with: callers that keep no window of their own (a
+    /// synchronous call) use it without touching the `ArcSwap` until the first replacement.
+    /// Kept for the breaker's life (a replaced breaker holds one window more).
+    first: Arc<Window>,
     /// Rejections counted by the windows replaced so far.
     retired_rejections: AtomicU64,
 }
@@ -35,11 +40,19 @@ impl Windows {
 
     /// Windows starting with `window` (tests pick its stripes).
     pub(crate) fn from_window(window: Window) -> Windows {
+        let first = Arc::new(window);
         Windows {
-            version: AtomicU64::new(window.version),
-            current: ArcSwap::from_pointee(window),
+            version: AtomicU64::new(first.version),
+            current: ArcSwap::new(first.clone()),
+            first,
             retired_rejections: AtomicU64::new(0),
         }
+    }
+
+    /// The window the breaker was built with, while it is current.
+    #[inline(always)]
+    pub(crate) fn first(&self) -> Option<&Arc<Window>> {
+        (self.version() == self.first.version).then_some(&self.first)
     }
 
     /// The version of the current window.
@@ -57,7 +70,7 @@ impl Windows {
     }
 
     /// The current window, for a moment (stats, a clear).
-    pub(crate) fn load(&self) -> arc_swap::Guard<Arc<Window>> {
+    pub(crate) fn load(&self) -> Loaded {
         self.current.load()
     }
 
@@ -91,5 +104,47 @@ impl Windows {
         self.retired_rejections
             .load(Ordering::Relaxed)
             .wrapping_add(self.current.load().rejections())
+    }
+}
+
+#[cfg(not(harden_loom))]
+pub(crate) type Loaded = arc_swap::Guard<Arc<Window>>;
+
+/// Under loom, a lock stands in for the `ArcSwap`, whose own atomics loom cannot see: the models
+/// check the protocol around the swap (versions, which window a call records into), not
+/// `arc-swap` itself.
+#[cfg(harden_loom)]
+#[derive(Debug)]
+struct ArcSwap<T>(loom::sync::Mutex<Arc<T>>);
+
+#[cfg(harden_loom)]
+pub(crate) struct Loaded(Arc<Window>);
+
+#[cfg(harden_loom)]
+impl std::ops::Deref for Loaded {
+    type Target = Arc<Window>;
+    fn deref(&self) -> &Arc<Window> {
+        &self.0
+    }
+}
+
+#[cfg(harden_loom)]
+impl ArcSwap<Window> {
+    fn new(window: Arc<Window>) -> Self {
+        ArcSwap(loom::sync::Mutex::new(window))
+    }
+
+    fn load(&self) -> Loaded {
+        Loaded(self.load_full())
+    }
+
+    fn load_full(&self) -> Arc<Window> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn rcu(&self, f: impl Fn(&Arc<Window>) -> Window) -> Arc<Window> {
+        let mut current = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let next = Arc::new(f(&current));
+        std::mem::replace(&mut *current, next)
     }
 }
