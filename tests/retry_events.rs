@@ -19,10 +19,13 @@ struct SpanInfo {
     fields: String,
 }
 
-/// Every event as `(level, "field=value ...", its parent span)`, and every span.
+/// An event: its level, `"field=value ..."`, and its parent span.
+type Event = (tracing::Level, String, Option<u64>);
+
+/// Every event, and every span.
 #[derive(Clone, Default)]
 struct Capture {
-    events: Arc<Mutex<Vec<(tracing::Level, String, Option<u64>)>>>,
+    events: Arc<Mutex<Vec<Event>>>,
     spans: Arc<Mutex<Vec<SpanInfo>>>,
     stack: Arc<Mutex<Vec<u64>>>,
     next: Arc<AtomicU64>,

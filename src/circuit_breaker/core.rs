@@ -614,7 +614,7 @@ impl Core {
     }
 
     /// [`on_result`](Self::on_result) of a call that started on `window`.
-    #[cfg(test)]
+    #[cfg(all(test, harden_loom))]
     pub(crate) fn on_result_in(
         &self,
         window: &Window,
