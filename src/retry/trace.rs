@@ -19,7 +19,8 @@ use crate::BoxError;
 
 /// The number of attempts a response took, the first included: the HTTP retry path
 /// ([`HttpRetryClassifier`](crate::http::HttpRetryClassifier), so the HTTP preset and
-/// `harden::reqwest::Client`) puts it in the extensions of the response it returns.
+/// `harden::reqwest::Client`) and the gRPC layer put it in the extensions of the response they
+/// return.
 ///
 /// ```
 /// # fn f(response: http::Response<()>) {
