@@ -10,7 +10,8 @@
 //! Each layout is a module with its own docs: `time` (epoch-tagged counters per bucket, striped
 //! per thread by `crate::stripe`) with its judge cache in `judge`, `packed` (a count window of up
 //! to [`PACKED_MAX_CALLS`] calls in one word) and `ring` (larger count windows). The count-based
-//! layouts do not read the clock.
+//! layouts do not read the clock. `swap` holds the breaker's current window, replaced whole
+//! when a retune changes its shape.
 //!
 //! "The last N calls" cannot be striped, so concurrent recorders of a count window share one
 //! cache line: prefer the time-based window where throughput across threads matters.
