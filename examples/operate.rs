@@ -8,9 +8,9 @@
 //! - The service listens on 127.0.0.1:8080 (`GET /pay`, behind the `payments` breaker, and the
 //!   health probes); the admin endpoint on 127.0.0.1:9091 only, a port the service never exposes.
 //! - The settings file (default `examples/settings/service.toml`) is watched with `notify`: on
-//!   each change it is read again and every named breaker is retuned in place (state, window and
-//!   calls in flight kept). An invalid file is refused with one log line naming the setting, and
-//!   the last good settings stay.
+//!   each change it is read again and every named breaker is retuned in place (state and calls
+//!   in flight kept; the window keeps its counts unless its length changed). An invalid file is
+//!   refused with one log line naming the setting, and the last good settings stay.
 //!
 //! ```text
 //! curl -H "Authorization: Bearer s3cret" localhost:9091/breakers

@@ -33,7 +33,7 @@ use super::name::Name;
 use super::observe::Observe;
 use super::tune::Tunables;
 use super::window::Counts;
-use super::window::Window;
+use super::window::{Window, Windows};
 use super::{State, Stats};
 use crate::circuit_breaker::Outcome;
 use crate::clock::Clock;
@@ -221,7 +221,8 @@ pub(crate) struct Core {
     hot: Padded<Hot>,
     /// The run of failures while closed (the consecutive-failure rule).
     counters: Padded<Counters>,
-    window: Window,
+    /// The window; a call records into the one its service holds (see `Windows`).
+    pub(crate) windows: Windows,
     pub(crate) config: Config,
     /// The settings a running breaker can change.
     pub(crate) tune: Tunables,
@@ -243,7 +244,7 @@ impl Core {
             counters: Padded(Counters {
                 consecutive: AtomicU32::new(0),
             }),
-            window: Window::new(config.window),
+            windows: Windows::new(config.window),
             tune: Tunables::new(&config),
             observe: Observe::new(&config.name, config.listener.0.clone()),
             config,
@@ -308,17 +309,20 @@ impl Core {
 
     #[cfg(all(test, not(harden_loom)))]
     pub(crate) fn heap_bytes(&self) -> usize {
-        std::mem::size_of::<Core>() + self.window.heap_bytes() + self.config.name.len()
+        std::mem::size_of::<Core>()
+            + std::mem::size_of::<Window>()
+            + self.windows.load().heap_bytes()
+            + self.config.name.len()
     }
 
     #[cfg(all(test, harden_loom))]
     pub(crate) fn counts(&self, now: u64) -> Counts {
-        self.window.counts(now)
+        self.windows.load().counts(now)
     }
 
     pub(crate) fn stats(&self, now: u64) -> Stats {
         let state = self.state();
-        let c = self.window.counts(now);
+        let c = self.windows.load().counts(now);
         let total = c.successes + c.failures;
         let judged = total >= self.tune.volume() && total > 0;
         let pct = |n: u64| judged.then(|| n as f64 * 100.0 / total as f64);
@@ -328,7 +332,7 @@ impl Core {
             failures: c.failures,
             slow_calls: c.slow,
             // Relaxed: a statistic; no other memory depends on it.
-            rejections: self.window.rejections(),
+            rejections: self.windows.rejections(),
             failure_percentage: pct(c.failures),
             slow_call_percentage: self.tune.slow_call().and_then(|_| pct(c.slow)),
         }
@@ -378,7 +382,11 @@ impl Core {
 
     /// Admit or reject a call. `now` is read only when needed: never for a closed breaker.
     #[inline]
-    pub(crate) fn try_acquire_with(&self, now: impl FnOnce() -> u64) -> Result<Permit, Rejection> {
+    pub(crate) fn try_acquire_with(
+        &self,
+        window: &Window,
+        now: impl FnOnce() -> u64,
+    ) -> Result<Permit, Rejection> {
         // Acquire: pairs with the Release of the transition that stored this word.
         let cur = self.hot.0.word.load(Ordering::Acquire);
         if cur & TAG_MASK == 0 {
@@ -395,14 +403,15 @@ impl Core {
                     let until = self.epoch.saturating_add(until.saturating_mul(1_000));
                     if now < until {
                         // Whole microseconds, as the slow path (which works in them) reports.
-                        return Err(self.reject(Some((until - now).div_ceil(1_000) * 1_000)));
+                        let left = (until - now).div_ceil(1_000) * 1_000;
+                        return Err(self.reject(window, Some(left)));
                     }
                 }
-                self.acquire_slow(cur, now)
+                self.acquire_slow(window, cur, now)
             }
             // No clock read for a forced-open breaker: nothing about it depends on time.
-            State::ForcedOpen => Err(self.reject(None)),
-            _ => self.acquire_slow(cur, now()),
+            State::ForcedOpen => Err(self.reject(window, None)),
+            _ => self.acquire_slow(window, cur, now()),
         }
     }
 
@@ -430,7 +439,7 @@ impl Core {
     /// not polled): counted and reported like any rejection, with the time until the next probe
     /// as the breaker stands now (zero if it would admit one already).
     #[inline]
-    pub(crate) fn shed(&self, now: u64) -> Rejection {
+    pub(crate) fn shed(&self, window: &Window, now: u64) -> Rejection {
         // Acquire: as in `admits_with`.
         let cur = self.hot.0.word.load(Ordering::Acquire);
         if tag_state(cur) == State::Open {
@@ -438,10 +447,10 @@ impl Core {
                 let until = self.epoch.saturating_add(until.saturating_mul(1_000));
                 // Whole microseconds, as `try_acquire_with` reports.
                 let left = until.saturating_sub(now).div_ceil(1_000) * 1_000;
-                return self.reject(Some(left));
+                return self.reject(window, Some(left));
             }
         }
-        self.reject(self.peek(cur, now).err().unwrap_or(Some(0)))
+        self.reject(window, self.peek(cur, now).err().unwrap_or(Some(0)))
     }
 
     /// What [`acquire_slow`](Self::acquire_slow) would decide for word `cur` at `now`, without
@@ -476,12 +485,12 @@ impl Core {
     /// [`try_acquire_with`](Self::try_acquire_with) with a known `now`.
     #[cfg(test)]
     pub(crate) fn try_acquire(&self, now: u64) -> Result<Permit, CircuitOpen> {
-        self.try_acquire_with(|| now)
+        self.try_acquire_with(&self.windows.load(), || now)
             .map_err(|rejection| rejection.into_error(self.config.rejection_name.clone()))
     }
 
     #[cold]
-    fn acquire_slow(&self, mut cur: u64, now: u64) -> Result<Permit, Rejection> {
+    fn acquire_slow(&self, window: &Window, mut cur: u64, now: u64) -> Result<Permit, Rejection> {
         let now_us = self.us(now);
         loop {
             let w = Word::unpack(cur);
@@ -489,20 +498,20 @@ impl Core {
             let next = match w.state {
                 State::Closed => return Ok(permit(w.gen, Kind::Closed)),
                 State::Disabled => return Ok(permit(w.gen, Kind::Passthrough)),
-                State::ForcedOpen => return Err(self.reject(None)),
+                State::ForcedOpen => return Err(self.reject(window, None)),
                 State::Open => match self.aux_for(w.gen) {
                     Some(until) if now_us >= until => Word {
                         inflight: 1,
                         ..w.next(State::HalfOpen)
                     },
-                    Some(until) => return Err(self.reject(Some((until - now_us) * 1_000))),
+                    Some(until) => return Err(self.reject(window, Some((until - now_us) * 1_000))),
                     // The opener has not published the deadline yet: it opened just now. Publish
                     // that deadline ourselves, so a stalled opener cannot keep the breaker open.
                     None => {
                         let open = self.tune.open_duration(w.reopens, now);
                         let until = self.us_ceil(now.saturating_add(open));
                         self.publish_aux(w.gen, until);
-                        return Err(self.reject(Some((until - now_us) * 1_000)));
+                        return Err(self.reject(window, Some((until - now_us) * 1_000)));
                     }
                 },
                 State::HalfOpen if w.inflight < self.tune.half_open_max_calls() => Word {
@@ -520,12 +529,12 @@ impl Core {
                         },
                         Some(active) => {
                             let left = active.saturating_add(bound) - now_us;
-                            return Err(self.reject(Some(left * 1_000)));
+                            return Err(self.reject(window, Some(left * 1_000)));
                         }
                         // No activity published for this generation yet: it is "just now".
                         None => {
                             self.publish_aux(w.gen, now_us);
-                            return Err(self.reject(Some(self.tune.max_probe())));
+                            return Err(self.reject(window, Some(self.tune.max_probe())));
                         }
                     }
                 }
@@ -555,8 +564,8 @@ impl Core {
     }
 
     #[inline]
-    fn reject(&self, retry_after_nanos: Option<u64>) -> Rejection {
-        self.window.count_rejection();
+    fn reject(&self, window: &Window, retry_after_nanos: Option<u64>) -> Rejection {
+        window.count_rejection();
         self.observe.rejected();
         let rejection = Rejection(retry_after_nanos.unwrap_or(u64::MAX));
         if tracing::enabled!(tracing::Level::DEBUG) || self.observe.has_listener() {
@@ -582,8 +591,8 @@ impl Core {
     /// Record and judge a finished call, reading the breaker's clock only if something needs it
     /// (a closed success into a count window needs none).
     #[inline(always)]
-    pub(crate) fn finish(&self, permit: Permit, start: u64, outcome: Outcome) {
-        self.on_result_with(permit, start, outcome, || self.clock.now());
+    pub(crate) fn finish(&self, window: &Window, permit: Permit, start: u64, outcome: Outcome) {
+        self.on_result_with(window, permit, start, outcome, || self.clock.now());
     }
 
     /// The start time of an admitted call for the slow-call rule, read only when the rule is on
@@ -601,12 +610,26 @@ impl Core {
     /// Record and judge a call admitted at `start` that ended at `now`.
     #[cfg(test)]
     pub(crate) fn on_result(&self, permit: Permit, start: u64, outcome: Outcome, now: u64) {
-        self.on_result_with(permit, start, outcome, || now);
+        self.on_result_with(&self.windows.load(), permit, start, outcome, || now);
+    }
+
+    /// [`on_result`](Self::on_result) of a call that started on `window`.
+    #[cfg(all(test, harden_loom))]
+    pub(crate) fn on_result_in(
+        &self,
+        window: &Window,
+        permit: Permit,
+        start: u64,
+        outcome: Outcome,
+        now: u64,
+    ) {
+        self.on_result_with(window, permit, start, outcome, || now);
     }
 
     #[inline(always)]
     fn on_result_with(
         &self,
+        window: &Window,
         permit: Permit,
         start: u64,
         outcome: Outcome,
@@ -619,15 +642,22 @@ impl Core {
             // Acquire: pairs with the Release of transitions (a reset's window clear happens before).
             let cur = self.hot.0.word.load(Ordering::Acquire);
             if cur & TAG_MASK == 0 && gen_of(cur) == permit.gen {
-                self.window.record_with(now, false, false);
+                window.record_with(now, false, false);
             }
             return;
         }
-        self.on_result_slow(permit, start, outcome, now());
+        self.on_result_slow(window, permit, start, outcome, now());
     }
 
     #[inline(never)]
-    fn on_result_slow(&self, permit: Permit, start: u64, outcome: Outcome, now: u64) {
+    fn on_result_slow(
+        &self,
+        window: &Window,
+        permit: Permit,
+        start: u64,
+        outcome: Outcome,
+        now: u64,
+    ) {
         let slow = match self.tune.slow_call() {
             Some((threshold, _)) => now.saturating_sub(start) >= threshold,
             None => false,
@@ -646,27 +676,31 @@ impl Core {
                 };
                 self.probe_done(permit.gen, failed, now);
             }
-            Kind::Closed => self.closed_done(permit.gen, outcome, slow, now),
+            Kind::Closed => self.closed_done(window, permit.gen, outcome, slow, now),
         }
     }
 
     #[inline]
-    fn closed_done(&self, gen: u32, outcome: Outcome, slow: bool, now: u64) {
+    fn closed_done(&self, window: &Window, gen: u32, outcome: Outcome, slow: bool, now: u64) {
         // Acquire: pairs with the Release of transitions (a reset's window clear happens before).
         let cur = self.hot.0.word.load(Ordering::Acquire);
         if cur & TAG_MASK != 0 || gen_of(cur) != gen || outcome == Outcome::Ignored {
             return;
         }
+        // A call that started on a replaced window is counted in neither (see `Windows`).
+        if window.version() != self.windows.version() {
+            return;
+        }
         let failure = outcome == Outcome::Failure;
-        self.window.record(now, failure, slow);
+        window.record(now, failure, slow);
         if failure || slow || self.tune.consecutive_failures().is_some() {
-            self.judge(cur, failure, slow, now);
+            self.judge(window, cur, failure, slow, now);
         }
     }
 
     /// After a closed call of word `cur` was recorded: trip if the rules say so.
     #[inline(never)]
-    fn judge(&self, cur: u64, failure: bool, slow: bool, now: u64) {
+    fn judge(&self, window: &Window, cur: u64, failure: bool, slow: bool, now: u64) {
         let mut trip = false;
         if let Some(n) = self.tune.consecutive_failures() {
             if failure {
@@ -690,11 +724,9 @@ impl Core {
             // Of two concurrent judges at least one sees the other's record, so two racing
             // failures that together reach the threshold cannot both miss it (the window's
             // `judge_counts` orders its reads after our record).
-            let c = self
-                .window
-                .judge_counts(now, self.tune.slow_call().is_some(), |c: &Counts| {
-                    self.over(c)
-                });
+            let c = window.judge_counts(now, self.tune.slow_call().is_some(), |c: &Counts| {
+                self.over(c)
+            });
             let total = c.successes + c.failures;
             if total >= self.tune.volume() && total > 0 {
                 self.observe.judged(c.failures as f64 / total as f64);
@@ -750,7 +782,7 @@ impl Core {
                 },
                 Some(false) if w.successes + 1 >= self.tune.half_open_max_calls() => {
                     // Cleared before closing so the new closed generation starts empty.
-                    self.window.clear();
+                    self.windows.load().clear();
                     // Relaxed: the transition's Release below publishes it.
                     self.counters.0.consecutive.store(0, Ordering::Relaxed);
                     Word {
@@ -835,7 +867,7 @@ impl Core {
     }
 
     fn clear_counts(&self) {
-        self.window.clear();
+        self.windows.load().clear();
         // Relaxed: published by the Release of the CAS that follows (or preceded) it.
         self.counters.0.consecutive.store(0, Ordering::Relaxed);
     }

@@ -131,7 +131,7 @@ where
                     if let Some(started) = guard.started {
                         core.observe.duration(started.elapsed());
                     }
-                    core.finish(permit, guard.start, outcome);
+                    core.finish(&guard.local.window, permit, guard.start, outcome);
                 }
                 Poll::Ready(result.map_err(Into::into))
             }

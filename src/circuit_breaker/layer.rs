@@ -55,7 +55,7 @@ impl<C> CircuitBreakerLayer<C> {
 
     /// Length of a time-based window; `None` for a count-based one.
     pub(crate) fn window_length(&self) -> Option<std::time::Duration> {
-        match self.breaker.core().config.window {
+        match self.breaker.core().windows.spec() {
             super::window::WindowSpec::Time { window, .. } => Some(window),
             super::window::WindowSpec::Count { .. } => None,
         }

@@ -147,3 +147,50 @@ fn loom_reader_racing_the_opener_never_leaves_open_without_a_deadline() {
         );
     });
 }
+
+#[test]
+fn loom_a_new_window_never_holds_a_call_that_started_on_the_old_one() {
+    use super::window::WindowSpec;
+    model(|| {
+        let core = core(
+            CircuitBreakerBuilder::new()
+                .volume_threshold(2)
+                .error_threshold_percentage(50.0),
+        );
+        // A call admitted on the window its service holds, failing while two changes race.
+        let window = core.windows.load_full();
+        let permit = core.try_acquire_with(&window, || 0).expect("closed admits");
+        let caller = {
+            let core = core.clone();
+            thread::spawn(move || core.on_result_in(&window, permit, 0, Outcome::Failure, MS))
+        };
+        let changers: Vec<_> = [2, 4]
+            .into_iter()
+            .map(|secs| {
+                let core = core.clone();
+                thread::spawn(move || {
+                    core.windows.replace(WindowSpec::Time {
+                        window: Duration::from_secs(secs),
+                        buckets: 1,
+                    })
+                })
+            })
+            .collect();
+        caller.join().unwrap();
+        for t in changers {
+            t.join().unwrap();
+        }
+        let current = core.windows.load();
+        assert_eq!(
+            core.windows.version(),
+            current.version(),
+            "services compare against the window that is current"
+        );
+        assert_eq!(current.counts(MS).calls(), 0, "the new window starts empty");
+        assert_eq!(
+            core.state(),
+            State::Closed,
+            "one failure is under the volume"
+        );
+    });
+}

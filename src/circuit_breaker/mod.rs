@@ -307,7 +307,7 @@ impl CircuitBreaker {
     /// The breaker's settings now, as plain data (see [`CircuitBreakerSettings`]).
     pub fn settings(&self) -> CircuitBreakerSettings {
         let mut s = CircuitBreakerSettings::from_config(&self.core.config);
-        s.retuned(&self.core.tune);
+        s.retuned(&self.core.tune, self.core.windows.spec());
         s
     }
 
@@ -394,8 +394,16 @@ impl CircuitBreaker {
         C: crate::circuit_breaker::BreakerClassifier<T, E>,
     {
         let core = &*self.core;
+        let loaded;
+        let window = match core.windows.first() {
+            Some(first) => &**first,
+            None => {
+                loaded = core.windows.load();
+                &**loaded
+            }
+        };
         let permit = core
-            .try_acquire_with(|| core.clock.now())
+            .try_acquire_with(window, || core.clock.now())
             .map_err(|rejection| {
                 CallError::Rejected(rejection.into_error(core.config.rejection_name.clone()))
             })?;
@@ -403,7 +411,7 @@ impl CircuitBreaker {
         if permit.kind() != self::core::Kind::Probe {
             // Closed and pass-through calls hold no slot: nothing to give back if `f` unwinds.
             let result = f();
-            core.finish(permit, start, classifier.classify(result.as_ref()));
+            core.finish(window, permit, start, classifier.classify(result.as_ref()));
             return result.map_err(CallError::Inner);
         }
         // Gives a probe slot back if `f` unwinds; defused once the result is recorded.
@@ -426,7 +434,7 @@ impl CircuitBreaker {
         // BreakerClassifier while the guard still holds the permit: a classifier that panics frees the slot.
         let outcome = classifier.classify(result.as_ref());
         if let Some(permit) = guard.permit.take() {
-            core.finish(permit, start, outcome);
+            core.finish(window, permit, start, outcome);
         }
         result.map_err(CallError::Inner)
     }
@@ -460,7 +468,10 @@ mod tests {
         );
         #[cfg(not(feature = "metrics"))]
         {
-            let bytes = std::mem::size_of::<core::Core>() + widest.heap_bytes() + "default".len();
+            let bytes = std::mem::size_of::<core::Core>()
+                + std::mem::size_of::<window::Window>()
+                + widest.heap_bytes()
+                + "default".len();
             assert!(
                 bytes <= 2048,
                 "{bytes} bytes with {} stripes",

@@ -3,6 +3,7 @@
 
 use super::core::{Core, Permit};
 use super::error::CircuitOpen;
+use super::window::Window;
 use super::{CircuitBreaker, Outcome};
 use crate::sync::Arc;
 
@@ -10,6 +11,7 @@ use crate::sync::Arc;
 /// (a cancelled call) frees a half-open probe slot without counting anything.
 pub(crate) struct CallPermit {
     core: Arc<Core>,
+    window: std::sync::Arc<Window>,
     permit: Option<Permit>,
     start: u64,
 }
@@ -18,12 +20,17 @@ impl CircuitBreaker {
     /// Admits a call or rejects it, as the breaker's service does.
     pub(crate) fn try_acquire(&self) -> Result<CallPermit, CircuitOpen> {
         let core = &self.core;
+        let window = match core.windows.first() {
+            Some(first) => first.clone(),
+            None => core.windows.load_full(),
+        };
         let permit = core
-            .try_acquire_with(|| core.clock.now())
+            .try_acquire_with(&window, || core.clock.now())
             .map_err(|rejection| rejection.into_error(core.config.rejection_name.clone()))?;
         Ok(CallPermit {
             start: core.call_start(),
             core: core.clone(),
+            window,
             permit: Some(permit),
         })
     }
@@ -33,7 +40,7 @@ impl CallPermit {
     /// Records the call's outcome.
     pub(crate) fn finish(mut self, outcome: Outcome) {
         if let Some(permit) = self.permit.take() {
-            self.core.finish(permit, self.start, outcome);
+            self.core.finish(&self.window, permit, self.start, outcome);
         }
     }
 }

@@ -5,6 +5,7 @@ use tower_service::Service;
 
 use super::core::Core;
 use super::future::{Guard, ResponseFuture};
+use super::window::Window;
 use super::CircuitBreaker;
 use crate::circuit_breaker::BreakerClassifier;
 use crate::stripe::thread_token;
@@ -18,15 +19,24 @@ use crate::BoxError;
 /// allocates nothing, which matters to a retry that clones its inner service per call), and a
 /// service called on another thread first takes a `Local` of its own there (once per service per
 /// thread it moves to; axum's per-connection clones pay it on their first request).
+///
+/// A `Local` also holds the breaker's window as it was when the `Local` was made; a service whose
+/// window was replaced since takes a new `Local` before its next call (see `Windows`).
 pub(crate) struct Local<C> {
     pub(crate) core: Arc<Core>,
+    pub(crate) window: std::sync::Arc<Window>,
+    /// `window`'s version, beside `core`: the check before every call reads one line.
+    version: u64,
     pub(crate) classifier: C,
     home: usize,
 }
 
 impl<C: Clone> Local<C> {
     fn here(core: Arc<Core>, classifier: C) -> Arc<Self> {
+        let window = core.windows.load_full();
         Arc::new(Local {
+            version: window.version(),
+            window,
             core,
             classifier,
             home: thread_token(),
@@ -121,18 +131,20 @@ where
 
     #[inline(always)]
     fn call(&mut self, req: Req) -> Self::Future {
-        if self.local.home != thread_token() {
+        if self.local.home != thread_token()
+            || self.local.version != self.local.core.windows.version()
+        {
             self.local = Local::here(self.local.core.clone(), self.local.classifier.clone());
         }
         let core = &self.local.core;
         if !self.inner_ready {
             // `poll_ready` found the breaker rejecting and left the inner service unpolled.
             return ResponseFuture::rejected(
-                core.shed(core.clock.now()),
+                core.shed(&self.local.window, core.clock.now()),
                 core.config.rejection_name.clone(),
             );
         }
-        match core.try_acquire_with(|| core.clock.now()) {
+        match core.try_acquire_with(&self.local.window, || core.clock.now()) {
             Ok(permit) => {
                 self.inner_ready = false;
                 // The guard first: it reads the start time before the inner `call` does any work.

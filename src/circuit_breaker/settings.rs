@@ -190,9 +190,17 @@ impl CircuitBreakerSettings {
         self.builder().validate().map(drop)
     }
 
-    /// Takes the values a running breaker may have changed.
-    pub(crate) fn retuned(&mut self, tune: &super::tune::Tunables) {
+    /// Takes the values a running breaker may have changed: its tunables and its window.
+    pub(crate) fn retuned(&mut self, tune: &super::tune::Tunables, window: WindowSpec) {
         let nanos = Duration::from_nanos;
+        match window {
+            WindowSpec::Time { window, buckets } => {
+                self.rolling_window = window;
+                self.rolling_window_buckets = buckets;
+                self.count_window = None;
+            }
+            WindowSpec::Count { calls } => self.count_window = Some(calls),
+        }
         self.error_threshold_percentage = tune.threshold();
         self.volume_threshold = u32::try_from(tune.volume()).unwrap_or(u32::MAX);
         self.reset_timeout = nanos(tune.reset_timeout());

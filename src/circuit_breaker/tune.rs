@@ -151,8 +151,13 @@ impl super::CircuitBreaker {
     /// - `consecutive_failures`: a changed rule starts its run of failures at zero.
     /// - the slow-call `duration_threshold`: for calls admitted from now on (a call admitted
     ///   while the rule was off is never slow).
-    /// - the window (`rolling_window`, `rolling_window_buckets`, `count_window`) and
-    ///   `record_latency` are fixed when the breaker is built: a change to them is refused.
+    /// - the window's shape (`rolling_window`, `rolling_window_buckets`, `count_window`): a new
+    ///   shape clears the window — counts start from zero, and calls in flight across the change
+    ///   are counted in neither window — while the state is kept: a closed breaker stays closed
+    ///   (and its run of consecutive failures starts at zero), an open one keeps its deadline, a
+    ///   half-open one its probes. Calls are not paused: each service moves to the new window on
+    ///   its next call.
+    /// - `record_latency` is fixed when the breaker is built: a change to it is refused.
     ///
     /// The state (forced open, disabled, …) is kept; see [`reset`](Self::reset) to clear it.
     ///
@@ -172,30 +177,24 @@ impl super::CircuitBreaker {
     /// # Errors
     ///
     /// The builder's [`ConfigError`](crate::ConfigError) for a setting outside its range, or
-    /// one naming the window or `record_latency` when they differ from the breaker's; the
-    /// breaker then keeps its settings.
+    /// one naming `record_latency` when it differs from the breaker's; the breaker then keeps
+    /// its settings.
     pub fn retune(
         &self,
         settings: &super::CircuitBreakerSettings,
     ) -> Result<(), crate::ConfigError> {
         let core = self.core();
-        let now = self.settings();
-        if settings.count_window != now.count_window {
-            return Err(fixed("count_window"));
-        }
-        if settings.count_window.is_none()
-            && (settings.rolling_window, settings.rolling_window_buckets)
-                != (now.rolling_window, now.rolling_window_buckets)
-        {
-            return Err(fixed("rolling_window"));
-        }
-        if settings.record_latency != now.record_latency {
+        if settings.record_latency != core.config.record_latency {
             return Err(fixed("record_latency"));
         }
         let config = settings.builder().name(self.name()).validate()?;
+        let window_changed = config.window != core.windows.spec();
         let run_changed = config.consecutive_failures != core.tune.consecutive_failures();
         core.tune.set(&config);
-        if run_changed {
+        if window_changed {
+            core.windows.replace(config.window);
+        }
+        if run_changed || window_changed {
             core.reset_run();
         }
         tracing::info!(breaker = %self.name(), ?settings, "circuit breaker retuned");

@@ -18,6 +18,11 @@ pub trait HttpResponse {
     fn status(&self) -> StatusCode;
     /// The headers.
     fn headers(&self) -> &HeaderMap;
+    /// The extensions, where the retry puts [`Attempts`](crate::retry::Attempts); `None` (the
+    /// default) for a response that has none.
+    fn extensions_mut(&mut self) -> Option<&mut http::Extensions> {
+        None
+    }
 }
 
 impl<B> HttpResponse for http::Response<B> {
@@ -26,6 +31,9 @@ impl<B> HttpResponse for http::Response<B> {
     }
     fn headers(&self) -> &HeaderMap {
         http::Response::headers(self)
+    }
+    fn extensions_mut(&mut self) -> Option<&mut http::Extensions> {
+        Some(http::Response::extensions_mut(self))
     }
 }
 
@@ -36,6 +44,9 @@ impl HttpResponse for reqwest::Response {
     }
     fn headers(&self) -> &HeaderMap {
         reqwest::Response::headers(self)
+    }
+    fn extensions_mut(&mut self) -> Option<&mut http::Extensions> {
+        Some(reqwest::Response::extensions_mut(self))
     }
 }
 
@@ -236,6 +247,38 @@ impl<R: HttpResponse> RetryClassifier<R> for HttpRetryClassifier {
             Ok(response) => self.response(response.status(), response.headers()),
             Err(e) if is_transport_error(&**e) => RetryDecision::Retry,
             Err(_) => RetryDecision::DoNotRetry,
+        }
+    }
+
+    /// `HTTP 503` (and its `Retry-After`, if any) for a response; `transport error: ` or
+    /// `error: ` and the message for an error.
+    fn describe(
+        &self,
+        result: Result<&R, &BoxError>,
+        f: &mut std::fmt::Formatter<'_>,
+    ) -> std::fmt::Result {
+        match result {
+            Ok(response) => {
+                write!(f, "HTTP {}", response.status().as_u16())?;
+                match response.headers().get(http::header::RETRY_AFTER) {
+                    Some(v) => write!(
+                        f,
+                        " (Retry-After: {})",
+                        String::from_utf8_lossy(v.as_bytes())
+                    ),
+                    None => Ok(()),
+                }
+            }
+            Err(e) if is_transport_error(&**e) => write!(f, "transport error: {e}"),
+            Err(e) => write!(f, "error: {e}"),
+        }
+    }
+
+    /// Puts [`Attempts`](crate::retry::Attempts) in the response's extensions.
+    #[inline]
+    fn returned(&self, response: &mut R, attempts: u32) {
+        if let Some(extensions) = response.extensions_mut() {
+            extensions.insert(crate::retry::Attempts(attempts));
         }
     }
 }

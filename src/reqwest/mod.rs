@@ -288,7 +288,7 @@ impl Client {
         }
         self.inner.policy.metrics.done.increment(1);
         let open = core
-            .shed(core.clock.now())
+            .shed(&core.windows.load(), core.clock.now())
             .into_error(core.config.rejection_name.clone());
         Some(self.error(Box::new(open), entry.authority().clone(), false))
     }

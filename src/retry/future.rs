@@ -15,6 +15,7 @@ use super::backoff::{random_u64, Backoff};
 use super::budget::BudgetHandle;
 use super::error::{BudgetExhausted, RetryAfterTooLong};
 use super::policy::{CopyRequest, EnforceTotal, RetryClassifier, RetryDecision, RetryMetrics};
+use super::trace::{GiveUp, Trace, What};
 use crate::clock::duration_to_nanos;
 use crate::error::is_rejection;
 use crate::metrics;
@@ -33,6 +34,9 @@ pin_project! {
         #[pin]
         state: State<S::Future>,
         replay: Replay<S, Req, C, H>,
+        // The call's span, when a subscriber listens. Beside `replay`, not in it: inside, its
+        // drop cost every call more instructions.
+        trace: Trace,
     }
 }
 
@@ -204,10 +208,11 @@ impl<S, Req, C, H> ResponseFuture<S, Req, C, H>
 where
     S: Service<Req>,
 {
-    pub(crate) fn new(future: S::Future, replay: Replay<S, Req, C, H>) -> Self {
+    pub(crate) fn new(future: S::Future, replay: Replay<S, Req, C, H>, trace: Trace) -> Self {
         ResponseFuture {
             state: State::Calling { future },
             replay,
+            trace,
         }
     }
 
@@ -362,6 +367,41 @@ impl<S, Req, C, H> Replay<S, Req, C, H> {
         self.metrics.retried.increment(1);
         Next::Retry(delay)
     }
+
+    /// [`decide`](Self::decide), and the attempt's event when a subscriber listens.
+    #[inline]
+    fn decide_traced<Res>(
+        &mut self,
+        decision: RetryDecision,
+        result: &Result<Res, BoxError>,
+        trace: &Trace,
+    ) -> Next
+    where
+        C: RetryClassifier<Res>,
+    {
+        let next = self.decide(decision);
+        if trace.on() {
+            let what = match (&next, decision) {
+                (Next::Return, RetryDecision::DoNotRetry) => What::Done,
+                (Next::Return, _) if self.attempts >= self.max_attempts => {
+                    What::GiveUp(GiveUp::AttemptsExhausted)
+                }
+                (Next::Return, _) if self.next.is_none() => What::GiveUp(GiveUp::NotReplayable),
+                (Next::Return, _) => What::GiveUp(GiveUp::Deadline),
+                (Next::Retry(delay), decision) => What::Retry {
+                    delay: *delay,
+                    retry_after: match decision {
+                        RetryDecision::RetryAfter(asked) => Some(asked),
+                        _ => None,
+                    },
+                },
+                (Next::BudgetExhausted, _) => What::GiveUp(GiveUp::Budget),
+                (Next::TooLong(_), _) => What::GiveUp(GiveUp::TotalTimeout),
+            };
+            trace.attempt(self.attempts, &self.classifier, result.as_ref(), what);
+        }
+        next
+    }
 }
 
 /// Nanoseconds left of the deadline in scope (a server's incoming deadline; see
@@ -472,15 +512,23 @@ where
                     }
                     return Poll::Pending;
                 }
-                Poll::Ready(Ok(response)) => {
+                Poll::Ready(Ok(mut response)) => {
                     let decision = this.replay.classifier.classify(Ok(&response));
                     if decision == RetryDecision::DoNotRetry {
-                        this.replay.metrics.done.increment(1);
+                        let replay = &*this.replay;
+                        replay.metrics.done.increment(1);
+                        if this.trace.on() {
+                            let (attempt, done) = (replay.attempts, What::Done);
+                            this.trace
+                                .attempt(attempt, &replay.classifier, Ok(&response), done);
+                        }
+                        replay.classifier.returned(&mut response, replay.attempts);
                         return Poll::Ready(Ok(response));
                     }
                     settle(
                         this.state,
                         this.replay,
+                        this.trace,
                         Ok(response),
                         decision,
                         cx,
@@ -490,16 +538,31 @@ where
                 Poll::Ready(Err(e)) => {
                     let result = Err(e.into());
                     let decision = this.replay.classify(&result);
-                    settle(this.state, this.replay, result, decision, cx, &mut out)
+                    settle(
+                        this.state,
+                        this.replay,
+                        this.trace,
+                        result,
+                        decision,
+                        cx,
+                        &mut out,
+                    )
                 }
             },
-            _ => drive(this.state, this.replay, cx, &mut out),
+            _ => drive(this.state, this.replay, this.trace, cx, &mut out),
         };
         // The outcome of the out-of-line paths comes back through `out`, not as a returned
         // `Poll` (which the compiler would build in the same stack slot as the inline path's,
         // with narrow stores read back wide by the caller: a failed store forward per call).
         match (ready, out) {
-            (true, Some(result)) => Poll::Ready(result),
+            (true, Some(mut result)) => {
+                if let Ok(response) = &mut result {
+                    this.replay
+                        .classifier
+                        .returned(response, this.replay.attempts);
+                }
+                Poll::Ready(result)
+            }
             _ => {
                 this.replay.deadline.start(this.replay.clock);
                 Poll::Pending
@@ -513,6 +576,7 @@ where
 fn settle<S, Req, C, H>(
     mut state: Pin<&mut State<S::Future>>,
     replay: &mut Replay<S, Req, C, H>,
+    trace: &Trace,
     result: Result<S::Response, BoxError>,
     decision: RetryDecision,
     cx: &mut Context<'_>,
@@ -524,7 +588,7 @@ where
     C: RetryClassifier<S::Response>,
     H: CopyRequest<Req>,
 {
-    match replay.decide(decision) {
+    match replay.decide_traced(decision, &result, trace) {
         Next::Return => {
             *out = Some(result);
             return true;
@@ -545,7 +609,7 @@ where
             return true;
         }
     }
-    drive(state, replay, cx, out)
+    drive(state, replay, trace, cx, out)
 }
 
 /// Backoff, readiness and the attempts after the first, until one is not retried: `true` with
@@ -554,6 +618,7 @@ where
 fn drive<S, Req, C, H>(
     state: Pin<&mut State<S::Future>>,
     replay: &mut Replay<S, Req, C, H>,
+    trace: &Trace,
     cx: &mut Context<'_>,
     out: &mut Option<Result<S::Response, BoxError>>,
 ) -> bool
@@ -563,7 +628,7 @@ where
     C: RetryClassifier<S::Response>,
     H: CopyRequest<Req>,
 {
-    match retry_loop(state, replay, cx) {
+    match retry_loop(state, replay, trace, cx) {
         Poll::Ready(result) => {
             *out = Some(result);
             true
@@ -578,6 +643,7 @@ where
 fn retry_loop<S, Req, C, H>(
     mut state: Pin<&mut State<S::Future>>,
     replay: &mut Replay<S, Req, C, H>,
+    trace: &Trace,
     cx: &mut Context<'_>,
 ) -> Poll<Result<S::Response, BoxError>>
 where
@@ -591,7 +657,7 @@ where
             StateProj::Calling { future } => {
                 let result = ready!(future.poll(cx)).map_err(Into::into);
                 let decision = replay.classify(&result);
-                match replay.decide(decision) {
+                match replay.decide_traced(decision, &result, trace) {
                     Next::Return => return Poll::Ready(result),
                     Next::Retry(delay) => {
                         if !replay.start_retry(delay) {

@@ -95,6 +95,19 @@
 //! retry nested below) are never retried, whatever the
 //! classifier says. Bad configuration is a [`ConfigError`](crate::ConfigError) from `build()`.
 //!
+//! # Tracing
+//!
+//! Each call is a debug-level `retry` span (target `harden::retry`; fields `retry`, the policy's
+//! name, and `attempts` once it ends) with a debug event per attempt: `attempt`, `outcome` as the
+//! classifier names it ([`RetryClassifier::describe`]), and either `delay` and `reason`
+//! (`backoff`, or `retry-after` with the server's `retry_after`) or, when the call ends there,
+//! `done` or a `reason`: `attempts exhausted`, `not replayable`, `budget exhausted`, `deadline`
+//! (the backoff would end past the deadline in scope) or `total timeout` (the server asked for
+//! longer than is left). Whether a subscriber listens is asked once per call; when none does at
+//! debug, no span is built. The span is the events' parent and is not entered while attempts
+//! run. A classifier may also see the response it returns ([`RetryClassifier::returned`]): the
+//! HTTP one puts [`Attempts`] in its extensions.
+//!
 //! # What a call that is not retried costs
 //!
 //! The response future carries what a retry needs: a clone of the inner service and a copy of
@@ -130,6 +143,7 @@ pub mod future;
 mod layer;
 mod policy;
 mod settings;
+mod trace;
 mod tune;
 
 pub use backoff::{
@@ -146,6 +160,7 @@ pub use policy::{
     DEFAULT_NAME, MAX_ATTEMPTS_LIMIT,
 };
 pub use settings::{BackoffSettings, BackoffShape, RetryBudgetSettings, RetrySettings};
+pub use trace::Attempts;
 
 use future::{Replay, ResponseFuture};
 
@@ -201,6 +216,8 @@ where
         } else {
             None
         };
+        // Before the first attempt: its events belong to the call.
+        let trace = trace::Trace::start(policy.name());
         // Call the service that was driven to readiness; retries use a clone, readied afresh.
         let future = self.inner.call(request);
         let next = copy.map(|copy| (self.inner.clone(), copy));
@@ -219,7 +236,7 @@ where
             timer: future::Timer::new(),
             metrics: policy.metrics.clone(),
         };
-        ResponseFuture::new(future, replay)
+        ResponseFuture::new(future, replay, trace)
     }
 }
 

@@ -38,6 +38,24 @@ pub enum RetryDecision {
 pub trait RetryClassifier<Res> {
     /// The decision for one attempt's outcome.
     fn classify(&self, result: Result<&Res, &BoxError>) -> RetryDecision;
+
+    /// Names an attempt's outcome in the retry's `tracing` events (called only when a
+    /// subscriber listens to them). By default `response` for a response and `error: ` and the
+    /// error's message for an error; the HTTP classifier names the status.
+    fn describe(&self, result: Result<&Res, &BoxError>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match result {
+            Ok(_) => f.write_str("response"),
+            Err(e) => write!(f, "error: {e}"),
+        }
+    }
+
+    /// Sees the response the retry returns and the attempts it took, the first included. Does
+    /// nothing by default; the HTTP classifier puts [`Attempts`](super::Attempts) in the
+    /// response's extensions.
+    #[inline(always)]
+    fn returned(&self, response: &mut Res, attempts: u32) {
+        let _ = (response, attempts);
+    }
 }
 
 /// Retry every error except harden's rejections; never retry a response.
@@ -178,6 +196,8 @@ pub(crate) struct RetryMetrics {
 /// around it: what the HTTP preset and the reqwest client do, so that a call answered by its
 /// first attempt makes no timer for the total.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Only the HTTP preset and the reqwest client (feature `http`) choose anything but `No`.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
 pub(crate) enum EnforceTotal {
     /// A layer around the retry enforces it (or there is none).
     No,
@@ -393,6 +413,7 @@ impl<C, H> RetryPolicy<C, H> {
     /// attempts' own timeout, if any), counted under `label` in `harden_timeouts_total`. With
     /// an attempt timeout shorter than the total, the total's timer is made only when a retry
     /// is due; a call answered by its first attempt makes none.
+    #[cfg(feature = "http")]
     pub(crate) fn enforcing_total_timeout(
         mut self,
         attempt_timeout: Option<Duration>,

@@ -466,6 +466,26 @@ fn failed<B>(response: &Response<B>) -> bool {
     headers_status(response).is_some_and(|code| code != 0)
 }
 
+/// `response` with the number of attempts it took in its extensions.
+fn counted<B>(mut response: Response<B>, attempts: u32) -> Response<B> {
+    response
+        .extensions_mut()
+        .insert(crate::retry::Attempts(attempts));
+    response
+}
+
+/// The debug event of one attempt (as the retry layer's): its gRPC status (`None` for a stream
+/// that started without one), and the delay before the next attempt and why, or why the call
+/// ends there.
+fn attempt_event(
+    attempt: u32,
+    grpc_status: Option<i32>,
+    reason: &'static str,
+    delay: Option<Duration>,
+) {
+    tracing::debug!(target: "harden::tonic", attempt, ?grpc_status, reason, ?delay, "grpc attempt");
+}
+
 /// The first attempt (already sent), then the retries its policy allows.
 async fn attempts<S, B>(
     first: S::Future,
@@ -496,7 +516,13 @@ where
             Ok(response) => match headers_status(&response) {
                 // Response headers without a status: a stream is starting, the call is
                 // committed; the breaker judges it when its status arrives.
-                None => return Ok(response.map(|b| GrpcBody::new(b, Some(settle)))),
+                None => {
+                    attempt_event(attempt, None, "committed", None);
+                    return Ok(counted(
+                        response.map(|b| GrpcBody::new(b, Some(settle))),
+                        attempt,
+                    ));
+                }
                 Some(code) => {
                     settle.finish(code);
                     let push = pushback(response.headers());
@@ -511,34 +537,45 @@ where
             },
         };
         let (Some(policy), Some(replay)) = (&policy, &mut replay) else {
-            return outcome;
+            attempt_event(attempt, Some(code), "done", None);
+            return outcome.map(|r| counted(r, attempt));
         };
-        let retry = code != 0
-            && retryable.contains(code)
-            && attempt < policy.max_attempts
-            && push != Some(Pushback::Stop)
-            && shared.throttle.as_ref().is_none_or(Throttle::allows_retry)
-            && replayable(&replay.recorder);
-        if !retry {
-            return outcome;
+        let ends = if code == 0 || !retryable.contains(code) {
+            Some("done")
+        } else if attempt >= policy.max_attempts {
+            Some("attempts exhausted")
+        } else if push == Some(Pushback::Stop) {
+            Some("pushback")
+        } else if !shared.throttle.as_ref().is_none_or(Throttle::allows_retry) {
+            Some("throttled")
+        } else if !replayable(&replay.recorder) {
+            Some("not replayable")
+        } else {
+            None
+        };
+        if let Some(reason) = ends {
+            attempt_event(attempt, Some(code), reason, None);
+            return outcome.map(|r| counted(r, attempt));
         }
-        let delay = match push {
+        let (delay, why) = match push {
             Some(Pushback::After(d)) => {
                 backoff = policy.initial_backoff;
-                d
+                (d, "pushback")
             }
             _ => {
                 let d = random_below(backoff);
                 backoff = backoff
                     .mul_f64(policy.backoff_multiplier)
                     .min(policy.max_backoff);
-                d
+                (d, "backoff")
             }
         };
         // Never wait past the deadline: the last answer now, not at the deadline.
         if Deadline::current().is_some_and(|d| delay >= d.remaining()) {
-            return outcome;
+            attempt_event(attempt, Some(code), "deadline", None);
+            return outcome.map(|r| counted(r, attempt));
         }
+        attempt_event(attempt, Some(code), why, Some(delay));
         drop(outcome);
         tokio::time::sleep(delay).await;
 

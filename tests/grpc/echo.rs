@@ -183,6 +183,22 @@ where
     T::ResponseBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     <T::ResponseBody as http_body::Body>::Error: Into<harden::BoxError> + Send,
 {
+    unary_response(transport, message)
+        .await
+        .map(Response::into_inner)
+}
+
+/// [`unary`], keeping the response (its extensions).
+pub(crate) async fn unary_response<T>(
+    transport: T,
+    message: &str,
+) -> Result<Response<EchoReply>, Status>
+where
+    T: tonic::client::GrpcService<Body>,
+    T::Error: Into<harden::BoxError>,
+    T::ResponseBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    <T::ResponseBody as http_body::Body>::Error: Into<harden::BoxError> + Send,
+{
     let mut grpc = tonic::client::Grpc::new(transport);
     grpc.ready()
         .await
@@ -197,7 +213,6 @@ where
         codec,
     )
     .await
-    .map(Response::into_inner)
 }
 
 /// A server-streaming call asking for `count` messages.

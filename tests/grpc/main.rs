@@ -7,7 +7,7 @@ mod echo;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use echo::{serve_tonic, unary, Echo, EchoReply};
+use echo::{serve_tonic, unary, unary_response, Echo, EchoReply};
 use harden::circuit_breaker::error::CircuitOpen;
 use harden::circuit_breaker::State;
 use harden::http::HttpLayerBuilder;
@@ -85,9 +85,19 @@ async fn retryable_codes_are_retried_by_the_policy() {
         .build()
         .unwrap()
         .layer(serve_tonic(echo.clone()).await);
-    let reply = unary(client, "hi").await.unwrap();
-    assert_eq!(reply.message, "2");
+    let reply = unary_response(client.clone(), "hi").await.unwrap();
+    assert_eq!(
+        reply.extensions().get::<harden::retry::Attempts>(),
+        Some(&harden::retry::Attempts(3)),
+        "the response says how many attempts it took"
+    );
+    assert_eq!(reply.into_inner().message, "2");
     assert_eq!(echo.calls.load(Ordering::SeqCst), 3);
+    let reply = unary_response(client, "hi").await.unwrap();
+    assert_eq!(
+        reply.extensions().get::<harden::retry::Attempts>(),
+        Some(&harden::retry::Attempts(1))
+    );
 }
 
 #[tokio::test]

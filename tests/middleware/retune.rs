@@ -172,16 +172,19 @@ async fn a_forced_state_survives_a_retune() {
 }
 
 #[test]
-fn the_window_and_invalid_values_are_refused_and_the_settings_kept() {
+fn invalid_values_and_record_latency_are_refused_and_the_settings_kept() {
     let b = CircuitBreaker::builder().build().unwrap();
     let before = b.settings();
 
     let mut s = before.clone();
-    s.rolling_window = Duration::from_secs(20);
+    s.record_latency = !s.record_latency;
+    assert_eq!(b.retune(&s).unwrap_err().field(), "record_latency");
+    let mut s = before.clone();
+    s.rolling_window = Duration::from_nanos(10_000_000_001); // not 10 equal buckets
     assert_eq!(b.retune(&s).unwrap_err().field(), "rolling_window");
     let mut s = before.clone();
-    s.count_window = Some(50);
-    assert_eq!(b.retune(&s).unwrap_err().field(), "count_window");
+    s.count_window = Some(5); // under the volume threshold of 20
+    assert_eq!(b.retune(&s).unwrap_err().field(), "volume_threshold");
     let mut s = before.clone();
     s.error_threshold_percentage = 0.0;
     s.reset_timeout = 3 * SEC;
@@ -192,6 +195,165 @@ fn the_window_and_invalid_values_are_refused_and_the_settings_kept() {
 
     assert_eq!(b.settings(), before);
     let _ = CircuitBreakerSettings::default();
+}
+
+fn with_window(b: &CircuitBreaker, window: Duration, buckets: u32) {
+    let mut s = b.settings();
+    s.rolling_window = window;
+    s.rolling_window_buckets = buckets;
+    s.count_window = None;
+    b.retune(&s).unwrap();
+    assert_eq!(b.settings(), s);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_window_length_clears_the_window_and_keeps_a_closed_breaker_closed() {
+    let b = breaker();
+    for _ in 0..3 {
+        fail(&b);
+    }
+    assert_eq!(
+        b.state(),
+        State::Closed,
+        "3 calls are under the volume of 4"
+    );
+
+    with_window(&b, Duration::from_secs(30), 10);
+    assert_eq!(b.state(), State::Closed);
+    let stats = b.stats();
+    assert_eq!(
+        (stats.successes, stats.failures),
+        (0, 0),
+        "counts start from zero"
+    );
+    fail(&b);
+    assert_eq!(b.state(), State::Closed, "1 call in the new window, not 4");
+    ok(&b);
+    ok(&b);
+    fail(&b); // 2 of 4 in the new window
+    assert_eq!(b.state(), State::Open);
+
+    // The new length holds: a failure 20 s old is still in a 30 s window.
+    b.reset();
+    for _ in 0..2 {
+        fail(&b);
+    }
+    tokio::time::advance(Duration::from_secs(20)).await;
+    ok(&b);
+    assert_eq!(b.stats().failures, 2, "still inside the 30 s window");
+    tokio::time::advance(Duration::from_secs(11)).await;
+    assert_eq!(b.stats().failures, 0, "aged out of it");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_bucket_count_and_a_count_window_clear_the_window_too() {
+    let b = breaker();
+    ok(&b);
+    with_window(&b, Duration::from_secs(10), 100);
+    assert_eq!(b.stats().successes, 0);
+    ok(&b);
+    assert_eq!(b.stats().successes, 1);
+
+    let mut s = b.settings();
+    s.count_window = Some(5);
+    b.retune(&s).unwrap();
+    assert_eq!(b.settings().count_window, Some(5));
+    assert_eq!(b.stats().successes, 0);
+    for _ in 0..7 {
+        ok(&b);
+    }
+    assert_eq!(b.stats().successes, 5, "the last 5 calls");
+
+    with_window(&b, Duration::from_secs(10), 10);
+    assert_eq!(b.stats().successes, 0);
+    assert_eq!(b.settings().count_window, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_breaker_keeps_its_deadline_across_a_new_window() {
+    let b = breaker();
+    for _ in 0..4 {
+        fail(&b);
+    }
+    tokio::time::advance(Duration::from_millis(400)).await;
+    with_window(&b, Duration::from_secs(20), 20);
+    assert_eq!(b.state(), State::Open);
+    assert_eq!(b.next_probe_in(), Some(Duration::from_millis(600)));
+    let rejections = b.stats().rejections;
+    assert!(matches!(
+        b.call(|| Ok::<_, &str>(())),
+        Err(CallError::Rejected(_))
+    ));
+    assert_eq!(
+        b.stats().rejections,
+        rejections + 1,
+        "rejections carry over the change"
+    );
+
+    tokio::time::advance(Duration::from_millis(600)).await;
+    ok(&b); // the probe
+    assert_eq!(b.state(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_half_open_breaker_stays_half_open_and_its_probe_decides() {
+    let b = breaker();
+    let mut s = b.settings();
+    s.half_open_max_calls = 2;
+    b.retune(&s).unwrap();
+    for _ in 0..4 {
+        fail(&b);
+    }
+    tokio::time::advance(SEC).await;
+    ok(&b);
+    assert_eq!(b.state(), State::HalfOpen);
+    with_window(&b, Duration::from_secs(5), 5);
+    assert_eq!(b.state(), State::HalfOpen);
+    ok(&b); // the second probe success closes it
+    assert_eq!(b.state(), State::Closed);
+    for _ in 0..3 {
+        fail(&b);
+    }
+    assert_eq!(b.state(), State::Closed, "the closed window starts empty");
+}
+
+#[tokio::test(start_paused = true)]
+async fn services_built_before_a_new_window_record_into_it_and_calls_across_it_count_nowhere() {
+    use tower::{Layer, Service, ServiceExt};
+    let b = breaker();
+    let (gate_tx, gate) = tokio::sync::watch::channel(false);
+    let mut svc = b.layer().layer(tower::service_fn(move |fail: bool| {
+        let mut gate = gate.clone();
+        async move {
+            let _ = gate.wait_for(|open| *open).await;
+            if fail {
+                Err("boom")
+            } else {
+                Ok(())
+            }
+        }
+    }));
+    // Admitted before the change, failing after it.
+    let before = svc.ready().await.unwrap().call(true);
+    let before = tokio::spawn(before);
+    tokio::task::yield_now().await;
+    with_window(&b, Duration::from_secs(20), 10);
+    gate_tx.send(true).unwrap();
+    assert!(before.await.unwrap().is_err());
+    assert_eq!(
+        b.stats().failures,
+        0,
+        "a call across the change counts nowhere"
+    );
+
+    // The same service, called after the change: into the new window.
+    for _ in 0..2 {
+        svc.ready().await.unwrap().call(false).await.unwrap();
+        let _ = svc.ready().await.unwrap().call(true).await;
+    }
+    let stats = b.stats();
+    assert_eq!((stats.successes, stats.failures), (2, 2));
+    assert_eq!(b.state(), State::Open, "2 of 4 in the new window");
 }
 
 fn always_failing(
@@ -309,4 +471,78 @@ async fn a_lowered_bulkhead_keeps_the_calls_in_flight_and_rejects_new_ones() {
     );
     tokio::time::advance(Duration::from_secs(1)).await;
     third.await.unwrap().unwrap();
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Call { fail: bool },
+    Window(Option<u32>, u32),
+    ForceOpen,
+    Reset,
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        6 => any::<bool>().prop_map(|fail| Op::Call { fail }),
+        2 => (proptest::option::of(1u32..8), prop::sample::select(vec![1u32, 2, 5, 10, 40]))
+            .prop_map(|(count, buckets)| Op::Window(count, buckets)),
+        1 => Just(Op::ForceOpen),
+        1 => Just(Op::Reset),
+    ]
+}
+
+proptest::proptest! {
+    // The rule, against a model: a new window starts from zero counts and never moves the state.
+    #[test]
+    fn a_new_window_starts_from_zero_and_keeps_the_state(ops in proptest::collection::vec(op(), 1..80)) {
+        let b = CircuitBreaker::builder()
+            .volume_threshold(1_000) // never judged: the state moves only by hand
+            .build()
+            .unwrap();
+        let mut since_change: Vec<bool> = Vec::new();
+        let mut count_window: Option<u32> = None;
+        let mut shape = (None, 10);
+        for op in ops {
+            let state = b.state();
+            match op {
+                Op::Call { fail: failing } => {
+                    if failing { fail(&b) } else { ok(&b) }
+                    if state == State::Closed {
+                        since_change.push(failing);
+                    }
+                }
+                Op::Window(count, buckets) => {
+                    let mut s = b.settings();
+                    s.count_window = count;
+                    s.rolling_window = Duration::from_secs(10);
+                    s.rolling_window_buckets = buckets;
+                    s.volume_threshold = count.unwrap_or(1_000).min(1_000);
+                    b.retune(&s).unwrap();
+                    proptest::prop_assert_eq!(b.state(), state, "the state is kept");
+                    let spec = count.map_or((None, buckets), |n| (Some(n), 0));
+                    if spec != shape {
+                        since_change.clear(); // the same shape again keeps the counts
+                    }
+                    shape = spec;
+                    count_window = count;
+                }
+                Op::ForceOpen => b.force_open(),
+                Op::Reset => {
+                    b.reset();
+                    since_change.clear();
+                }
+            }
+            let kept = match count_window {
+                Some(n) => &since_change[since_change.len().saturating_sub(n as usize)..],
+                None => &since_change[..],
+            };
+            let failures = kept.iter().filter(|f| **f).count() as u64;
+            let stats = b.stats();
+            proptest::prop_assert_eq!(
+                (stats.successes, stats.failures),
+                (kept.len() as u64 - failures, failures)
+            );
+        }
+    }
 }

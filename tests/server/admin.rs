@@ -179,6 +179,23 @@ async fn list_force_open_disable_reset_and_retune() {
         .await
         .unwrap();
     assert_eq!(one["settings"]["error_threshold_percentage"], 20.0);
+
+    // A new window length: the window starts from zero, the state is kept.
+    let _ = breaker.call(|| Err::<(), _>("boom"));
+    breaker.force_open();
+    let response = http
+        .patch(format!("{base}/payments/settings"))
+        .bearer_auth(TOKEN)
+        .body(r#"{"rolling_window": "20s", "rolling_window_buckets": 20}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["settings"]["rolling_window"], "20s");
+    assert_eq!(body["stats"]["failures"], 0);
+    assert_eq!(breaker.settings().rolling_window_buckets, 20);
+    assert_eq!(breaker.state(), State::ForcedOpen);
 }
 
 #[tokio::test]
@@ -201,7 +218,7 @@ async fn bad_requests_name_the_field_and_unknown_breakers_are_404() {
             r#"{"error_threshold_percentage": 150}"#,
             Some("error_threshold_percentage"),
         ),
-        (r#"{"rolling_window": "20s"}"#, Some("rolling_window")),
+        (r#"{"rolling_window": "0s"}"#, Some("rolling_window")),
         (r#"{"volume_threshold": 5"#, None),
         (r#"[1, 2]"#, None),
     ] {

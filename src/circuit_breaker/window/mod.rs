@@ -10,7 +10,8 @@
 //! Each layout is a module with its own docs: `time` (epoch-tagged counters per bucket, striped
 //! per thread by `crate::stripe`) with its judge cache in `judge`, `packed` (a count window of up
 //! to [`PACKED_MAX_CALLS`] calls in one word) and `ring` (larger count windows). The count-based
-//! layouts do not read the clock.
+//! layouts do not read the clock. `swap` holds the breaker's current window, replaced whole
+//! when a retune changes its shape.
 //!
 //! "The last N calls" cannot be striped, so concurrent recorders of a count window share one
 //! cache line: prefer the time-based window where throughput across threads matters.
@@ -18,6 +19,7 @@
 mod judge;
 mod packed;
 mod ring;
+mod swap;
 mod time;
 
 use std::time::Duration;
@@ -25,6 +27,7 @@ use std::time::Duration;
 use self::packed::PackedRing;
 pub(crate) use self::packed::PACKED_MAX_CALLS;
 use self::ring::CountWindow;
+pub(crate) use self::swap::Windows;
 use self::time::TimeWindow;
 use crate::stripe;
 use crate::sync::{fence, AtomicU64, Ordering};
@@ -109,6 +112,9 @@ impl Counts {
 #[derive(Debug)]
 pub(crate) struct Window {
     kind: Kind,
+    spec: WindowSpec,
+    /// The [`Windows`] version this window was installed as (0: built with the breaker).
+    version: u64,
 }
 
 #[derive(Debug)]
@@ -135,7 +141,17 @@ impl Window {
             }
             WindowSpec::Count { calls } => Kind::Count(CountWindow::new(calls, stripes)),
         };
-        Window { kind }
+        Window {
+            kind,
+            spec,
+            version: 0,
+        }
+    }
+
+    /// The [`Windows`] version it was installed as.
+    #[inline(always)]
+    pub(crate) fn version(&self) -> u64 {
+        self.version
     }
 
     /// A count window on the general ring whatever its size; lets tests and models check the
@@ -144,6 +160,8 @@ impl Window {
     pub(crate) fn count_ring(calls: u32) -> Window {
         Window {
             kind: Kind::Count(CountWindow::new(calls, 2)),
+            spec: WindowSpec::Count { calls },
+            version: 0,
         }
     }
 
