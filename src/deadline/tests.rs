@@ -205,6 +205,21 @@ async fn propagation_sends_what_is_left() {
     assert_eq!(service.oneshot(request(None)).await.unwrap(), None);
 }
 
+// A zero deadline has passed already: the layer answers before the handler (the proptest below
+// must not read that 504 as a handler's answer).
+#[tokio::test(start_paused = true)]
+async fn a_zero_deadline_in_either_wire_format_is_answered_504_without_the_handler() {
+    let layer = DeadlineLayer::builder().build().unwrap();
+    for header in [
+        ("grpc-timeout", &b"0m"[..]),
+        ("x-envoy-expected-rq-timeout-ms", &b"0"[..]),
+    ] {
+        let response = call(&layer, request(Some(header))).await;
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT, "{header:?}");
+        assert_ne!(response.body(), "0", "the handler ran for {header:?}");
+    }
+}
+
 mod prop {
     use proptest::prelude::*;
 
@@ -235,9 +250,14 @@ mod prop {
                 Some(Duration::from_secs(30)),
             ].into_iter().flatten().min().unwrap();
             let response = rt.block_on(call(&layer, req));
-            let seen: u128 = response.body().parse().unwrap();
-            prop_assert!(seen <= 30_000);
-            prop_assert_eq!(seen, expected.as_millis());
+            if expected.is_zero() {
+                // Zero is a deadline already passed: answered at once, the handler never runs.
+                prop_assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+            } else {
+                let seen: u128 = response.body().parse().unwrap();
+                prop_assert!(seen <= 30_000);
+                prop_assert_eq!(seen, expected.as_millis());
+            }
         }
     }
 }
