@@ -10,7 +10,27 @@ use std::time::Duration;
 /// Builds the example (a no-op after `cargo test --all-features`, which builds examples with
 /// the same features) and returns its path next to the test binaries.
 fn example_binary() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
+    let mut cargo = Command::new(env!("CARGO"));
+    // The variables cargo sets for a test process, which an outer build did not see: a build
+    // script that watches one of them (ring's watches `CARGO_MANIFEST_DIR`) would otherwise be
+    // rerun here and again by the next outer build, each rebuilding everything above it.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_BIN_NAME",
+            ]
+            .contains(&&*name)
+        {
+            cargo.env_remove(&*name);
+        }
+    }
+    let status = cargo
         .args(["build", "--example", "axum_server", "--all-features"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .status()
