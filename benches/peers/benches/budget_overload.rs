@@ -103,6 +103,8 @@ fn upstream() -> (reqwest::Url, Arc<Upstream>) {
 
 type Preset = <HttpLayer as Layer<reqwest::Client>>::Service;
 
+// One per client task, built once: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 enum Client {
     NoRetries(reqwest::Client),

@@ -103,6 +103,8 @@ impl Server {
     }
 }
 
+// One per row, built once: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum Client {
     Bare(reqwest::Client),
     Preset(Preset),
