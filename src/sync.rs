@@ -14,12 +14,19 @@ pub(crate) use std::sync::{
     Arc,
 };
 
-/// Runs a loom model with at most 3 preemptions per execution, which keeps every model well
-/// under a minute in `--release` (unbounded, the seqlock's and the window's many plain loads
-/// explode the search).
+/// Runs a loom model with at most `LOOM_MAX_PREEMPTIONS` preemptions per execution (3 when
+/// unset): unbounded, the seqlock's and the window's many plain loads explode the search.
 #[cfg(all(test, harden_loom))]
 pub(crate) fn loom_model(f: impl Fn() + Sync + Send + 'static) {
+    loom_model_bounded(3, f);
+}
+
+/// [`loom_model`] with another default bound, for a model whose threads take so many atomic
+/// steps that bound 3 takes minutes; `LOOM_MAX_PREEMPTIONS` still overrides it.
+#[cfg(all(test, harden_loom))]
+pub(crate) fn loom_model_bounded(bound: usize, f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(3);
+    // `Builder::new` reads `LOOM_MAX_PREEMPTIONS` itself; only the default is ours.
+    builder.preemption_bound = builder.preemption_bound.or(Some(bound));
     builder.check(f);
 }
