@@ -13,13 +13,13 @@
 //! varies only as much as the machine's timing moves which calls are the breaker's probes. A
 //! caller sends it 50 requests a second through `reqwest::Client` wrapped in harden's standard
 //! stack — fallback, total timeout, retry with a budget, circuit breaker, attempt timeout (see
-//! [`resilient_client`]) — and prints a line per phase, per breaker transition and per second:
+//! `resilient_client`) — and prints a line per phase, per breaker transition and per second:
 //! what the upstream produced, what the caller saw, the retries sent and the calls the open
 //! breaker answered without a network round trip. It ends with a summary (p50/p99 latency,
 //! calls kept off the sick upstream).
 //!
 //! The caller is harden's HTTP preset for reqwest on the tower path
-//! (`harden::http::HttpLayer::builder()` around `reqwest::Client`, see [`resilient_client`]) rather
+//! (`harden::http::HttpLayer::builder()` around `reqwest::Client`, see `resilient_client`) rather
 //! than the one-line `harden::reqwest::Client`, on purpose: the convenience client wraps a
 //! finished `reqwest::Client`, so nothing sits between its retry layer and the network to count
 //! the attempts of each call, and the per-second "retries" column is half of what the scene
