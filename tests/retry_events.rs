@@ -1,6 +1,11 @@
-//! The retry's `tracing` span and events, and the attempt count on HTTP responses. A binary of
-//! its own: tracing caches per-callsite interest globally, so tests running in parallel without
-//! a subscriber could hide these events from the thread-local subscriber installed here.
+//! The retry's `tracing` span and events (the retry layer's and the gRPC client's), and the
+//! attempt count on HTTP responses. A binary of its own: tracing caches per-callsite interest
+//! globally, so tests running in parallel without a subscriber could hide these events from the
+//! thread-local subscriber installed here.
+
+#[allow(dead_code)]
+#[path = "grpc/echo.rs"]
+mod echo;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,7 +21,9 @@ use tower::{service_fn, Layer, Service, ServiceExt};
 #[derive(Debug, Clone)]
 struct SpanInfo {
     name: &'static str,
+    target: &'static str,
     fields: String,
+    metadata: &'static tracing::Metadata<'static>,
 }
 
 /// An event: its level, `"field=value ..."`, and its parent span.
@@ -52,7 +59,9 @@ impl tracing::Subscriber for Capture {
         let mut spans = self.spans.lock().unwrap();
         spans.push(SpanInfo {
             name: span.metadata().name(),
+            target: span.metadata().target(),
             fields: text.0,
+            metadata: span.metadata(),
         });
         self.next.fetch_add(1, Ordering::Relaxed);
         tracing::span::Id::from_u64(spans.len() as u64)
@@ -83,18 +92,21 @@ impl tracing::Subscriber for Capture {
     fn exit(&self, _: &tracing::span::Id) {
         self.stack.lock().unwrap().pop();
     }
+    fn current_span(&self) -> tracing_core::span::Current {
+        match self.stack.lock().unwrap().last() {
+            Some(&id) => tracing_core::span::Current::new(
+                tracing::span::Id::from_u64(id),
+                self.spans.lock().unwrap()[id as usize - 1].metadata,
+            ),
+            None => tracing_core::span::Current::none(),
+        }
+    }
 }
 
 impl Capture {
     /// The events of the span named `retry`, with the span's fields.
     fn retry_events(&self) -> (SpanInfo, Vec<String>) {
-        let spans = self.spans.lock().unwrap().clone();
-        let (index, span) = spans
-            .iter()
-            .enumerate()
-            .find(|(_, s)| s.name == "retry")
-            .expect("a retry span");
-        let id = index as u64 + 1;
+        let (id, span) = self.retry_span("harden::retry");
         let events = self
             .events
             .lock()
@@ -106,7 +118,28 @@ impl Capture {
                 text.clone()
             })
             .collect();
-        (span.clone(), events)
+        (span, events)
+    }
+
+    /// The id and fields of the first span named `retry` with target `target`.
+    fn retry_span(&self, target: &str) -> (u64, SpanInfo) {
+        let spans = self.spans.lock().unwrap().clone();
+        let (index, span) = spans
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.name == "retry" && s.target == target)
+            .expect("a retry span");
+        (index as u64 + 1, span.clone())
+    }
+
+    /// `"field=value ..."` and the parent of every event whose text contains `part`.
+    fn events_with(&self, part: &str) -> Vec<(String, Option<u64>)> {
+        let events = self.events.lock().unwrap();
+        events
+            .iter()
+            .filter(|(_, text, _)| text.contains(part))
+            .map(|(_, text, parent)| (text.clone(), *parent))
+            .collect()
     }
 }
 
@@ -329,4 +362,134 @@ async fn reqwest_responses_carry_their_attempts() {
     assert_eq!(thrice.status(), 200);
     assert_eq!(thrice.extensions().get::<Attempts>(), Some(&Attempts(3)));
     assert_eq!(calls.load(Ordering::Relaxed), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn what_an_attempt_logs_is_a_child_of_the_calls_retry_span() {
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    let policy = RetryPolicy::builder()
+        .name("disk")
+        .max_attempts(2)
+        .backoff(Backoff::constant(Duration::from_millis(5)).jitter(Jitter::None))
+        .no_budget()
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let svc = policy.layer().layer(service_fn(move |()| {
+        let n = calls.fetch_add(1, Ordering::Relaxed);
+        async move {
+            tracing::info!(target: "upstream", n, "attempt running");
+            tokio::task::yield_now().await;
+            tracing::info!(target: "upstream", n, "attempt answering");
+            match n {
+                0 => Err::<u32, BoxError>("flaky".into()),
+                _ => Ok(n),
+            }
+        }
+    }));
+    assert_eq!(svc.oneshot(()).await.unwrap(), 1);
+    let (id, _) = capture.retry_span("harden::retry");
+    let inner = capture.events_with("message=attempt ");
+    assert_eq!(inner.len(), 4, "{inner:?}");
+    for (text, parent) in inner {
+        assert_eq!(parent, Some(id), "{text}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_built_before_the_subscriber_is_traced_once_one_listens() {
+    let policy = RetryPolicy::builder()
+        .name("early")
+        .max_attempts(2)
+        .no_budget()
+        .build()
+        .unwrap();
+    let mut svc = policy
+        .layer()
+        .layer(service_fn(|()| async { Ok::<_, BoxError>(7) }));
+    assert_eq!(svc.ready().await.unwrap().call(()).await.unwrap(), 7);
+
+    // The retry asks whether anyone listens only when tracing's interest changes: setting a
+    // subscriber must reach a service that already answered calls nobody traced.
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    assert_eq!(svc.ready().await.unwrap().call(()).await.unwrap(), 7);
+    let (span, events) = capture.retry_events();
+    assert!(span.fields.contains("retry=early"), "{span:?}");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(events[0].contains("message=done"), "{events:?}");
+}
+
+#[tokio::test]
+async fn a_grpc_calls_span_holds_its_attempts_with_pushback_and_backoff() {
+    use echo::{serve_tonic, unary_response, Echo, EchoReply};
+    use tonic::Status;
+
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    let echo = Echo::new(|n, _| match n {
+        0 => {
+            let mut status = Status::unavailable("wait a little");
+            status
+                .metadata_mut()
+                .insert(harden::tonic::PUSHBACK, "5".parse().unwrap());
+            Err(status)
+        }
+        1 => Err(Status::unavailable("still warming up")),
+        _ => Ok(EchoReply {
+            message: "hi".into(),
+        }),
+    });
+    let layer = harden::tonic::GrpcLayer::builder()
+        .service_config_json(
+            r#"{"methodConfig":[{"name":[{"service":"test.Echo"}],
+                "retryPolicy":{"maxAttempts":3,"initialBackoff":"0.01s","maxBackoff":"0.01s",
+                               "backoffMultiplier":2,"retryableStatusCodes":["UNAVAILABLE"]}}]}"#,
+        )
+        .no_breaker()
+        .build()
+        .unwrap();
+    let client = layer.layer(serve_tonic(echo).await);
+    let response = unary_response(client, "hi").await.unwrap();
+    assert_eq!(response.get_ref().message, "hi");
+    assert_eq!(response.extensions().get::<Attempts>(), Some(&Attempts(3)));
+
+    let (id, span) = capture.retry_span("harden::tonic");
+    assert!(span.fields.contains("method=/test.Echo/Unary"), "{span:?}");
+    assert!(span.fields.contains("attempts=3"), "{span:?}");
+    let attempts: Vec<String> = capture
+        .events_with("message=grpc attempt")
+        .into_iter()
+        .map(|(text, parent)| {
+            assert_eq!(parent, Some(id), "{text}");
+            text
+        })
+        .collect();
+    assert_eq!(attempts.len(), 3, "{attempts:?}");
+    for (event, want) in attempts.iter().zip([
+        [
+            "attempt=1",
+            "grpc_status=Some(14)",
+            "reason=pushback",
+            "delay=Some(5ms)",
+        ],
+        [
+            "attempt=2",
+            "grpc_status=Some(14)",
+            "reason=backoff",
+            "delay=Some(",
+        ],
+        // An answer's status comes in its trailers: the call is committed to its stream.
+        [
+            "attempt=3",
+            "grpc_status=None",
+            "reason=committed",
+            "delay=None",
+        ],
+    ]) {
+        for part in want {
+            assert!(event.contains(part), "{part:?} in {event}");
+        }
+    }
 }

@@ -31,12 +31,12 @@ pin_project! {
     where
         S: Service<Req>,
     {
+        // The call's span, when a subscriber listens. First, and beside `replay` rather than in
+        // it: elsewhere its drop made the future's drop a call on every response.
+        trace: Trace,
         #[pin]
         state: State<S::Future>,
         replay: Replay<S, Req, C, H>,
-        // The call's span, when a subscriber listens. Beside `replay`, not in it: inside, its
-        // drop cost every call more instructions.
-        trace: Trace,
     }
 }
 
@@ -502,7 +502,8 @@ where
         // small enough for the compiler to keep the response in registers.
         let mut out = None;
         let ready = match this.state.as_mut().project() {
-            StateProj::Calling { future } => match future.poll(cx) {
+            // A traced call's attempts are polled out of line, in its span.
+            StateProj::Calling { future } if !this.trace.on() => match future.poll(cx) {
                 Poll::Pending => {
                     this.replay.deadline.start(this.replay.clock);
                     if this.replay.watches_total() && this.replay.poll_total(cx, &mut out) {
@@ -517,11 +518,6 @@ where
                     if decision == RetryDecision::DoNotRetry {
                         let replay = &*this.replay;
                         replay.metrics.done.increment(1);
-                        if this.trace.on() {
-                            let (attempt, done) = (replay.attempts, What::Done);
-                            this.trace
-                                .attempt(attempt, &replay.classifier, Ok(&response), done);
-                        }
                         replay.classifier.returned(&mut response, replay.attempts);
                         return Poll::Ready(Ok(response));
                     }
@@ -628,6 +624,7 @@ where
     C: RetryClassifier<S::Response>,
     H: CopyRequest<Req>,
 {
+    let _in_span = trace.enter();
     match retry_loop(state, replay, trace, cx) {
         Poll::Ready(result) => {
             *out = Some(result);

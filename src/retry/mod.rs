@@ -103,10 +103,21 @@
 //! (`backoff`, or `retry-after` with the server's `retry_after`) or, when the call ends there,
 //! `done` or a `reason`: `attempts exhausted`, `not replayable`, `budget exhausted`, `deadline`
 //! (the backoff would end past the deadline in scope) or `total timeout` (the server asked for
-//! longer than is left). Whether a subscriber listens is asked once per call; when none does at
-//! debug, no span is built. The span is the events' parent and is not entered while attempts
-//! run. A classifier may also see the response it returns ([`RetryClassifier::returned`]): the
-//! HTTP one puts [`Attempts`] in its extensions.
+//! longer than is left). The span is entered while the call's attempts and backoff are polled,
+//! so what the layers below log (the breaker, the HTTP client) is its child. A classifier may
+//! also see the response it returns ([`RetryClassifier::returned`]): the HTTP one puts
+//! [`Attempts`] in its extensions.
+//!
+//! With nobody listening it costs nothing measurable: whether a subscriber wants the span is
+//! not asked per call but learned from `tracing` whenever its interest changes (a subscriber
+//! set, a filter reloaded), through the same version check per call that live retuning already
+//! makes. A subscriber that filters `harden::retry` below debug (`RUST_LOG=info`) counts as
+//! nobody. To compile the span and its events out entirely, turn on one of
+//! `tracing`'s static level features below debug in the application:
+//!
+//! ```toml
+//! tracing = { version = "0.1", features = ["release_max_level_info"] }
+//! ```
 //!
 //! # What a call that is not retried costs
 //!
@@ -206,7 +217,8 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
-        self.policy.refresh();
+        // The policy's version check, and the call's span if a subscriber wants it.
+        let trace = self.policy.start_call();
         let policy = &self.policy;
         let budget = policy.budget.as_ref().map(RetryBudget::deposit_and_handle);
         // No clock read: the total timeout starts when the future first waits (`Deadline`).
@@ -216,8 +228,6 @@ where
         } else {
             None
         };
-        // Before the first attempt: its events belong to the call.
-        let trace = trace::Trace::start(policy.name());
         // Call the service that was driven to readiness; retries use a clone, readied afresh.
         let future = self.inner.call(request);
         let next = copy.map(|copy| (self.inner.clone(), copy));

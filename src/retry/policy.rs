@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::backoff::Backoff;
 use super::budget::RetryBudget;
+use super::trace::Trace;
 use crate::error::is_rejection;
 use crate::metrics;
 use crate::{BoxError, ConfigError};
@@ -177,9 +178,14 @@ pub struct RetryPolicy<C = DefaultRetryClassifier, H = CloneRequest> {
     pub(crate) metrics: metrics::Handles<RetryMetrics>,
     /// Attempts and backoff as changed by `retune`, shared by every clone.
     tune: std::sync::Arc<super::tune::RetryTune>,
-    /// The version of `tune` this clone's `max_attempts` and `backoff` hold.
+    /// The version (see `super::tune`) whose values this clone's `max_attempts` and `backoff`
+    /// hold, with [`COLD`] set while its calls take the cold path: a subscriber wants the
+    /// retry's span, or that is not yet asked.
     seen: u64,
 }
+
+/// The bit of [`RetryPolicy::seen`] no version reaches (2^63 changes).
+const COLD: u64 = 1 << 63;
 
 /// The retry's series, registered once per policy.
 #[derive(Debug, Clone)]
@@ -319,7 +325,7 @@ impl<C, H> RetryPolicy<C, H> {
     }
 
     fn live(&self) -> (u32, Backoff) {
-        if self.tune.version() == self.seen {
+        if super::tune::version() == self.seen {
             (self.max_attempts, self.backoff)
         } else {
             self.tune.load()
@@ -329,16 +335,44 @@ impl<C, H> RetryPolicy<C, H> {
     /// Takes the values of the last [`retune`](Self::retune) if this clone has not yet.
     #[inline(always)]
     pub(crate) fn refresh(&mut self) {
-        let version = self.tune.version();
+        let version = super::tune::version();
         if version != self.seen {
             self.reload(version);
+            // Whether calls are traced is asked by the next call.
+            self.seen |= COLD;
+        }
+    }
+
+    /// [`refresh`](Self::refresh) before a call, and the call's span if a subscriber wants it.
+    /// A call that is not traced pays the version check `refresh` pays anyway, no more.
+    #[inline(always)]
+    pub(crate) fn start_call(&mut self) -> Trace {
+        let version = super::tune::version();
+        if version != self.seen {
+            return self.start_cold(version);
+        }
+        Trace::off()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn start_cold(&mut self, version: u64) -> Trace {
+        self.reload(version);
+        match Trace::start(&self.name) {
+            Some(trace) => {
+                self.seen |= COLD;
+                trace
+            }
+            None => Trace::off(),
         }
     }
 
     #[cold]
     #[inline(never)]
     fn reload(&mut self, version: u64) {
-        (self.max_attempts, self.backoff) = self.tune.load();
+        if self.seen & !COLD != version {
+            (self.max_attempts, self.backoff) = self.tune.load();
+        }
         self.seen = version;
     }
 
@@ -614,6 +648,7 @@ impl<C, H> RetryPolicyBuilder<C, H> {
             BudgetChoice::Shared(b) => Some(b),
             BudgetChoice::None => None,
         };
+        super::trace::register();
         Ok(RetryPolicy {
             max_attempts: self.max_attempts,
             total_timeout: self.total_timeout,
@@ -625,8 +660,11 @@ impl<C, H> RetryPolicyBuilder<C, H> {
             copy: self.copy,
             metrics: RetryMetrics::register(&self.name, None),
             name: self.name.into(),
-            tune: std::sync::Arc::new(super::tune::RetryTune::new()),
-            seen: 0,
+            tune: std::sync::Arc::new(super::tune::RetryTune::new(
+                self.max_attempts,
+                &self.backoff,
+            )),
+            seen: COLD,
         })
     }
 }

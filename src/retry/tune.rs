@@ -1,8 +1,10 @@
 //! The settings a running retry policy can change: its attempts and its backoff.
 //!
-//! Every clone of a policy shares one [`RetryTune`]. A change bumps its version; each service
-//! keeps a copy of the values and refreshes it when the version moved, so the steady state pays
-//! one load and one compare per call, and the call path takes no lock.
+//! Every clone of a policy shares one [`RetryTune`]. A change bumps a version shared by every
+//! policy; each service keeps a copy of the values and refreshes it when the version moved, so
+//! the steady state pays one load and one compare per call, and the call path takes no lock.
+//! A change of what `tracing` wants of the retry bumps the same version (see `super::trace`),
+//! so the check that a call is traced costs nothing more.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::time::Duration;
@@ -10,10 +12,26 @@ use std::time::Duration;
 use super::backoff::{Backoff, Jitter, Shape};
 use crate::clock::duration_to_nanos;
 
+/// Bumped after every change of any policy, and when `tracing`'s interest changes.
+static VERSION: AtomicU64 = AtomicU64::new(0);
+
+/// The version: the values a service loaded are current while it has not moved.
+#[inline(always)]
+pub(crate) fn version() -> u64 {
+    // Acquire: pairs with the Release in `bump`, so the values (and the tracing interest) read
+    // after it are at least those of this version.
+    VERSION.load(Ordering::Acquire)
+}
+
+/// Tells every service to reload: values it holds (or whether it traces) may be stale.
+pub(crate) fn bump() {
+    // Release: publishes what was stored before the bump to every reader of the new version.
+    VERSION.fetch_add(1, Ordering::Release);
+}
+
+/// The live values of one policy, always current (the built ones until the first change).
 #[derive(Debug)]
 pub(crate) struct RetryTune {
-    /// Bumped after every change; 0: never changed.
-    version: AtomicU64,
     max_attempts: AtomicU32,
     shape: AtomicU8,
     initial: AtomicU64,
@@ -24,9 +42,8 @@ pub(crate) struct RetryTune {
 }
 
 impl RetryTune {
-    pub(crate) fn new() -> Self {
-        RetryTune {
-            version: AtomicU64::new(0),
+    pub(crate) fn new(max_attempts: u32, backoff: &Backoff) -> Self {
+        let tune = RetryTune {
             max_attempts: AtomicU32::new(0),
             shape: AtomicU8::new(0),
             initial: AtomicU64::new(0),
@@ -34,20 +51,19 @@ impl RetryTune {
             multiplier: AtomicU64::new(0),
             jitter: AtomicU8::new(0),
             max_delay: AtomicU64::new(0),
-        }
-    }
-
-    /// The version: 0 until the first change.
-    #[inline(always)]
-    pub(crate) fn version(&self) -> u64 {
-        // Acquire: pairs with the Release in `set`, so the values read after it are at least
-        // those of this version.
-        self.version.load(Ordering::Acquire)
+        };
+        tune.store(max_attempts, backoff);
+        tune
     }
 
     /// Publishes validated values.
     pub(crate) fn set(&self, max_attempts: u32, backoff: &Backoff) {
-        // Relaxed for each value: the version's Release below publishes them. Two changes racing
+        self.store(max_attempts, backoff);
+        bump();
+    }
+
+    fn store(&self, max_attempts: u32, backoff: &Backoff) {
+        // Relaxed for each value: the version's Release in `bump` publishes them. Two changes racing
         // may leave a mix of their values, each of which was validated on its own.
         let r = Ordering::Relaxed;
         self.max_attempts.store(max_attempts, r);
@@ -74,11 +90,9 @@ impl RetryTune {
         );
         self.max_delay
             .store(duration_to_nanos(backoff.delay_cap()), r);
-        // Release: publishes the values above to every reader that sees the new version.
-        self.version.fetch_add(1, Ordering::Release);
     }
 
-    /// The values of the last change (call after reading a non-zero version).
+    /// The values of the last change.
     pub(crate) fn load(&self) -> (u32, Backoff) {
         // Relaxed: ordered after the version's Acquire by the caller.
         let r = Ordering::Relaxed;

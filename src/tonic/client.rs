@@ -10,6 +10,7 @@ use std::time::Duration;
 use http::{HeaderValue, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
+use tracing::Instrument;
 
 use super::body::{replayable, AttemptBody, GrpcBody, Recorder};
 use super::classify::{GrpcBreakerClassifier, Throttle};
@@ -245,6 +246,9 @@ where
     }
 
     fn call(&mut self, request: Request<tonic::body::Body>) -> ResponseFuture<B> {
+        // The call's span (as the retry layer's): the attempts' events, and what the layers
+        // below log while an attempt runs, are its children.
+        let span = tracing::debug_span!(target: "harden::tonic", "retry", method = %request.uri().path(), attempts = tracing::field::Empty);
         let shared = self.shared.clone();
         let method = shared.config.method(request.uri().path());
         // The call's deadline: the shortest of the method's timeout, the one tonic's caller set
@@ -314,8 +318,8 @@ where
         let attempts = attempts(first, settle, replay, shared, policy);
         ResponseFuture {
             inner: match deadline {
-                None => Box::pin(attempts),
-                Some(deadline) => Box::pin(Within::new(deadline, attempts)),
+                None => Box::pin(attempts.instrument(span)),
+                Some(deadline) => Box::pin(Within::new(deadline, attempts).instrument(span)),
             },
         }
     }
@@ -484,6 +488,16 @@ fn attempt_event(
     delay: Option<Duration>,
 ) {
     tracing::debug!(target: "harden::tonic", attempt, ?grpc_status, reason, ?delay, "grpc attempt");
+    if delay.is_none() {
+        // The call's last attempt: its span records how many there were.
+        let span = tracing::Span::current();
+        if span
+            .metadata()
+            .is_some_and(|m| m.target() == "harden::tonic")
+        {
+            span.record("attempts", attempt);
+        }
+    }
 }
 
 /// The first attempt (already sent), then the retries its policy allows.
