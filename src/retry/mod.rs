@@ -103,17 +103,19 @@
 //! (`backoff`, or `retry-after` with the server's `retry_after`) or, when the call ends there,
 //! `done` or a `reason`: `attempts exhausted`, `not replayable`, `budget exhausted`, `deadline`
 //! (the backoff would end past the deadline in scope) or `total timeout` (the server asked for
-//! longer than is left). The span is entered while the call's attempts and backoff are polled,
-//! so what the layers below log (the breaker, the HTTP client) is its child. A classifier may
+//! longer than is left). The span is entered while the call's attempts and backoff are polled
+//! and its later attempts are sent, so what the layers below log then (the breaker, the HTTP
+//! client) is its child; the first attempt is sent by `call`, before that. A classifier may
 //! also see the response it returns ([`RetryClassifier::returned`]): the HTTP one puts
 //! [`Attempts`] in its extensions.
 //!
-//! With nobody listening it costs nothing measurable: whether a subscriber wants the span is
-//! not asked per call but learned from `tracing` whenever its interest changes (a subscriber
-//! set, a filter reloaded), through the same version check per call that live retuning already
-//! makes. A subscriber that filters `harden::retry` below debug (`RUST_LOG=info`) counts as
-//! nobody. To compile the span and its events out entirely, turn on one of
-//! `tracing`'s static level features below debug in the application:
+//! With nobody listening a call builds no span and asks no level: whether a subscriber wants
+//! the span is not asked per call but learned from `tracing` whenever its interest changes (a
+//! subscriber set, a filter reloaded), through the version check per call that live retuning
+//! already makes; what is left is a null span pointer in the response future. A subscriber
+//! that filters `harden::retry` below debug (`RUST_LOG=info`) counts as nobody. To compile the
+//! span and its events out entirely, turn on one of `tracing`'s static level features below
+//! debug in the application:
 //!
 //! ```toml
 //! tracing = { version = "0.1", features = ["release_max_level_info"] }
