@@ -545,6 +545,9 @@ where
                     )
                 }
             },
+            _ if this.trace.on() => {
+                in_span(this.state, this.replay, this.trace, cx.waker(), &mut out)
+            }
             _ => drive(this.state, this.replay, this.trace, cx, &mut out),
         };
         // The outcome of the out-of-line paths comes back through `out`, not as a returned
@@ -608,6 +611,28 @@ where
     drive(state, replay, trace, cx, out)
 }
 
+/// [`drive`] for a traced call, in its span. Given the waker (on stable Rust all a context
+/// carries) rather than the context, so that the untraced path of `poll`, which may reach this,
+/// needs no `Context` in memory of its own.
+#[cold]
+#[inline(never)]
+fn in_span<S, Req, C, H>(
+    state: Pin<&mut State<S::Future>>,
+    replay: &mut Replay<S, Req, C, H>,
+    trace: &Trace,
+    waker: &std::task::Waker,
+    out: &mut Option<Result<S::Response, BoxError>>,
+) -> bool
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: RetryClassifier<S::Response>,
+    H: CopyRequest<Req>,
+{
+    let _in_span = trace.enter();
+    drive(state, replay, trace, &mut Context::from_waker(waker), out)
+}
+
 /// Backoff, readiness and the attempts after the first, until one is not retried: `true` with
 /// the caller's outcome in `out`, `false` while pending.
 #[inline(never)]
@@ -624,7 +649,6 @@ where
     C: RetryClassifier<S::Response>,
     H: CopyRequest<Req>,
 {
-    let _in_span = trace.enter();
     match retry_loop(state, replay, trace, cx) {
         Poll::Ready(result) => {
             *out = Some(result);

@@ -219,12 +219,13 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
-        // The policy's version check, and the call's span if a subscriber wants it.
+        // No clock read: the total timeout starts when the future first waits (`Deadline`).
+        let deadline = future::Deadline::new(self.policy.total_timeout);
+        // The policy's version check (the total timeout above is fixed when it is built), and
+        // the call's span if a subscriber wants it.
         let trace = self.policy.start_call();
         let policy = &self.policy;
         let budget = policy.budget.as_ref().map(RetryBudget::deposit_and_handle);
-        // No clock read: the total timeout starts when the future first waits (`Deadline`).
-        let deadline = future::Deadline::new(policy.total_timeout);
         let copy = if policy.max_attempts > 1 {
             policy.copy.copy_request(&request)
         } else {
