@@ -210,7 +210,7 @@ where
         let policy = &self.policy;
         let budget = policy.budget.as_ref().map(RetryBudget::deposit_and_handle);
         // No clock read: the total timeout starts when the future first waits (`Deadline`).
-        let deadline = future::Deadline::new(policy.total_timeout);
+        let deadline = future::Deadline::new(policy.total_timeout, policy.total_skew);
         let copy = if policy.max_attempts > 1 {
             policy.copy.copy_request(&request)
         } else {
