@@ -240,5 +240,51 @@ where
     }
 }
 
+impl<C: Clone, H: Clone> RetryPolicy<C, H> {
+    /// A call of `service`, which was driven to readiness, under this policy without a
+    /// [`Retry`] around it (what [`Retry::call`] does, written out again so that neither
+    /// path's code shape changes the other's): the service itself is kept for the retries (no
+    /// clone), and the policy is read in place (no clone of it either).
+    #[cfg(feature = "reqwest")]
+    #[inline]
+    pub(crate) fn call_owned<S, Req>(
+        &self,
+        mut service: S,
+        request: Req,
+    ) -> ResponseFuture<S, Req, C, H>
+    where
+        S: Service<Req>,
+        H: CopyRequest<Req>,
+    {
+        let (max_attempts, backoff) = self.live();
+        let budget = self.budget.as_ref().map(RetryBudget::deposit_and_handle);
+        let deadline = future::Deadline::new(self.total_timeout, self.total_skew);
+        let copy = if max_attempts > 1 {
+            self.copy.copy_request(&request)
+        } else {
+            None
+        };
+        let trace = trace::Trace::start(self.name());
+        let future = service.call(request);
+        let next = copy.map(|copy| (service, copy));
+        let replay = Replay {
+            next,
+            classifier: self.classifier.clone(),
+            copy: self.copy.clone(),
+            backoff,
+            budget,
+            max_attempts,
+            attempts: 1,
+            deadline,
+            enforce_total: self.enforce_total,
+            total_elapsed: false,
+            clock: self.clock,
+            timer: future::Timer::new(),
+            metrics: self.metrics.clone(),
+        };
+        ResponseFuture::new(future, replay, trace)
+    }
+}
+
 #[cfg(all(test, not(harden_loom)))]
 mod tests;

@@ -320,12 +320,21 @@ impl<C, H> RetryPolicy<C, H> {
         self.live().1
     }
 
-    fn live(&self) -> (u32, Backoff) {
+    /// The attempts and backoff a call starts with now: this clone's, or those of a later
+    /// [`retune`](Self::retune) it has not taken yet.
+    #[inline(always)]
+    pub(crate) fn live(&self) -> (u32, Backoff) {
         if self.tune.version() == self.seen {
             (self.max_attempts, self.backoff)
         } else {
-            self.tune.load()
+            self.tuned()
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn tuned(&self) -> (u32, Backoff) {
+        self.tune.load()
     }
 
     /// Takes the values of the last [`retune`](Self::retune) if this clone has not yet.
