@@ -442,9 +442,9 @@ fn finish<Res>(next: Next, result: Result<Res, BoxError>) -> Result<Res, BoxErro
 }
 
 /// The end of the total timeout a server-requested delay is judged against. It starts when the
-/// retry's future first waits — as [`TimeoutLayer`](crate::timeout::TimeoutLayer)'s timer,
-/// which is how `ResilienceLayerBuilder` enforces the same total timeout around the retry — or, for a call
-/// whose attempts never waited, when a delay is first judged. So a call that is not retried
+/// retry's future first waits — as the timer of a [`TimeoutLayer`](crate::timeout::TimeoutLayer)
+/// around the retry would — or, for a call whose attempts never waited, when a delay is first
+/// judged. So a call that is not retried
 /// reads no clock. The end is one word: no deadline, a total not started yet (top bit set), or
 /// the end on the retry's clock; the skew is where the total this future enforces ends, from
 /// that end (zero unless a policy's own total differs from its stack's).
