@@ -102,7 +102,7 @@ use tower_service::Service;
 use crate::circuit_breaker::CircuitBreaker;
 use crate::deadline::{Deadline, PropagateDeadlineLayer};
 use crate::http::{HttpLayer, HttpLayerBuilder, HttpReplay, HttpRetryClassifier, IDEMPOTENCY_KEY};
-use crate::retry::{Retry, RetryBudget, RetryPolicy};
+use crate::retry::{RetryBudget, RetryPolicy};
 use crate::stack::{option_service, BoxErrors, ATTEMPT_TIMEOUT_NAME, TOTAL_TIMEOUT_NAME};
 use crate::timeout::error::Elapsed;
 use crate::timeout::TimeoutLayer;
@@ -116,7 +116,7 @@ mod keyed;
 pub use error::{Error, ErrorKind};
 pub use keyed::{DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_AUTHORITIES, DEFAULT_MAX_LABELED_AUTHORITIES};
 
-use keyed::{Entry, Keys, PerKey};
+use keyed::{Entry, Keys};
 
 /// `reqwest::Client::builder()` with reqwest's own retries off, so that they never multiply
 /// with harden's. The HTTP preset applies as a `tower::Layer` around the client it builds:
@@ -140,8 +140,6 @@ use keyed::{Entry, Keys, PerKey};
 pub fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder().retry(reqwest::retry::never())
 }
-
-type Retried = Retry<PerKey, HttpRetryClassifier, HttpReplay>;
 
 struct Inner {
     http: reqwest::Client,
@@ -303,14 +301,14 @@ impl Client {
             return Err(e);
         }
         let authority = entry.authority().clone();
-        let mut retried: Retried = Retry::new(entry.service(), self.inner.policy.clone());
+        let mut service = entry.service();
         // The retry ends the call at the total timeout (its policy enforces it); the breaker is
         // ready at once (open or not), and so are the bulkhead and reqwest.
         let call = async {
-            if let Err(e) = std::future::poll_fn(|cx| retried.poll_ready(cx)).await {
+            if let Err(e) = std::future::poll_fn(|cx| service.poll_ready(cx)).await {
                 return (Err(e), false);
             }
-            let mut future = std::pin::pin!(retried.call(request));
+            let mut future = std::pin::pin!(self.inner.policy.call_owned(service, request));
             let result = std::future::poll_fn(|cx| future.as_mut().poll(cx)).await;
             (result, future.total_elapsed())
         };

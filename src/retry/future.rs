@@ -248,7 +248,7 @@ impl<S, Req, C, H> Replay<S, Req, C, H> {
     /// Make the total's timer at what is left of the total timeout; `false` if nothing is.
     #[cold]
     fn start_total(&mut self) -> bool {
-        match self.deadline.remaining(self.clock) {
+        match self.deadline.enforced_remaining(self.clock) {
             Some(0) => false,
             Some(left) => {
                 let now = tokio::time::Instant::now();
@@ -442,24 +442,26 @@ fn finish<Res>(next: Next, result: Result<Res, BoxError>) -> Result<Res, BoxErro
 }
 
 /// The end of the total timeout a server-requested delay is judged against. It starts when the
-/// retry's future first waits — as [`TimeoutLayer`](crate::timeout::TimeoutLayer)'s timer,
-/// which is how `ResilienceLayerBuilder` enforces the same total timeout around the retry — or, for a call
-/// whose attempts never waited, when a delay is first judged. So a call that is not retried
-/// reads no clock. One word: no deadline, a total not started yet (top bit set), or the end on
-/// the retry's clock.
+/// retry's future first waits — as the timer of a [`TimeoutLayer`](crate::timeout::TimeoutLayer)
+/// around the retry would — or, for a call whose attempts never waited, when a delay is first
+/// judged. So a call that is not retried
+/// reads no clock. The end is one word: no deadline, a total not started yet (top bit set), or
+/// the end on the retry's clock; the skew is where the total this future enforces ends, from
+/// that end (zero unless a policy's own total differs from its stack's).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Deadline(u64);
+pub(crate) struct Deadline(u64, i64);
 
 const UNSTARTED: u64 = 1 << 63;
 
 impl Deadline {
-    pub(crate) fn new(total: Option<Duration>) -> Deadline {
+    pub(crate) fn new(total: Option<Duration>, skew: i64) -> Deadline {
         match total {
             // Totals beyond 2^63 ns (292 years) are as good as none: kept at the bound.
-            Some(total) => {
-                Deadline(UNSTARTED | crate::clock::duration_to_nanos(total).min(UNSTARTED - 1))
-            }
-            None => Deadline(u64::MAX),
+            Some(total) => Deadline(
+                UNSTARTED | crate::clock::duration_to_nanos(total).min(UNSTARTED - 1),
+                skew,
+            ),
+            None => Deadline(u64::MAX, 0),
         }
     }
 
@@ -482,6 +484,12 @@ impl Deadline {
         }
         self.start(clock);
         Some(self.0.saturating_sub(clock.now()))
+    }
+
+    /// Time left of the total this future enforces; see [`remaining`](Self::remaining).
+    fn enforced_remaining(&mut self, clock: crate::clock::Clock) -> Option<u64> {
+        self.remaining(clock)
+            .map(|left| left.saturating_add_signed(self.1))
     }
 }
 

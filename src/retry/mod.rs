@@ -220,7 +220,7 @@ where
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         // No clock read: the total timeout starts when the future first waits (`Deadline`).
-        let deadline = future::Deadline::new(self.policy.total_timeout);
+        let deadline = future::Deadline::new(self.policy.total_timeout, self.policy.total_skew);
         // The policy's version check (the total timeout above is fixed when it is built), and
         // the call's span if a subscriber wants it.
         let trace = self.policy.start_call();
@@ -248,6 +248,52 @@ where
             clock: policy.clock,
             timer: future::Timer::new(),
             metrics: policy.metrics.clone(),
+        };
+        ResponseFuture::new(future, replay, trace)
+    }
+}
+
+impl<C: Clone, H: Clone> RetryPolicy<C, H> {
+    /// A call of `service`, which was driven to readiness, under this policy without a
+    /// [`Retry`] around it (what [`Retry::call`] does, written out again so that neither
+    /// path's code shape changes the other's): the service itself is kept for the retries (no
+    /// clone), and the policy is read in place (no clone of it either).
+    #[cfg(feature = "reqwest")]
+    #[inline]
+    pub(crate) fn call_owned<S, Req>(
+        &self,
+        mut service: S,
+        request: Req,
+    ) -> ResponseFuture<S, Req, C, H>
+    where
+        S: Service<Req>,
+        H: CopyRequest<Req>,
+    {
+        let (max_attempts, backoff) = self.live();
+        let budget = self.budget.as_ref().map(RetryBudget::deposit_and_handle);
+        let deadline = future::Deadline::new(self.total_timeout, self.total_skew);
+        let copy = if max_attempts > 1 {
+            self.copy.copy_request(&request)
+        } else {
+            None
+        };
+        let trace = trace::Trace::start(self.name()).unwrap_or_else(trace::Trace::off);
+        let future = service.call(request);
+        let next = copy.map(|copy| (service, copy));
+        let replay = Replay {
+            next,
+            classifier: self.classifier.clone(),
+            copy: self.copy.clone(),
+            backoff,
+            budget,
+            max_attempts,
+            attempts: 1,
+            deadline,
+            enforce_total: self.enforce_total,
+            total_elapsed: false,
+            clock: self.clock,
+            timer: future::Timer::new(),
+            metrics: self.metrics.clone(),
         };
         ResponseFuture::new(future, replay, trace)
     }

@@ -168,6 +168,9 @@ pub struct RetryPolicy<C = DefaultRetryClassifier, H = CloneRequest> {
     pub(crate) total_timeout: Option<Duration>,
     /// Whether the retry also ends the call at `total_timeout` (see [`EnforceTotal`]).
     pub(crate) enforce_total: EnforceTotal,
+    /// The total timeout the retry ends the call at minus `total_timeout`, in nanoseconds: zero
+    /// unless the policy's own `total_timeout` differs from a stack's it enforces.
+    pub(crate) total_skew: i64,
     pub(crate) clock: crate::clock::Clock,
     pub(crate) backoff: Backoff,
     pub(crate) budget: Option<RetryBudget>,
@@ -199,11 +202,9 @@ pub(crate) struct RetryMetrics {
 }
 
 /// Whether a retry ends the call at its total timeout itself, instead of a timeout layer
-/// around it: what the HTTP preset and the reqwest client do, so that a call answered by its
-/// first attempt makes no timer for the total.
+/// around it: what a `ResilienceLayer` with a total timeout, the HTTP preset and the reqwest
+/// client do, so that a call answered by its first attempt makes no timer for the total.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-// Only the HTTP preset and the reqwest client (feature `http`) choose anything but `No`.
-#[cfg_attr(not(feature = "http"), allow(dead_code))]
 pub(crate) enum EnforceTotal {
     /// A layer around the retry enforces it (or there is none).
     No,
@@ -251,6 +252,7 @@ impl<C: Clone, H: Clone> Clone for RetryPolicy<C, H> {
             max_attempts: self.max_attempts,
             total_timeout: self.total_timeout,
             enforce_total: self.enforce_total,
+            total_skew: self.total_skew,
             clock: self.clock,
             backoff: self.backoff,
             budget: self.budget.clone(),
@@ -324,12 +326,22 @@ impl<C, H> RetryPolicy<C, H> {
         self.live().1
     }
 
-    fn live(&self) -> (u32, Backoff) {
-        if super::tune::version() == self.seen {
+    /// The attempts and backoff a call starts with now: this clone's, or those of a later
+    /// [`retune`](Self::retune) it has not taken yet.
+    #[inline(always)]
+    pub(crate) fn live(&self) -> (u32, Backoff) {
+        // The cold bit says only whether calls are traced: the values are current whatever it is.
+        if super::tune::version() == self.seen & !COLD {
             (self.max_attempts, self.backoff)
         } else {
-            self.tune.load()
+            self.tuned()
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn tuned(&self) -> (u32, Backoff) {
+        self.tune.load()
     }
 
     /// Takes the values of the last [`retune`](Self::retune) if this clone has not yet.
@@ -449,28 +461,50 @@ impl<C, H> RetryPolicy<C, H> {
     /// is due; a call answered by its first attempt makes none.
     #[cfg(feature = "http")]
     pub(crate) fn enforcing_total_timeout(
-        mut self,
+        self,
         attempt_timeout: Option<Duration>,
         label: &str,
     ) -> Self {
-        let Some(total) = self.total_timeout else {
-            return self;
-        };
+        match self.total_timeout {
+            Some(total) => self.enforcing(total, attempt_timeout, label),
+            None => self,
+        }
+    }
+
+    /// This policy inside a stack whose total timeout is `total` (what
+    /// [`ResilienceLayerBuilder::build`](crate::stack::ResilienceLayerBuilder::build) does): it
+    /// ends each call at `total` as [`enforcing_total_timeout`](Self::enforcing_total_timeout)
+    /// does, and judges server-requested delays against its own `total_timeout` if it has one,
+    /// else against `total`.
+    pub(crate) fn enforcing_stack_total(
+        mut self,
+        total: Duration,
+        attempt_timeout: Option<Duration>,
+        label: &str,
+    ) -> Self {
+        match self.total_timeout {
+            None => self.total_timeout = Some(total),
+            Some(own) => {
+                let nanos = |d: Duration| i128::from(crate::clock::duration_to_nanos(d));
+                let skew = (nanos(total) - nanos(own)).clamp(i64::MIN.into(), i64::MAX.into());
+                self.total_skew = i64::try_from(skew).unwrap_or(0);
+            }
+        }
+        self.enforcing(total, attempt_timeout, label)
+    }
+
+    /// Ends each call at `total` (see [`EnforceTotal`]), counting it under `label`.
+    fn enforcing(
+        mut self,
+        total: Duration,
+        attempt_timeout: Option<Duration>,
+        label: &str,
+    ) -> Self {
         self.enforce_total = match attempt_timeout {
             Some(attempt) if attempt < total => EnforceTotal::AfterFirstAttempt,
             _ => EnforceTotal::Always,
         };
         self.metrics = RetryMetrics::register(&self.name, Some(label));
-        self
-    }
-
-    /// This policy, judging server-requested delays against `total_timeout` unless it already
-    /// has one (what [`ResilienceLayerBuilder::build`](crate::stack::ResilienceLayerBuilder::build) does with its own
-    /// total timeout).
-    pub(crate) fn with_default_total_timeout(mut self, total_timeout: Option<Duration>) -> Self {
-        if self.total_timeout.is_none() {
-            self.total_timeout = total_timeout;
-        }
         self
     }
 }
@@ -514,9 +548,11 @@ impl<C, H> RetryPolicyBuilder<C, H> {
     /// of it fails the call at once with
     /// [`RetryAfterTooLong`](super::error::RetryAfterTooLong), carrying the server's delay
     /// (before the cap),
-    /// instead of sleeping into the deadline. The retry does not enforce the deadline itself
-    /// (a total timeout layer does); [`ResilienceLayerBuilder`](crate::ResilienceLayerBuilder) sets this to its
-    /// `total_timeout` when the policy has none. Accepted (0, ∞).
+    /// instead of sleeping into the deadline. A [`RetryLayer`](super::RetryLayer) alone does
+    /// not end the call at it (a total timeout layer around it would); inside a
+    /// [`ResilienceLayerBuilder`](crate::ResilienceLayerBuilder) stack with a `total_timeout`,
+    /// the retry ends the call at the stack's, and judges delays against this one if set, else
+    /// against the stack's. Accepted (0, ∞).
     pub fn total_timeout(mut self, total_timeout: Duration) -> Self {
         self.total_timeout = Some(total_timeout);
         self
@@ -653,6 +689,7 @@ impl<C, H> RetryPolicyBuilder<C, H> {
             max_attempts: self.max_attempts,
             total_timeout: self.total_timeout,
             enforce_total: EnforceTotal::No,
+            total_skew: 0,
             clock: crate::clock::Clock::new(),
             backoff: self.backoff,
             budget,
@@ -664,7 +701,9 @@ impl<C, H> RetryPolicyBuilder<C, H> {
                 self.max_attempts,
                 &self.backoff,
             )),
-            seen: COLD,
+            // The values are the current ones as of this version (registered above, so the
+            // probe's first interest is counted); the first call still asks whether it is traced.
+            seen: super::tune::version() | COLD,
         })
     }
 }

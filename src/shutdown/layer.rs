@@ -91,11 +91,14 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let path = req.uri().path();
-        let exempt = self.shared.exempt_paths.iter().any(|p| p == path);
+        let shared = &self.shared;
+        let exempt = || {
+            let path = req.uri().path();
+            shared.exempt_paths.iter().any(|p| p == path)
+        };
         // HTTP/2 has no `Connection` header: its connection gets a GOAWAY instead.
         let http1 = req.version() <= Version::HTTP_11;
-        match self.shared.enter(exempt) {
+        match shared.enter(exempt) {
             Some(guard) => ResponseFuture {
                 kind: Kind::Inner {
                     future: self.inner.call(req),

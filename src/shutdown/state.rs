@@ -151,11 +151,13 @@ impl Shared {
         self.refusing.load(Ordering::SeqCst)
     }
 
-    /// Counts a request in; `None` (and not counted) when it must be refused.
-    pub(crate) fn enter(self: &Arc<Self>, exempt: bool) -> Option<InFlightGuard> {
+    /// Counts a request in; `None` (and not counted) when it must be refused. `exempt` is asked
+    /// only while refusing, so a request is not matched against the exempt paths before then.
+    #[inline]
+    pub(crate) fn enter(self: &Arc<Self>, exempt: impl FnOnce() -> bool) -> Option<InFlightGuard> {
         // SeqCst: the count is published before the flag is read (see `start_refusing`).
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        if !exempt && self.is_refusing() {
+        if self.is_refusing() && !exempt() {
             self.leave();
             // Relaxed: a statistic read after the connections are gone.
             self.refused.fetch_add(1, Ordering::Relaxed);

@@ -189,7 +189,8 @@ impl<F, T, R, B, C, A> ResilienceLayerBuilder<F, T, R, B, C, A> {
 
     /// Checks that the parts fit together and returns the layer.
     ///
-    /// The retry learns the total timeout here: unless its policy has a
+    /// The retry learns the total timeout here and ends the call at it (the stack then has no
+    /// timeout layer around the retry); unless its policy has a
     /// [`total_timeout`](crate::retry::RetryPolicyBuilder::total_timeout) of its own, a
     /// server-requested delay longer than what is left of this stack's total timeout fails the
     /// call at once with [`RetryAfterTooLong`](crate::retry::error::RetryAfterTooLong).
@@ -232,7 +233,11 @@ impl<F, T, R, B, C, A> ResilienceLayerBuilder<F, T, R, B, C, A> {
         Ok(ResilienceLayer {
             fallback: self.fallback,
             total_timeout: self.total_timeout.named(name, TOTAL_TIMEOUT_NAME),
-            retry: self.retry.with_total_timeout(total),
+            retry: self.retry.with_total_timeout(
+                total,
+                attempt,
+                &part::label(name, TOTAL_TIMEOUT_NAME),
+            ),
             breaker: self.breaker,
             bulkhead: self.bulkhead,
             attempt_timeout: self.attempt_timeout.named(name, ATTEMPT_TIMEOUT_NAME),

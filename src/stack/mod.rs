@@ -82,8 +82,7 @@
 //! [`Either`](tower::util::Either) service keeps the part's size and a branch whether it is on
 //! or off. The HTTP preset
 //! ([`HttpLayerBuilder`](crate::http::HttpLayerBuilder)) builds its attempt timeout and bulkhead
-//! that way, since each can be `None` there; its total timeout is ended by its retry, which makes
-//! that timer only when a retry is due.
+//! that way, since each can be `None` there.
 //!
 //! ```
 //! use std::time::Duration;
@@ -104,8 +103,12 @@
 //! ```
 //!
 //! Per call the stack does what the hand-built one does, with one difference that is not the
-//! builder's: its retry knows the total timeout (see [`build`](ResilienceLayerBuilder::build)), and the
-//! retry starts that deadline when its future first waits, without a clock read per call.
+//! builder's: with a retry, the total timeout is the retry's (see
+//! [`build`](ResilienceLayerBuilder::build)) rather than a timeout layer around it. The retry
+//! starts that deadline when its future first waits, as the layer would, without a clock read
+//! per call; and when an attempt timeout shorter than the total bounds the first attempt, it
+//! makes the total's timer only once a retry is due, so a call its first attempt answers makes
+//! one timer, not two.
 //!
 //! # Errors
 //!
@@ -159,7 +162,8 @@ pub const ATTEMPT_TIMEOUT_NAME: &str = "attempt";
 ///
 /// Around a service `S` it makes, outermost first,
 /// `F(T(R(B(C(A(S))))))` (the innermost wrapper boxing `S`'s error), where an absent part
-/// ([`Identity`]) is no wrapper at all.
+/// ([`Identity`]) is no wrapper at all, and so is the total timeout `T` when there is a retry
+/// `R` (the retry ends the call at it).
 #[derive(Clone)]
 #[must_use = "a layer does nothing until it wraps a service"]
 pub struct ResilienceLayer<
@@ -206,7 +210,7 @@ where
     C: Layer<A::Service>,
     B: Layer<C::Service>,
     R: Layer<B::Service>,
-    T: Layer<R::Service>,
+    T: part::TotalSlot<R, R::Service>,
     F: Layer<T::Service>,
 {
     type Service = F::Service;
@@ -216,7 +220,7 @@ where
         let service = self.bulkhead.layer(service);
         let service = self.breaker.layer(service);
         let service = self.retry.layer(service);
-        let service = self.total_timeout.layer(service);
+        let service = self.total_timeout.wrap(service);
         self.fallback.layer(service)
     }
 }

@@ -7,8 +7,10 @@ use std::time::Duration;
 use tower_layer::Identity;
 
 use crate::bulkhead::BulkheadLayer;
-use crate::timeout::TimeoutLayer;
+use crate::retry::RetryLayer;
+use crate::timeout::{Timeout, TimeoutLayer};
 use tower::util::{option_layer, Either};
+use tower_layer::Layer;
 
 /// A timeout slot: absent ([`Identity`]), present ([`TimeoutLayer`]) or decided at run time
 /// (tower's `Either<TimeoutLayer, Identity>`, from `option_layer`).
@@ -19,7 +21,7 @@ pub trait TimeoutSlot {
     fn named(self, stack: Option<&str>, part: &str) -> Self;
 }
 
-fn label(stack: Option<&str>, part: &str) -> String {
+pub(super) fn label(stack: Option<&str>, part: &str) -> String {
     match stack {
         Some(name) => format!("{name}.{part}"),
         None => part.to_owned(),
@@ -56,6 +58,51 @@ impl TimeoutSlot for Either<TimeoutLayer, Identity> {
             Either::Left(layer) => Either::Left(layer.named(stack, part)),
             off @ Either::Right(_) => off,
         }
+    }
+}
+
+/// How the total timeout slot wraps the retry slot's service `S`: a retry ends the call at the
+/// stack's total timeout itself (so a call its first attempt answers makes no timer for it), so
+/// with a retry the slot adds no wrapper; without one it is a timeout layer.
+pub trait TotalSlot<R, S> {
+    /// The service around the retry slot's.
+    type Service;
+    /// Wraps `service`.
+    fn wrap(&self, service: S) -> Self::Service;
+}
+
+impl<R, S> TotalSlot<R, S> for Identity {
+    type Service = S;
+    fn wrap(&self, service: S) -> S {
+        service
+    }
+}
+
+impl<S> TotalSlot<Identity, S> for TimeoutLayer {
+    type Service = Timeout<S>;
+    fn wrap(&self, service: S) -> Timeout<S> {
+        self.layer(service)
+    }
+}
+
+impl<S> TotalSlot<Identity, S> for Either<TimeoutLayer, Identity> {
+    type Service = Either<Timeout<S>, S>;
+    fn wrap(&self, service: S) -> Self::Service {
+        self.layer(service)
+    }
+}
+
+impl<C, H, S> TotalSlot<RetryLayer<C, H>, S> for TimeoutLayer {
+    type Service = S;
+    fn wrap(&self, service: S) -> S {
+        service
+    }
+}
+
+impl<C, H, S> TotalSlot<RetryLayer<C, H>, S> for Either<TimeoutLayer, Identity> {
+    type Service = S;
+    fn wrap(&self, service: S) -> S {
+        service
     }
 }
 
@@ -132,21 +179,37 @@ impl IntoBulkhead for Option<BulkheadLayer> {
     }
 }
 
-/// The retry slot: no retry, or a [`RetryLayer`](crate::retry::RetryLayer) that learns the
-/// stack's total timeout.
+/// The retry slot: no retry, or a [`RetryLayer`] that ends the call at the stack's total
+/// timeout.
 pub trait RetrySlot {
-    /// The retry, judging server-requested delays against `total_timeout`.
-    fn with_total_timeout(self, total_timeout: Option<Duration>) -> Self;
+    /// The retry, ending each call at `total_timeout` (counted under `label`); `attempt_timeout`
+    /// is the stack's per-attempt timeout.
+    fn with_total_timeout(
+        self,
+        total_timeout: Option<Duration>,
+        attempt_timeout: Option<Duration>,
+        label: &str,
+    ) -> Self;
 }
 
 impl RetrySlot for Identity {
-    fn with_total_timeout(self, _: Option<Duration>) -> Self {
+    fn with_total_timeout(self, _: Option<Duration>, _: Option<Duration>, _: &str) -> Self {
         self
     }
 }
 
-impl<C, H> RetrySlot for crate::retry::RetryLayer<C, H> {
-    fn with_total_timeout(self, total_timeout: Option<Duration>) -> Self {
-        self.map_policy(|p| p.with_default_total_timeout(total_timeout))
+impl<C, H> RetrySlot for RetryLayer<C, H> {
+    fn with_total_timeout(
+        self,
+        total_timeout: Option<Duration>,
+        attempt_timeout: Option<Duration>,
+        label: &str,
+    ) -> Self {
+        match total_timeout {
+            Some(total) => {
+                self.map_policy(|p| p.enforcing_stack_total(total, attempt_timeout, label))
+            }
+            None => self,
+        }
     }
 }

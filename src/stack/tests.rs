@@ -186,9 +186,9 @@ fn every_part_set_is_the_hand_built_stack_type_for_type() {
         .build()
         .unwrap()
         .layer(Upstream);
+    // The retry ends the call at the total timeout: no timeout layer around it.
     let by_hand = ServiceBuilder::new()
         .layer(fallback)
-        .layer(TimeoutLayer::new(Duration::from_secs(5)))
         .layer(RetryLayer::new(policy))
         .layer(
             breaker
@@ -203,6 +203,17 @@ fn every_part_set_is_the_hand_built_stack_type_for_type() {
         std::mem::size_of_val(&stack),
         std::mem::size_of_val(&by_hand)
     );
+
+    // Without a retry, the total timeout is a timeout layer.
+    let total = ResilienceLayer::builder()
+        .total_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+        .layer(Upstream);
+    let by_hand = ServiceBuilder::new()
+        .layer(TimeoutLayer::new(Duration::from_secs(5)))
+        .service(BoxErrors::new(Upstream));
+    same_type(&total, &by_hand);
 
     let empty = ResilienceLayer::builder().build().unwrap().layer(Upstream);
     same_type(&empty, &BoxErrors::new(Upstream));

@@ -615,3 +615,19 @@ async fn a_request_started_while_the_breaker_is_open_is_answered_then_or_sent_on
     assert_eq!(bare.send().await.unwrap().status(), 200);
     assert_eq!(up.count(), 3);
 }
+
+// The client reads its shared retry policy in place per request: a retune must still reach it.
+#[tokio::test]
+async fn a_retune_of_the_clients_policy_changes_its_next_requests() {
+    let up = upstream(always(StatusCode::SERVICE_UNAVAILABLE)).await;
+    let client = client(preset(3));
+    let r = client.get(up.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(up.count(), 3);
+    let mut settings = harden::retry::RetrySettings::from(client.retry_policy());
+    settings.max_attempts = 2;
+    client.retry_policy().retune(&settings).unwrap();
+    let r = client.get(up.url("/")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(up.count(), 5);
+}

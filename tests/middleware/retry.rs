@@ -685,6 +685,69 @@ async fn resilience_gives_its_total_timeout_to_the_retry() {
     assert_eq!(err.field(), "total_timeout");
 }
 
+// A stack's total timeout ended the call even when its retry's policy judged server delays
+// against a total of its own: the retry that now ends it must keep both.
+#[tokio::test(start_paused = true)]
+async fn a_stack_ends_the_call_at_its_total_whatever_total_its_policy_judges_delays_by() {
+    let policy = |own: Duration| {
+        RetryPolicy::builder()
+            .no_budget()
+            .retry_on(|r: Result<&u16, &BoxError>| match r {
+                Ok(503) => RetryDecision::RetryAfter(Duration::from_secs(3)),
+                _ => RetryDecision::DoNotRetry,
+            })
+            .total_timeout(own)
+            .build()
+            .unwrap()
+    };
+    // The policy's 10 s let a 3 s delay be waited; the stack's 2 s end the call during it.
+    let inner = Scripted::new(vec![Ok(503), Ok(200)]);
+    let start = Instant::now();
+    let err = harden::ResilienceLayer::builder()
+        .total_timeout(Duration::from_secs(2))
+        .retry(policy(Duration::from_secs(10)))
+        .build()
+        .unwrap()
+        .layer(inner.clone())
+        .oneshot(0u32)
+        .await
+        .unwrap_err();
+    assert!(err.is::<harden::timeout::error::Elapsed>(), "{err}");
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+    assert_eq!(inner.calls(), 1);
+
+    // The policy's 2 s refuse a 3 s delay at once, but do not end a 5 s attempt the stack's
+    // 10 s allow.
+    let inner = Scripted::new(vec![Ok(503), Ok(200)]);
+    let err = harden::ResilienceLayer::builder()
+        .total_timeout(Duration::from_secs(10))
+        .retry(policy(Duration::from_secs(2)))
+        .build()
+        .unwrap()
+        .layer(inner.clone())
+        .oneshot(0u32)
+        .await
+        .unwrap_err();
+    assert!(err.is::<RetryAfterTooLong>(), "{err}");
+    assert_eq!(inner.calls(), 1);
+    let slow = tower::service_fn(|_: u32| async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        Ok::<u16, BoxError>(200)
+    });
+    let start = Instant::now();
+    let answer = harden::ResilienceLayer::builder()
+        .total_timeout(Duration::from_secs(10))
+        .retry(policy(Duration::from_secs(2)))
+        .build()
+        .unwrap()
+        .layer(slow)
+        .oneshot(0u32)
+        .await
+        .unwrap();
+    assert_eq!(answer, 200);
+    assert_eq!(start.elapsed(), Duration::from_secs(5));
+}
+
 // The total timeout a server delay is judged against starts when the retry's future first
 // waits, as a `TimeoutLayer` around it counts (so a call that is not retried reads no clock),
 // or, when no attempt waited, at the first server delay judged.

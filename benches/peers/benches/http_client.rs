@@ -35,6 +35,17 @@ use reqwest_retry::RetryTransientMiddleware;
 use tower::{Layer, ServiceExt};
 
 type Preset = <harden::http::HttpLayer as Layer<reqwest::Client>>::Service;
+/// The general stack a user composes: total timeout, retry with the HTTP classifier and replay,
+/// attempt timeout.
+type StackLayer = harden::ResilienceLayer<
+    tower::layer::util::Identity,
+    harden::timeout::TimeoutLayer,
+    harden::retry::RetryLayer<harden::http::HttpRetryClassifier, harden::http::HttpReplay>,
+    tower::layer::util::Identity,
+    tower::layer::util::Identity,
+    harden::timeout::TimeoutLayer,
+>;
+type Stack = <StackLayer as Layer<reqwest::Client>>::Service;
 
 /// The servers rows call: bare axum, the same route behind hand-assembled tower(-http) layers,
 /// and behind harden's (`Shutdown::serve`, error responses, breaker, bulkhead, timeout).
@@ -108,6 +119,7 @@ impl Server {
 enum Client {
     Bare(reqwest::Client),
     Preset(Preset),
+    Stack(Stack),
     Harden(harden::reqwest::Client),
     /// The convenience client given a built request, as the preset row is: like for like.
     HardenExecute(harden::reqwest::Client),
@@ -125,6 +137,11 @@ impl Client {
         let response = match self {
             Client::Bare(c) => c.get(url.clone()).send().await.map_err(drop),
             Client::Preset(s) => s
+                .clone()
+                .oneshot(reqwest::Request::new(reqwest::Method::GET, url.clone()))
+                .await
+                .map_err(drop),
+            Client::Stack(s) => s
                 .clone()
                 .oneshot(reqwest::Request::new(reqwest::Method::GET, url.clone()))
                 .await
@@ -205,6 +222,20 @@ fn bare() -> reqwest::Client {
         .expect("reqwest client")
 }
 
+fn stack() -> StackLayer {
+    let retry = harden::retry::RetryPolicy::builder()
+        .classifier(harden::http::HttpRetryClassifier::new())
+        .copy_request(harden::http::HttpReplay::new())
+        .build()
+        .expect("retry");
+    harden::ResilienceLayer::builder()
+        .total_timeout(Duration::from_secs(30))
+        .retry(retry)
+        .attempt_timeout(Duration::from_secs(10))
+        .build()
+        .expect("stack")
+}
+
 /// Every client row's client, by the id `HARDEN_BENCH_CALLGRIND` takes.
 fn client(id: &str) -> Client {
     match id {
@@ -219,6 +250,7 @@ fn client(id: &str) -> Client {
                 .expect("preset")
                 .layer(bare()),
         ),
+        "stack" => Client::Stack(stack().layer(bare())),
         "client" => Client::Harden(harden::reqwest::Client::new(bare())),
         "client-execute" => Client::HardenExecute(harden::reqwest::Client::new(bare())),
         "middleware" => Client::Middleware(
@@ -237,6 +269,11 @@ const ROWS: &[(&str, &str, Server)] = &[
     ("bare", "bare reqwest", Server::Bare),
     ("preset", "harden preset (tower path)", Server::Bare),
     ("preset-untimed", "harden preset, no timeouts", Server::Bare),
+    (
+        "stack",
+        "ResilienceLayer: total timeout + retry + attempt timeout",
+        Server::Bare,
+    ),
     ("client", "harden::reqwest::Client", Server::Bare),
     (
         "client-execute",
