@@ -53,6 +53,10 @@ type Stack = <StackLayer as Layer<reqwest::Client>>::Service;
 enum Server {
     Bare,
     TowerHttp,
+    /// The same layers under `axum::serve(..).with_graceful_shutdown(..)` (a signal that never
+    /// comes), and under hyper-util's `GracefulShutdown` watching each auto connection.
+    TowerHttpGraceful,
+    TowerHttpGracefulHyperUtil,
     Harden,
     /// The same, the router's handlers turned into routes once before `Shutdown::serve` (what
     /// `axum::serve` does through `into_make_service`), rather than on every request.
@@ -74,7 +78,7 @@ impl Server {
                 let app = axum::Router::new().route("/", route);
                 tokio::spawn(async move { axum::serve(listener, app).await });
             }
-            Server::TowerHttp => {
+            Server::TowerHttp | Server::TowerHttpGraceful | Server::TowerHttpGracefulHyperUtil => {
                 let layers = tower::ServiceBuilder::new()
                     .layer(axum::error_handling::HandleErrorLayer::new(
                         |_: tower::BoxError| async { axum::http::StatusCode::SERVICE_UNAVAILABLE },
@@ -86,7 +90,33 @@ impl Server {
                         SERVER_TIMEOUT,
                     ));
                 let app = axum::Router::new().route("/", route.layer(layers));
-                tokio::spawn(async move { axum::serve(listener, app).await });
+                match self {
+                    Server::TowerHttp => {
+                        tokio::spawn(async move { axum::serve(listener, app).await });
+                    }
+                    Server::TowerHttpGraceful => {
+                        let signal = std::future::pending::<()>(); // never comes during the run
+                        let serve = axum::serve(listener, app).with_graceful_shutdown(signal);
+                        tokio::spawn(async move { serve.await });
+                    }
+                    _ => {
+                        use hyper_util::{rt, server};
+                        // As `axum::serve` does: the router prepared once, one auto connection each.
+                        let service =
+                            hyper_util::service::TowerToHyperService::new(app.with_state(()));
+                        tokio::spawn(async move {
+                            let graceful = server::graceful::GracefulShutdown::new();
+                            let builder =
+                                server::conn::auto::Builder::new(rt::TokioExecutor::new());
+                            while let Ok((tcp, _)) = listener.accept().await {
+                                let io = rt::TokioIo::new(tcp);
+                                let conn =
+                                    builder.serve_connection_with_upgrades(io, service.clone());
+                                tokio::spawn(graceful.watch(conn.into_owned()));
+                            }
+                        });
+                    }
+                }
             }
             Server::Harden | Server::HardenPrepared => {
                 let breaker = harden::circuit_breaker::CircuitBreaker::builder()
@@ -291,6 +321,16 @@ const ROWS: &[(&str, &str, Server)] = &[
         Server::TowerHttp,
     ),
     (
+        "tower-http-graceful",
+        "  the same, axum::serve(..).with_graceful_shutdown(..)",
+        Server::TowerHttpGraceful,
+    ),
+    (
+        "tower-http-graceful-hyper-util",
+        "  the same, hyper-util GracefulShutdown watching auto connections",
+        Server::TowerHttpGracefulHyperUtil,
+    ),
+    (
         "harden-server",
         "server: Shutdown::serve + ErrorResponseLayer + breaker + bulkhead + timeout",
         Server::Harden,
@@ -306,6 +346,7 @@ const ROWS: &[(&str, &str, Server)] = &[
 fn client_of(id: &str) -> &str {
     match id {
         "tower-http" | "harden-server" | "harden-server-prepared" => "bare",
+        "tower-http-graceful" | "tower-http-graceful-hyper-util" => "bare",
         id => id,
     }
 }
