@@ -35,30 +35,85 @@ pub(crate) enum Kept {
     Recording(Arc<Mutex<Recorder>>),
 }
 
+/// What of a body was there when the call was made.
+enum Ahead {
+    /// The whole body: no frame, or one data frame.
+    Whole(Option<Bytes>),
+    /// A first data frame (within the limit), what came after it if anything did, and the rest.
+    Started {
+        data: Option<Bytes>,
+        next: Option<Result<Frame<Bytes>, tonic::Status>>,
+        rest: tonic::body::Body,
+    },
+}
+
+/// Reads what of `body` is there already, without waiting: its first frame, and whether it
+/// ends there. A body that is not ready is polled again, with the transport's waker, by the
+/// attempt.
+fn read_ahead(mut body: tonic::body::Body, limit: usize) -> Ahead {
+    let mut cx = Context::from_waker(Waker::noop());
+    let first = match Pin::new(&mut body).poll_frame(&mut cx) {
+        Poll::Ready(None) => return Ahead::Whole(None),
+        Poll::Pending => None,
+        Poll::Ready(Some(first)) => Some(first),
+    };
+    let data = match first {
+        Some(Ok(frame)) if frame.data_ref().is_some_and(|d| d.len() <= limit) => frame
+            .into_data()
+            .unwrap_or_else(|_| unreachable!("a data frame")),
+        next => {
+            return Ahead::Started {
+                data: None,
+                next,
+                rest: body,
+            }
+        }
+    };
+    match Pin::new(&mut body).poll_frame(&mut cx) {
+        Poll::Ready(None) => Ahead::Whole(Some(data)),
+        Poll::Pending => Ahead::Started {
+            data: Some(data),
+            next: None,
+            rest: body,
+        },
+        Poll::Ready(Some(next)) => Ahead::Started {
+            data: Some(data),
+            next: Some(next),
+            rest: body,
+        },
+    }
+}
+
+/// `body` as sent by a call that is not retried: one whose frame is there at the call is sent
+/// with its end (a frame fewer on the wire), any other as it comes.
+pub(crate) fn once(body: tonic::body::Body) -> tonic::body::Body {
+    match read_ahead(body, usize::MAX) {
+        Ahead::Whole(None) => tonic::body::Body::empty(),
+        Ahead::Whole(Some(data)) => tonic::body::Body::new(Whole(Some(data))),
+        Ahead::Started {
+            data: None,
+            next: None,
+            rest,
+        } => rest,
+        Ahead::Started { data, next, rest } => tonic::body::Body::new(Unread {
+            first: data.map(|d| Ok(Frame::data(d))),
+            second: next,
+            rest,
+        }),
+    }
+}
+
 impl Kept {
     /// Reads what of `body` is there already, without waiting, and returns the first attempt's
     /// body with what the later attempts will send.
-    pub(crate) fn new(mut body: tonic::body::Body, limit: usize) -> (tonic::body::Body, Kept) {
-        // A body that is not ready is polled again, with the transport's waker, by the attempt.
-        let mut cx = Context::from_waker(Waker::noop());
-        let first = match Pin::new(&mut body).poll_frame(&mut cx) {
-            Poll::Ready(None) => return (tonic::body::Body::empty(), Kept::Whole(None)),
-            Poll::Pending => return Kept::recording(body, None, None, limit),
-            Poll::Ready(Some(first)) => first,
-        };
-        let data = match first {
-            Ok(frame) if frame.data_ref().is_some_and(|d| d.len() <= limit) => frame
-                .into_data()
-                .unwrap_or_else(|_| unreachable!("a data frame")),
-            other => return Kept::recording(body, None, Some(other), limit),
-        };
-        match Pin::new(&mut body).poll_frame(&mut cx) {
-            Poll::Ready(None) => {
+    pub(crate) fn new(body: tonic::body::Body, limit: usize) -> (tonic::body::Body, Kept) {
+        match read_ahead(body, limit) {
+            Ahead::Whole(None) => (tonic::body::Body::empty(), Kept::Whole(None)),
+            Ahead::Whole(Some(data)) => {
                 let attempt = tonic::body::Body::new(Whole(Some(data.clone())));
                 (attempt, Kept::Whole(Some(data)))
             }
-            Poll::Pending => Kept::recording(body, Some(data), None, limit),
-            Poll::Ready(Some(next)) => Kept::recording(body, Some(data), Some(next), limit),
+            Ahead::Started { data, next, rest } => Kept::recording(rest, data, next, limit),
         }
     }
 
@@ -72,7 +127,8 @@ impl Kept {
         let source = match unread {
             None => source,
             Some(next) => tonic::body::Body::new(Unread {
-                next: Some(next),
+                first: Some(next),
+                second: None,
                 rest: source,
             }),
         };
@@ -136,9 +192,10 @@ impl Body for Whole {
     }
 }
 
-/// A body with its next frame already read.
+/// A body with its next frames already read.
 struct Unread {
-    next: Option<Result<Frame<Bytes>, tonic::Status>>,
+    first: Option<Result<Frame<Bytes>, tonic::Status>>,
+    second: Option<Result<Frame<Bytes>, tonic::Status>>,
     rest: tonic::body::Body,
 }
 
@@ -150,20 +207,21 @@ impl Body for Unread {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
-        match self.next.take() {
+        let this = &mut *self;
+        match this.first.take().or_else(|| this.second.take()) {
             Some(next) => Poll::Ready(Some(next)),
-            None => Pin::new(&mut self.rest).poll_frame(cx),
+            None => Pin::new(&mut this.rest).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.next.is_none() && self.rest.is_end_stream()
+        self.first.is_none() && self.second.is_none() && self.rest.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self.next {
-            Some(_) => SizeHint::default(),
-            None => self.rest.size_hint(),
+        match (&self.first, &self.second) {
+            (None, None) => self.rest.size_hint(),
+            _ => SizeHint::default(),
         }
     }
 }
@@ -399,6 +457,34 @@ mod tests {
         assert!(matches!(kept, Kept::Recording(_)));
         assert_eq!(read(first).await.unwrap(), b"abcd");
         assert_eq!(read(kept.attempt()).await.unwrap(), b"abcd");
+    }
+
+    #[tokio::test]
+    async fn a_body_not_kept_is_sent_with_its_end_or_as_it_comes() {
+        let mut whole = std::pin::pin!(once(one_frame(b"hello")));
+        assert_eq!(whole.size_hint().exact(), Some(5));
+        whole.frame().await.unwrap().unwrap();
+        assert!(whole.is_end_stream(), "the end goes with the frame");
+
+        let frames =
+            futures::stream::iter([b"ab", b"cd", b"ef"].map(|d: &'static [u8; 2]| {
+                Ok::<_, Infallible>(Frame::data(Bytes::from_static(d)))
+            }));
+        let body = tonic::body::Body::new(StreamBody::new(frames));
+        assert_eq!(read(once(body)).await.unwrap(), b"abcdef");
+
+        let (tx, rx) = futures::channel::mpsc::unbounded::<&'static [u8]>();
+        let source =
+            StreamBody::new(rx.map(|d| Ok::<_, Infallible>(Frame::data(Bytes::from_static(d)))));
+        let body = once(tonic::body::Body::new(source));
+        tx.unbounded_send(b"ab").unwrap();
+        drop(tx);
+        assert_eq!(read(body).await.unwrap(), b"ab");
+
+        let frames =
+            futures::stream::iter([Err::<Frame<Bytes>, _>(tonic::Status::internal("broken"))]);
+        let body = once(tonic::body::Body::new(StreamBody::new(frames)));
+        assert_eq!(read(body).await.unwrap_err(), "broken");
     }
 
     #[tokio::test]

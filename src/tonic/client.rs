@@ -11,7 +11,7 @@ use http::{HeaderValue, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::body::{GrpcBody, Kept};
+use super::body::{once, GrpcBody, Kept};
 use super::classify::{GrpcBreakerClassifier, Throttle};
 use super::code::{headers_status, CodeSet};
 use super::config::{GrpcRetryPolicy, MethodConfig, ServiceConfig};
@@ -303,7 +303,7 @@ where
         // Only a call that may be retried keeps its body, its headers and a service for later
         // attempts; the service driven to readiness makes the first.
         let (mut request, replay) = match &policy {
-            None => (request, None),
+            None => (request.map(once), None),
             Some(_) => {
                 let (parts, body) = request.into_parts();
                 let (body, kept) = Kept::new(body, shared.buffer_limit);
