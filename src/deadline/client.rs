@@ -3,7 +3,7 @@
 //!
 //! [`HttpLayer`](crate::http::HttpLayer) puts both in its stack: [`DeadlineCapLayer`] outermost,
 //! [`PropagateDeadlineLayer`] around each attempt. A stack assembled by hand adds them the same
-//! way; each costs one task-local read per call when no deadline is in scope.
+//! way; each costs one thread-local read per call when no deadline is in scope.
 
 use std::future::Future;
 use std::pin::Pin;

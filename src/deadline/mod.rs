@@ -67,6 +67,7 @@
 //! service behind it spends before calling further. Here the budget follows the work: every
 //! harden client below a handler is bounded by what its caller has left.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -96,8 +97,10 @@ pub use wire::{
 /// Default HTTP header [`DeadlineLayer`] reads: [`ENVOY_EXPECTED_RQ_TIMEOUT_MS`].
 pub const DEFAULT_HEADER: HeaderName = ENVOY_EXPECTED_RQ_TIMEOUT_MS;
 
-tokio::task_local! {
-    static CURRENT: Deadline;
+std::thread_local! {
+    /// The deadline of the future being polled on this thread, set around each poll of a
+    /// scope's future and put back after (what a tokio task-local does, without its `RefCell`).
+    static CURRENT: Cell<Option<Deadline>> = const { Cell::new(None) };
 }
 
 /// A point in time by which the work must be done; `Copy`, read on tokio's clock (so
@@ -137,7 +140,7 @@ impl Deadline {
     /// [`scope`](Self::scope). `None` outside any scope (and on a task spawned from one: pass
     /// the deadline along with [`scope`](Self::scope)).
     pub fn current() -> Option<Deadline> {
-        CURRENT.try_with(|d| *d).ok()
+        CURRENT.try_with(Cell::get).ok().flatten()
     }
 
     /// Runs `future` with this deadline as [`current`](Self::current), or with the current one
@@ -151,8 +154,26 @@ impl Deadline {
 
     /// Runs `f` with this deadline, or the current one if that is earlier, as current.
     pub(crate) fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
-        let deadline = Deadline::current().map_or(self, |outer| outer.min(self));
-        CURRENT.sync_scope(deadline, f)
+        /// Puts the outer deadline back when `f` returns or unwinds.
+        struct Restore(Option<Deadline>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let _ = CURRENT.try_with(|current| current.set(self.0));
+            }
+        }
+        let outer = CURRENT.try_with(|current| {
+            let outer = current.get();
+            current.set(Some(outer.map_or(self, |outer| outer.min(self))));
+            outer
+        });
+        match outer {
+            Ok(outer) => {
+                let _restore = Restore(outer);
+                f()
+            }
+            // The thread is exiting: no scope to set.
+            Err(_) => f(),
+        }
     }
 }
 

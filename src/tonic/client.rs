@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Instrument;
 
-use super::body::{replayable, AttemptBody, GrpcBody, Recorder};
+use super::body::{once, GrpcBody, Kept};
 use super::classify::{GrpcBreakerClassifier, Throttle};
 use super::code::{headers_status, CodeSet};
 use super::config::{GrpcRetryPolicy, MethodConfig, ServiceConfig};
@@ -185,6 +185,7 @@ impl<S> Layer<S> for GrpcLayer {
     fn layer(&self, inner: S) -> GrpcClient<S> {
         GrpcClient {
             inner,
+            spare: Arc::default(),
             shared: self.shared.clone(),
         }
     }
@@ -194,11 +195,29 @@ impl<S> Layer<S> for GrpcLayer {
 #[derive(Debug, Clone)]
 pub struct GrpcClient<S> {
     inner: S,
+    /// A clone of `inner` for the later attempts of calls that may be retried, made at the
+    /// first such call and shared with this client's clones: a call holds a refcount to it
+    /// rather than a clone of `inner`.
+    spare: Arc<OnceLock<Arc<Mutex<S>>>>,
     shared: Arc<Shared>,
 }
 
 impl<S> GrpcClient<S> {
-    define_inner_service_accessors!();
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably; later attempts go through a clone of it as changed.
+    pub fn get_mut(&mut self) -> &mut S {
+        self.spare = Arc::default();
+        &mut self.inner
+    }
+
+    /// The wrapped service, consuming this one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 type Boxed<B> = Pin<Box<dyn Future<Output = Result<Response<GrpcBody<B>>, BoxError>> + Send>>;
@@ -288,18 +307,19 @@ where
         // Only a call that may be retried keeps its body, its headers and a service for later
         // attempts; the service driven to readiness makes the first.
         let (mut request, replay) = match &policy {
-            None => (request, None),
+            None => (request.map(once), None),
             Some(_) => {
                 let (parts, body) = request.into_parts();
-                let recorder = Recorder::new(body, shared.buffer_limit);
-                let first = rebuild(
-                    &parts,
-                    tonic::body::Body::new(AttemptBody::new(recorder.clone())),
-                );
+                let (body, kept) = Kept::new(body, shared.buffer_limit);
+                let first = rebuild(&parts, body);
+                let spare = self
+                    .spare
+                    .get_or_init(|| Arc::new(Mutex::new(self.inner.clone())));
                 let replay = Replay {
                     parts,
-                    recorder,
-                    service: self.inner.clone(),
+                    body: kept,
+                    spare: spare.clone(),
+                    service: None,
                 };
                 (first, Some(replay))
             }
@@ -328,8 +348,10 @@ where
 /// What a call that may be retried keeps for its later attempts.
 struct Replay<S> {
     parts: http::request::Parts,
-    recorder: Arc<std::sync::Mutex<Recorder>>,
-    service: S,
+    body: Kept,
+    spare: Arc<Mutex<S>>,
+    /// The spare's clone the retries are sent through, made at the first retry.
+    service: Option<S>,
 }
 
 /// Holds an attempt's breaker permit until its outcome is known; dropped unsettled (a
@@ -509,7 +531,7 @@ async fn attempts<S, B>(
     policy: Option<GrpcRetryPolicy>,
 ) -> Result<Response<GrpcBody<B>>, BoxError>
 where
-    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Send + 'static,
+    S: Service<Request<tonic::body::Body>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: Into<BoxError>,
 {
@@ -562,7 +584,7 @@ where
             Some("pushback")
         } else if !shared.throttle.as_ref().is_none_or(Throttle::allows_retry) {
             Some("throttled")
-        } else if !replayable(&replay.recorder) {
+        } else if !replay.body.replayable() {
             Some("not replayable")
         } else {
             None
@@ -606,18 +628,24 @@ where
             permit,
             retryable,
         };
-        let body = tonic::body::Body::new(AttemptBody::new(replay.recorder.clone()));
-        let mut request = rebuild(&replay.parts, body);
+        let mut request = rebuild(&replay.parts, replay.body.attempt());
         if let Some(deadline) = Deadline::current() {
             DeadlineHeader::GrpcTimeout.write(request.headers_mut(), deadline.remaining());
         }
         request
             .headers_mut()
             .insert("grpc-previous-rpc-attempts", HeaderValue::from(attempt - 1));
-        std::future::poll_fn(|cx| replay.service.poll_ready(cx))
+        let service = match &mut replay.service {
+            Some(service) => service,
+            None => {
+                let spare = replay.spare.lock().unwrap_or_else(PoisonError::into_inner);
+                replay.service.insert(spare.clone())
+            }
+        };
+        std::future::poll_fn(|cx| service.poll_ready(cx))
             .await
             .map_err(Into::into)?;
-        pending = replay.service.call(request);
+        pending = service.call(request);
     }
 }
 

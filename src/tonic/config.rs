@@ -1,7 +1,6 @@
 //! The standard gRPC service config (JSON): `methodConfig` (`name`, `retryPolicy`, `timeout`)
 //! and `retryThrottling`, the file grpc-go and grpc-java read.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,10 +44,40 @@ pub const MAX_TOKENS_LIMIT: u32 = 1000;
 #[derive(Debug, Clone, Default)]
 pub struct ServiceConfig {
     /// By `service/method`, the path without its leading `/`: looked up without allocating.
-    exact: HashMap<String, Arc<MethodConfig>>,
-    services: HashMap<String, Arc<MethodConfig>>,
+    exact: Names,
+    services: Names,
     default: Option<Arc<MethodConfig>>,
     throttling: Option<RetryThrottling>,
+}
+
+/// Entries by name, sorted: a call's lookup is a binary search of string comparisons, cheaper
+/// than hashing the name for the few entries a service config has.
+#[derive(Debug, Clone, Default)]
+struct Names(Vec<(String, Arc<MethodConfig>)>);
+
+impl Names {
+    /// Adds an entry; `false` when the name is there already.
+    fn insert(&mut self, name: String, method: Arc<MethodConfig>) -> bool {
+        match self.0.binary_search_by(|(n, _)| n.as_str().cmp(&name)) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, (name, method));
+                true
+            }
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&Arc<MethodConfig>> {
+        let at = self
+            .0
+            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .ok()?;
+        Some(&self.0[at].1)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// The policy of the methods a `methodConfig` entry names.
@@ -341,15 +370,14 @@ impl ServiceConfig {
                         return Err(err(&format!("{p}.method"), "a method needs its service"))
                     }
                     (false, true) => {
-                        if config.services.insert(service, method.clone()).is_some() {
+                        if !config.services.insert(service, method.clone()) {
                             return Err(duplicate());
                         }
                     }
                     (false, false) => {
-                        if config
+                        if !config
                             .exact
                             .insert(format!("{service}/{method_name}"), method.clone())
-                            .is_some()
                         {
                             return Err(duplicate());
                         }
@@ -469,6 +497,42 @@ mod tests {
         );
         assert!(error("[1]").contains("`$`"));
         assert!(error("{").contains("not JSON"));
+    }
+
+    #[test]
+    fn every_named_service_and_method_is_found_and_a_name_twice_is_an_error() {
+        let names = ["z.Z", "a.A", "m.M", "b.B", "y.Y", "c.C"];
+        let entries: Vec<String> = names
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| {
+                [
+                    format!(r#"{{"name":[{{"service":"{s}"}}],"timeout":"{}s"}}"#, i + 1),
+                    format!(
+                        r#"{{"name":[{{"service":"{s}","method":"M"}}],"timeout":"{}s"}}"#,
+                        i + 11
+                    ),
+                ]
+            })
+            .collect();
+        let config =
+            ServiceConfig::from_json(&format!(r#"{{"methodConfig":[{}]}}"#, entries.join(",")))
+                .unwrap();
+        for (i, s) in names.iter().enumerate() {
+            let t = |p: &str| config.method(p).and_then(MethodConfig::timeout);
+            assert_eq!(
+                t(&format!("/{s}/N")),
+                Some(Duration::from_secs(i as u64 + 1))
+            );
+            assert_eq!(
+                t(&format!("/{s}/M")),
+                Some(Duration::from_secs(i as u64 + 11))
+            );
+        }
+        assert!(config.method("/q.Q/M").is_none());
+        let twice =
+            r#"{"methodConfig":[{"name":[{"service":"s.S"}]},{"name":[{"service":"s.S"}]}]}"#;
+        assert!(error(twice).contains("already names"));
     }
 
     #[test]

@@ -13,7 +13,9 @@
 //! backoff, a negative or malformed one stops retries), and the token-bucket throttle. A call is
 //! committed once response headers without a status arrive (a stream has begun): it is never
 //! retried after that, and the breaker counts it once, at its end. The request body is kept for
-//! replay up to [`DEFAULT_BUFFER_LIMIT`]; a larger one is sent once. Each attempt carries
+//! replay up to [`DEFAULT_BUFFER_LIMIT`]; a larger one is sent once. A body that is all there
+//! when the call is made (a unary message) is read then and sent with the end of its stream, a
+//! frame fewer on the wire. Each attempt carries
 //! `grpc-timeout` — the method's `timeout`, the caller's own (`Request::set_timeout`), or the
 //! [deadline in scope](crate::deadline), whichever ends first, minus what was spent — and no
 //! retry, backoff or pushback waits past it.

@@ -115,6 +115,43 @@ async fn a_non_retryable_code_is_sent_once() {
     assert_eq!(echo.calls.load(Ordering::SeqCst), 1);
 }
 
+#[tokio::test]
+async fn a_retry_sends_the_message_again() {
+    let echo = Echo::new(|n, req| match n {
+        0 => Err(Status::unavailable("warming up")),
+        _ => Ok(EchoReply {
+            message: req.get_ref().message.clone(),
+        }),
+    });
+    let client = GrpcLayer::builder()
+        .service_config_json(policy(2, "0.001s", r#""UNAVAILABLE""#, ""))
+        .build()
+        .unwrap()
+        .layer(serve_tonic(echo.clone()).await);
+    let message = "a message long enough to be more than a frame header".repeat(20);
+    assert_eq!(unary(client, &message).await.unwrap().message, message);
+    assert_eq!(echo.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_body_over_the_buffer_limit_is_sent_once() {
+    let echo = Echo::new(|_, _| Err(Status::unavailable("down")));
+    let client = GrpcLayer::builder()
+        .service_config_json(policy(5, "0.001s", r#""UNAVAILABLE""#, ""))
+        .buffer_limit(8)
+        .build()
+        .unwrap()
+        .layer(serve_tonic(echo.clone()).await);
+    assert_eq!(
+        unary(client, "longer than eight bytes")
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unavailable
+    );
+    assert_eq!(echo.calls.load(Ordering::SeqCst), 1);
+}
+
 fn with_pushback(value: &'static str) -> Status {
     let mut status = Status::unavailable("busy");
     status
