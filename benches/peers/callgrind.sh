@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 n=${1:-1000}
 shift || true
 rows=("$@")
-[ ${#rows[@]} -gt 0 ] || rows=(bare middleware preset preset-untimed stack client client-execute tower-http tower-http-graceful tower-http-graceful-hyper-util harden-server harden-server-prepared)
+[ ${#rows[@]} -gt 0 ] || rows=(bare middleware preset preset-untimed stack client client-execute tower-http tower-http-graceful tower-http-graceful-hyper-util tower-http-graceful-hyper-util-header-timeout harden-server harden-server-prepared harden-server-no-header-timeout)
 bin=$(cargo bench -p harden-peers --bench http_client --no-run 2>&1 |
     sed -n 's/.*Executable .*(\(.*\)).*/\1/p' | tail -1)
 [ -x "$bin" ] || { echo "no http_client bench binary" >&2; exit 1; }

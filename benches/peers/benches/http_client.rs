@@ -57,7 +57,12 @@ enum Server {
     /// comes), and under hyper-util's `GracefulShutdown` watching each auto connection.
     TowerHttpGraceful,
     TowerHttpGracefulHyperUtil,
+    /// The last with hyper's 30 s header-read timeout (a timer per request), as
+    /// `Shutdown::serve` has by default: protection from clients that send headers slowly.
+    TowerHttpGracefulHyperUtilHeaderTimeout,
     Harden,
+    /// `Harden` without the header-read timeout: what that protection costs it.
+    HardenNoHeaderTimeout,
     /// The same, the router's handlers turned into routes once before `Shutdown::serve` (what
     /// `axum::serve` does through `into_make_service`), rather than on every request.
     HardenPrepared,
@@ -78,7 +83,10 @@ impl Server {
                 let app = axum::Router::new().route("/", route);
                 tokio::spawn(async move { axum::serve(listener, app).await });
             }
-            Server::TowerHttp | Server::TowerHttpGraceful | Server::TowerHttpGracefulHyperUtil => {
+            Server::TowerHttp
+            | Server::TowerHttpGraceful
+            | Server::TowerHttpGracefulHyperUtil
+            | Server::TowerHttpGracefulHyperUtilHeaderTimeout => {
                 let layers = tower::ServiceBuilder::new()
                     .layer(axum::error_handling::HandleErrorLayer::new(
                         |_: tower::BoxError| async { axum::http::StatusCode::SERVICE_UNAVAILABLE },
@@ -106,8 +114,14 @@ impl Server {
                             hyper_util::service::TowerToHyperService::new(app.with_state(()));
                         tokio::spawn(async move {
                             let graceful = server::graceful::GracefulShutdown::new();
-                            let builder =
+                            let mut builder =
                                 server::conn::auto::Builder::new(rt::TokioExecutor::new());
+                            if self == Server::TowerHttpGracefulHyperUtilHeaderTimeout {
+                                builder
+                                    .http1()
+                                    .timer(rt::TokioTimer::new())
+                                    .header_read_timeout(Duration::from_secs(30));
+                            }
                             while let Ok((tcp, _)) = listener.accept().await {
                                 let io = rt::TokioIo::new(tcp);
                                 let conn =
@@ -118,7 +132,7 @@ impl Server {
                     }
                 }
             }
-            Server::Harden | Server::HardenPrepared => {
+            Server::Harden | Server::HardenPrepared | Server::HardenNoHeaderTimeout => {
                 let breaker = harden::circuit_breaker::CircuitBreaker::builder()
                     .name("bench")
                     .build()
@@ -135,6 +149,10 @@ impl Server {
                 // Never triggered (no signals, the handle dropped): serves until the bench exits.
                 let shutdown = harden::shutdown::Shutdown::builder()
                     .signals(false)
+                    .header_read_timeout(
+                        (self != Server::HardenNoHeaderTimeout)
+                            .then_some(harden::shutdown::DEFAULT_HEADER_READ_TIMEOUT),
+                    )
                     .build()
                     .expect("shutdown");
                 tokio::spawn(shutdown.serve(listener, app));
@@ -331,6 +349,11 @@ const ROWS: &[(&str, &str, Server)] = &[
         Server::TowerHttpGracefulHyperUtil,
     ),
     (
+        "tower-http-graceful-hyper-util-header-timeout",
+        "  the same, with hyper's 30 s header-read timeout",
+        Server::TowerHttpGracefulHyperUtilHeaderTimeout,
+    ),
+    (
         "harden-server",
         "server: Shutdown::serve + ErrorResponseLayer + breaker + bulkhead + timeout",
         Server::Harden,
@@ -340,6 +363,11 @@ const ROWS: &[(&str, &str, Server)] = &[
         "  the same, router given `with_state(())` before `Shutdown::serve`",
         Server::HardenPrepared,
     ),
+    (
+        "harden-server-no-header-timeout",
+        "  the same, without the header-read timeout",
+        Server::HardenNoHeaderTimeout,
+    ),
 ];
 
 /// The server rows call with bare reqwest.
@@ -347,6 +375,9 @@ fn client_of(id: &str) -> &str {
     match id {
         "tower-http" | "harden-server" | "harden-server-prepared" => "bare",
         "tower-http-graceful" | "tower-http-graceful-hyper-util" => "bare",
+        "tower-http-graceful-hyper-util-header-timeout" | "harden-server-no-header-timeout" => {
+            "bare"
+        }
         id => id,
     }
 }
