@@ -292,13 +292,7 @@ async fn giving_up_says_why_attempts_budget_and_total_timeout() {
 async fn a_plain_retry_layer_names_errors_and_its_policy() {
     let capture = Capture::default();
     let _guard = tracing::subscriber::set_default(capture.clone());
-    let policy = RetryPolicy::builder()
-        .name("disk")
-        .max_attempts(2)
-        .backoff(Backoff::constant(Duration::from_millis(5)).jitter(Jitter::None))
-        .no_budget()
-        .build()
-        .unwrap();
+    let policy = disk_policy();
     let calls = Arc::new(AtomicU32::new(0));
     let svc = policy.layer().layer(service_fn(move |()| {
         let n = calls.fetch_add(1, Ordering::Relaxed);
@@ -368,13 +362,7 @@ async fn reqwest_responses_carry_their_attempts() {
 async fn what_an_attempt_logs_is_a_child_of_the_calls_retry_span() {
     let capture = Capture::default();
     let _guard = tracing::subscriber::set_default(capture.clone());
-    let policy = RetryPolicy::builder()
-        .name("disk")
-        .max_attempts(2)
-        .backoff(Backoff::constant(Duration::from_millis(5)).jitter(Jitter::None))
-        .no_budget()
-        .build()
-        .unwrap();
+    let policy = disk_policy();
     let calls = Arc::new(AtomicU32::new(0));
     let svc = policy.layer().layer(service_fn(move |()| {
         let n = calls.fetch_add(1, Ordering::Relaxed);
@@ -492,4 +480,15 @@ async fn a_grpc_calls_span_holds_its_attempts_with_pushback_and_backoff() {
             assert!(event.contains(part), "{part:?} in {event}");
         }
     }
+}
+
+/// Two attempts 5 ms apart, no budget, named "disk".
+fn disk_policy() -> RetryPolicy {
+    RetryPolicy::builder()
+        .name("disk")
+        .max_attempts(2)
+        .backoff(Backoff::constant(Duration::from_millis(5)).jitter(Jitter::None))
+        .no_budget()
+        .build()
+        .unwrap()
 }

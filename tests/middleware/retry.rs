@@ -700,18 +700,20 @@ async fn a_stack_ends_the_call_at_its_total_whatever_total_its_policy_judges_del
             .build()
             .unwrap()
     };
+    // One call through a stack with total `stack`, whose policy judges delays against `own`.
+    let call = |stack: Duration, own: Duration, inner: &Scripted| {
+        let service = harden::ResilienceLayer::builder()
+            .total_timeout(stack)
+            .retry(policy(own))
+            .build()
+            .unwrap()
+            .layer(inner.clone());
+        async move { service.oneshot(0u32).await.unwrap_err() }
+    };
     // The policy's 10 s let a 3 s delay be waited; the stack's 2 s end the call during it.
     let inner = Scripted::new(vec![Ok(503), Ok(200)]);
     let start = Instant::now();
-    let err = harden::ResilienceLayer::builder()
-        .total_timeout(Duration::from_secs(2))
-        .retry(policy(Duration::from_secs(10)))
-        .build()
-        .unwrap()
-        .layer(inner.clone())
-        .oneshot(0u32)
-        .await
-        .unwrap_err();
+    let err = call(Duration::from_secs(2), Duration::from_secs(10), &inner).await;
     assert!(err.is::<harden::timeout::error::Elapsed>(), "{err}");
     assert_eq!(start.elapsed(), Duration::from_secs(2));
     assert_eq!(inner.calls(), 1);
@@ -719,15 +721,7 @@ async fn a_stack_ends_the_call_at_its_total_whatever_total_its_policy_judges_del
     // The policy's 2 s refuse a 3 s delay at once, but do not end a 5 s attempt the stack's
     // 10 s allow.
     let inner = Scripted::new(vec![Ok(503), Ok(200)]);
-    let err = harden::ResilienceLayer::builder()
-        .total_timeout(Duration::from_secs(10))
-        .retry(policy(Duration::from_secs(2)))
-        .build()
-        .unwrap()
-        .layer(inner.clone())
-        .oneshot(0u32)
-        .await
-        .unwrap_err();
+    let err = call(Duration::from_secs(10), Duration::from_secs(2), &inner).await;
     assert!(err.is::<RetryAfterTooLong>(), "{err}");
     assert_eq!(inner.calls(), 1);
     let slow = tower::service_fn(|_: u32| async {
