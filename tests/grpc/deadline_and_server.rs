@@ -250,18 +250,7 @@ async fn an_h2_grpc_client_gets_a_goaway_at_the_trigger_and_its_call_in_flight_c
     handle.trigger();
     // The GOAWAY arrives with the call still held by the server; the client may open no
     // stream on this connection from then on.
-    let refused = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match std::future::poll_fn(|cx| send.poll_ready(cx)).await {
-                Err(e) => break e,
-                Ok(()) => tokio::time::sleep(Duration::from_millis(5)).await,
-            }
-        }
-    })
-    .await
-    .expect("no GOAWAY reached the client after the trigger");
-    assert!(refused.is_go_away() && refused.is_remote(), "{refused:?}");
-    assert_eq!(refused.reason(), Some(h2::Reason::NO_ERROR));
+    expect_goaway(&mut send, "no GOAWAY reached the client after the trigger").await;
     let (request, _) = raw_unary(addr);
     assert!(send.send_request(request, true).unwrap_err().is_go_away());
 
@@ -310,6 +299,16 @@ async fn an_h2_grpc_client_that_connects_during_the_drain_delay_is_answered() {
     let trailers = body.trailers().await.unwrap().expect("trailers");
     assert_eq!(trailers["grpc-status"], "0");
     // Answered, the client is told to go elsewhere: a GOAWAY after its first response.
+    expect_goaway(
+        &mut send,
+        "no GOAWAY reached the client after its first response",
+    )
+    .await;
+}
+
+/// Waits until the server's GOAWAY (remote, `NO_ERROR`) refuses new streams on `send`;
+/// `context` names the moment a failure is about.
+async fn expect_goaway(send: &mut h2::client::SendRequest<bytes::Bytes>, context: &str) {
     let refused = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match std::future::poll_fn(|cx| send.poll_ready(cx)).await {
@@ -319,7 +318,7 @@ async fn an_h2_grpc_client_that_connects_during_the_drain_delay_is_answered() {
         }
     })
     .await
-    .expect("no GOAWAY reached the client after its first response");
+    .unwrap_or_else(|_| panic!("{context}"));
     assert!(refused.is_go_away() && refused.is_remote(), "{refused:?}");
     assert_eq!(refused.reason(), Some(h2::Reason::NO_ERROR));
 }
