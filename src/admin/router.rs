@@ -100,7 +100,7 @@ impl AdminBuilder {
     }
 
     /// Decide with `authorize` from the request's headers (mTLS headers set by a proxy,
-    /// a session, a signed token).
+    /// a session cookie, a signed token).
     pub fn authorize(
         mut self,
         authorize: impl Fn(&HeaderMap) -> Access + Send + Sync + 'static,
