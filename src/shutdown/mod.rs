@@ -207,6 +207,7 @@ mod layer;
 mod serve;
 mod settings;
 mod state;
+mod timer;
 
 use std::convert::Infallible;
 use std::fmt;
