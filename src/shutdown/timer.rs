@@ -2,12 +2,13 @@
 //! timeout: tokio sleeps kept in a small pool, still registered, and reset for the next head.
 //!
 //! hyper arms its header-read timer for every request head (a keep-alive connection waiting for
-//! its next request always waits on it) and drops it once the head is parsed. With hyper-util's
-//! `TokioTimer` each head allocates a tokio `Sleep`, inserts it in tokio's timer wheel under the
-//! driver's lock and removes it under the lock again. [`HeaderTimer`] instead takes a `Sleep` that
-//! an earlier head dropped, still in the wheel, and resets it: a deadline not earlier than the one
-//! registered is a lock-free update of the entry in tokio (`Sleep::reset`), and the wheel moves the
-//! entry to its new deadline when the old one comes. HTTP/2's timers stay on `TokioTimer`.
+//! its next request always waits on it) and drops it once the head is parsed, so a timer's
+//! `reset` never gets the chance to reuse it. With hyper-util's `TokioTimer` each head therefore
+//! boxes a new tokio `Sleep`, inserts it in tokio's timer wheel under the driver's lock and
+//! removes it under the lock again. [`HeaderTimer`] instead takes a `Sleep` that an earlier head
+//! dropped, still in the wheel, and resets it: a deadline not earlier than the one registered is
+//! a lock-free update of the entry in tokio (`Sleep::reset`), and the wheel moves the entry to its
+//! new deadline when the old one comes. HTTP/2's timers stay on `TokioTimer`.
 //!
 //! - **The deadline is exact** either way: never early, as late as tokio's wheel makes any sleep.
 //!   A pooled entry whose old deadline is earlier is extended (tokio's wheel, reaching the old
@@ -15,13 +16,15 @@
 //!   old deadline is later, or that already fired in the pool, is re-registered at the new one
 //!   under the driver's lock — correct, only not cheaper than a new sleep.
 //! - **A pooled entry may wake a task once for nothing**: it keeps the waker of the connection
-//!   that last polled it until it is reused or fires, so that task may be woken once when the old
-//!   deadline comes (it polls, finds nothing to do, and waits again), and its memory is freed only
-//!   then. At most [`POOL_CAP`] entries wait like that.
+//!   that last polled it, so if it is not reused before its old deadline it fires then and wakes
+//!   that task, which polls, finds nothing to do and waits again (or has ended: a no-op); that
+//!   task's allocation is kept until the entry is reused or fires. At most [`POOL_CAP`] entries
+//!   wait like that, none longer than the header-read timeout.
 //! - **One runtime**: tokio panics when a `Sleep` is polled after its runtime shut down, and a
 //!   `Sleep` belongs to the runtime it was created on. Each `serve` call has its own timer, used
-//!   only by the connections `serve` spawns on the runtime that runs it and joins before it
-//!   returns, so every entry in the pool belongs to that runtime while it is alive.
+//!   only by the connections `serve` spawns on the runtime that polls it and joins before it
+//!   returns, so every entry the pool hands out belongs to a runtime that is running; dropping
+//!   the pool after that runtime shut down is fine (tokio panics on a poll, not on a drop).
 
 use std::future::Future;
 use std::pin::Pin;
