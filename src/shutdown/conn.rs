@@ -27,6 +27,7 @@ use tower_service::Service;
 
 use super::layer::ShutdownService;
 use super::state::{Shared, Signal};
+use super::timer::HeaderTimer;
 use crate::BoxError;
 
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -48,7 +49,8 @@ impl Builders {
     pub(crate) fn new(header_read_timeout: Option<Duration>) -> Self {
         let mut http1 = http1::Builder::new();
         if let Some(timeout) = header_read_timeout {
-            http1.timer(TokioTimer::new()).header_read_timeout(timeout);
+            // hyper arms this timer for every request head: `HeaderTimer` reuses its entries.
+            http1.timer(HeaderTimer::new()).header_read_timeout(timeout);
         }
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2.timer(TokioTimer::new());

@@ -207,6 +207,7 @@ mod layer;
 mod serve;
 mod settings;
 mod state;
+mod timer;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -314,10 +315,11 @@ impl ShutdownBuilder {
         self
     }
 
-    /// How long a client may take to send a request's headers (hyper's `header_read_timeout`,
-    /// which arms a timer per request), and a new connection its first bytes (enough to tell
-    /// HTTP/1 from HTTP/2); `None` turns both off, as `axum::serve` has it. Either way such a
-    /// client never holds shutdown.
+    /// How long a client may take to send a request's headers (hyper's `header_read_timeout`;
+    /// on a keep-alive connection it counts from the previous response, so an idle one is closed
+    /// after it too), and a new connection its first bytes (enough to tell HTTP/1 from HTTP/2);
+    /// `None` turns both off, as `axum::serve` has it. Either way such a client never holds
+    /// shutdown.
     pub fn header_read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
         self.config.header_read_timeout = timeout.into();
         self

@@ -477,6 +477,82 @@ async fn a_connection_that_sends_nothing_or_half_the_http2_preface_is_timed_out(
     );
 }
 
+/// In-memory connections for `serve`: with no socket to wait on, paused time runs the server.
+struct MemoryListener(tokio::sync::mpsc::UnboundedReceiver<tokio::io::DuplexStream>);
+
+impl axum::serve::Listener for MemoryListener {
+    type Io = tokio::io::DuplexStream;
+    type Addr = ();
+
+    async fn accept(&mut self) -> (Self::Io, ()) {
+        match self.0.recv().await {
+            Some(io) => (io, ()),
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// The header-read timer reuses its entries from head to head: each head of a keep-alive
+// connection must still get the whole timeout, and a head slower than that must close it.
+#[tokio::test(start_paused = true)]
+async fn each_head_on_a_keep_alive_connection_gets_the_whole_header_read_timeout() {
+    const TIMEOUT: Duration = Duration::from_secs(10);
+    let shutdown = builder()
+        .drain_delay(Duration::ZERO)
+        .header_read_timeout(TIMEOUT)
+        .build()
+        .unwrap();
+    let handle = shutdown.handle();
+    let (connect, accept) = tokio::sync::mpsc::unbounded_channel();
+    let server =
+        tokio::spawn(shutdown.serve(MemoryListener(accept), crate::support::server::app(&handle)));
+    let (mut client, io) = tokio::io::duplex(64 * 1024);
+    connect.send(io).unwrap();
+    // Five requests 9 s apart: 45 s on one connection, each head well within its 10 s.
+    for _ in 0..5 {
+        let hello = raw_get_on(&mut client, "/api/hello").await.unwrap();
+        assert_eq!((hello.status, hello.body.as_str()), (200, "hello"));
+        assert_eq!(hello.header("connection"), None);
+        tokio::time::sleep(Duration::from_secs(9)).await;
+    }
+    // Half of the next head, then nothing: closed at the timeout, with no response.
+    client
+        .write_all(b"GET /api/hello HTTP/1.1\r\nHost: te")
+        .await
+        .unwrap();
+    let sent = tokio::time::Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(LIMIT, client.read_to_end(&mut rest))
+        .await
+        .expect("connection left open")
+        .unwrap();
+    assert!(rest.is_empty());
+    // Paused time: the close came with the timer, counted from the response before (9 s ago).
+    assert_eq!(sent.elapsed(), TIMEOUT - Duration::from_secs(9));
+    // A new connection whose first head is slow is closed the same way, at its own deadline.
+    let (mut client, io) = tokio::io::duplex(64 * 1024);
+    connect.send(io).unwrap();
+    client
+        .write_all(b"GET /api/hello HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    let sent = tokio::time::Instant::now();
+    tokio::time::timeout(LIMIT, client.read_to_end(&mut rest))
+        .await
+        .expect("connection left open")
+        .unwrap();
+    assert!(rest.is_empty());
+    assert_eq!(sent.elapsed(), TIMEOUT);
+    handle.trigger();
+    let report = server.await.unwrap().unwrap();
+    assert_eq!(report.aborted, 0);
+    assert!(!report.deadline_reached);
+}
+
 /// Raw HTTP/2 frames: enough to serve one request over h2c and watch for GOAWAY.
 mod h2 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
