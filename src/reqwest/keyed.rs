@@ -282,10 +282,9 @@ impl Keys {
         entry
     }
 
-    /// The entry of the authority of `url`, unparsed, if the map holds it and the URL is in a
-    /// [plain form](plain_authority).
-    pub(crate) fn find_unparsed(&self, url: &str) -> Option<Arc<Entry>> {
-        let (scheme, host, port) = plain_authority(url)?;
+    /// The entry of an authority read from a URL in the [plain form](plain_authority), if the
+    /// map holds it.
+    pub(crate) fn find_unparsed(&self, scheme: &str, host: &str, port: u16) -> Option<Arc<Entry>> {
         let entry = self.find_parts(scheme, host, port)?;
         Keys::touch(&entry, self.now_secs());
         Some(entry)

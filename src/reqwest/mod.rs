@@ -200,7 +200,17 @@ impl Client {
     /// and [`send`](RequestBuilder::send) answers [`ErrorKind::CircuitOpen`] unless the breaker
     /// admits the request by then.
     pub fn request(&self, method: reqwest::Method, url: impl reqwest::IntoUrl) -> RequestBuilder {
-        let entry = self.inner.keys.find_unparsed(url.as_str());
+        let Some((scheme, host, port)) = keyed::plain_authority(url.as_str()) else {
+            // Only the full parse reads this URL: reqwest's builder does it.
+            return RequestBuilder {
+                client: self.clone(),
+                inner: Pending::Built {
+                    builder: self.inner.http.request(method, url),
+                    entry: None,
+                },
+            };
+        };
+        let entry = self.inner.keys.find_unparsed(scheme, host, port);
         if let Some(entry) = entry.as_ref().filter(|e| {
             !e.breaker()
                 .core()
@@ -215,12 +225,18 @@ impl Client {
                 },
             };
         }
-        RequestBuilder {
-            client: self.clone(),
-            inner: Pending::Built {
-                builder: self.inner.http.request(method, url),
+        // A URL in the plain form has no user info, the one thing reqwest's builder would move
+        // out of it (into an `Authorization` header): the request is made as reqwest makes it.
+        let inner = match url.into_url() {
+            Ok(url) => Pending::Request {
+                request: reqwest::Request::new(method, url),
                 entry,
             },
+            Err(e) => Pending::Failed(e),
+        };
+        RequestBuilder {
+            client: self.clone(),
+            inner,
         }
     }
 
@@ -513,7 +529,7 @@ pub struct RequestBuilder {
 }
 
 /// What a [`RequestBuilder`] holds.
-// The built request is the common case: boxing it would allocate for every request.
+// The request is the common case: boxing it would allocate for every request.
 #[allow(clippy::large_enum_variant)]
 enum Pending {
     /// Started while the authority's breaker rejected: the method and the URL as given.
@@ -522,11 +538,20 @@ enum Pending {
         url: Box<str>,
         entry: Arc<Entry>,
     },
-    /// reqwest's builder, and the authority's entry when it was known at the start.
+    /// The request, made without reqwest's builder from a URL in the plain form, and its
+    /// authority's entry when the map held it at the start.
+    Request {
+        request: reqwest::Request,
+        entry: Option<Arc<Entry>>,
+    },
+    /// reqwest's builder, and the authority's entry when it was known at the start (a builder
+    /// method may have changed the URL since).
     Built {
         builder: reqwest::RequestBuilder,
         entry: Option<Arc<Entry>>,
     },
+    /// The URL did not parse: what reqwest's builder would return.
+    Failed(reqwest::Error),
 }
 
 impl std::fmt::Debug for RequestBuilder {
@@ -534,7 +559,11 @@ impl std::fmt::Debug for RequestBuilder {
         let mut d = f.debug_struct("RequestBuilder");
         match &self.inner {
             Pending::Unbuilt { method, url, .. } => d.field("method", method).field("url", url),
+            Pending::Request { request, .. } => d
+                .field("method", request.method())
+                .field("url", &request.url().as_str()),
             Pending::Built { builder, .. } => d.field("inner", builder),
+            Pending::Failed(e) => d.field("error", e),
         };
         d.finish_non_exhaustive()
     }
@@ -601,24 +630,30 @@ impl RequestBuilder {
     /// Any other `reqwest::RequestBuilder` method (`query`, `form`, `multipart` when reqwest's
     /// features for them are on).
     pub fn with(self, f: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder) -> Self {
-        let (builder, entry) = self.into_builder();
+        let client = self.client;
+        let (builder, entry) = match self.inner {
+            Pending::Unbuilt { method, url, entry } => {
+                (client.inner.http.request(method, &*url), Some(entry))
+            }
+            Pending::Request { request, entry } => (
+                reqwest::RequestBuilder::from_parts(client.inner.http.clone(), request),
+                entry,
+            ),
+            Pending::Built { builder, entry } => (builder, entry),
+            // reqwest's builder methods leave a failed builder as it is.
+            Pending::Failed(e) => {
+                return RequestBuilder {
+                    client,
+                    inner: Pending::Failed(e),
+                }
+            }
+        };
         RequestBuilder {
             inner: Pending::Built {
-                builder: f(builder.1),
+                builder: f(builder),
                 entry,
             },
-            client: builder.0,
-        }
-    }
-
-    /// The client and reqwest's builder, made now if the request was not built.
-    fn into_builder(self) -> ((Client, reqwest::RequestBuilder), Option<Arc<Entry>>) {
-        match self.inner {
-            Pending::Unbuilt { method, url, entry } => {
-                let builder = self.client.inner.http.request(method, &*url);
-                ((self.client, builder), Some(entry))
-            }
-            Pending::Built { builder, entry } => ((self.client, builder), entry),
+            client,
         }
     }
 
@@ -628,7 +663,14 @@ impl RequestBuilder {
     ///
     /// reqwest's builder error (bad URL, bad header).
     pub fn build(self) -> Result<reqwest::Request, reqwest::Error> {
-        (self.into_builder().0).1.build()
+        match self.inner {
+            Pending::Unbuilt { method, url, .. } => {
+                self.client.inner.http.request(method, &*url).build()
+            }
+            Pending::Request { request, .. } => Ok(request),
+            Pending::Built { builder, .. } => builder.build(),
+            Pending::Failed(e) => Err(e),
+        }
     }
 
     /// Send the request through the client's stack. While the authority's breaker rejects, the
@@ -650,16 +692,27 @@ impl RequestBuilder {
     /// The request and its authority's entry, or the answer without them.
     fn prepare(self) -> Result<(Client, Arc<Entry>, reqwest::Request), Error> {
         let client = self.client;
-        let (builder, entry) = match self.inner {
+        let (request, entry) = match self.inner {
+            Pending::Request { request, entry } => {
+                let entry = match entry {
+                    Some(entry) => entry,
+                    None => client.inner.keys.entry(request.url()),
+                };
+                return Ok((client, entry, request));
+            }
             Pending::Unbuilt { method, url, entry } => {
                 if let Some(e) = client.rejected(&entry) {
                     return Err(e);
                 }
-                (client.inner.http.request(method, &*url), Some(entry))
+                (
+                    client.inner.http.request(method, &*url).build(),
+                    Some(entry),
+                )
             }
-            Pending::Built { builder, entry } => (builder, entry),
+            Pending::Built { builder, entry } => (builder.build(), entry),
+            Pending::Failed(e) => (Err(e), None),
         };
-        let request = match builder.build_split().1 {
+        let request = match request {
             Ok(request) => request,
             Err(e) => return Err(Error::new(Box::new(e), Arc::from(""), false, (None, None))),
         };

@@ -631,3 +631,46 @@ async fn a_retune_of_the_clients_policy_changes_its_next_requests() {
     assert_eq!(r.status(), 503);
     assert_eq!(up.count(), 5);
 }
+
+// A request started from a plain URL skips reqwest's builder: it must still be the request the
+// builder makes (user info as basic auth, builder methods applied, a bad URL reqwest's error).
+#[tokio::test]
+async fn requests_are_made_as_reqwests_builder_makes_them() {
+    let up = upstream(|_, _, headers| {
+        let seen = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        // "user:pw" in base64.
+        let auth_ok = seen("authorization") == Some("Basic dXNlcjpwdw==");
+        let header_ok = seen("x-a") == Some("1");
+        status(if auth_ok || header_ok {
+            StatusCode::OK
+        } else {
+            StatusCode::BAD_REQUEST
+        })
+    })
+    .await;
+    let client = client(preset(1));
+    let with_user = up.base.replacen("http://", "http://user:pw@", 1);
+    for url in [format!("{with_user}/a"), up.url("/a")] {
+        let r = client.get(&url).header("x-a", "1").send().await.unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+    }
+    let r = client.get(format!("{with_user}/a")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let built = client
+        .get(up.url("/a?q=1"))
+        .with(|b| b.header("x-b", "2"))
+        .build()
+        .unwrap();
+    assert_eq!(built.url().as_str(), up.url("/a?q=1"));
+    assert_eq!(built.headers()["x-b"], "2");
+    assert_eq!(up.count(), 3);
+
+    // A host of plain letters that is not a valid IDNA label: reqwest's error, nothing sent.
+    let bad = "http://xn--a.test/";
+    assert!(reqwest::Client::new().get(bad).build().is_err());
+    assert!(client.get(bad).build().is_err());
+    assert!(client.get(bad).header("x-a", "1").build().is_err());
+    let e = client.get(bad).header("x-a", "1").send().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Request, "{e}");
+    assert_eq!(client.authorities(), 1);
+}
