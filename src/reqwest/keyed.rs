@@ -10,6 +10,9 @@
 //! entries idle for `idle_timeout` are swept on insert (at most once per `idle_timeout`, and
 //! always when the map is full); a full map with nothing idle drops its least recently used
 //! entry (its breaker state is lost; a sick host re-trips after `volume_threshold` calls).
+//! The key is foldhash's, seeded from the operating system's randomness per client: a SipHash
+//! of the host costs as much as the rest of the lookup, and authorities that collide anyway
+//! (foldhash resists only simple attacks) share a bucket within the map's bound.
 //! Metric labels are bounded too: the first `max_labels` authorities get their own breaker and
 //! bulkhead name, the rest share `{name}/other`.
 
@@ -187,6 +190,11 @@ fn is_dotted_quad(host: &[u8]) -> bool {
     i == host.len()
 }
 
+/// A random number from the operating system's randomness (through std's SipHash keys).
+fn random_u64() -> u64 {
+    RandomState::new().build_hasher().finish()
+}
+
 /// Hashes a map key that already is a seeded hash: as it is.
 #[derive(Default)]
 struct KeyHasher(u64);
@@ -219,7 +227,9 @@ struct Map {
 
 pub(crate) struct Keys {
     map: RwLock<Map>,
-    hasher: RandomState,
+    /// Seeds of the authority hash, random per client.
+    seed: u64,
+    shared_seed: foldhash::SharedSeed,
     clock: Clock,
     preset: HttpLayerBuilder,
     attempt: Attempt,
@@ -253,7 +263,8 @@ impl Keys {
                 labels: HashSet::new(),
                 last_sweep: 0,
             }),
-            hasher: RandomState::new(),
+            seed: random_u64(),
+            shared_seed: foldhash::SharedSeed::from_u64(random_u64()),
             clock: Clock::new(),
             preset,
             attempt,
@@ -274,24 +285,11 @@ impl Keys {
         self.clock.now() / 1_000_000_000
     }
 
-    /// The map key of an authority: host and port (an entry's scheme is compared on lookup),
-    /// in one write to the hasher where the host fits a stack buffer, since a SipHash write
-    /// costs about as much as the bytes it hashes.
+    /// The map key of an authority: host and port (an entry's scheme is compared on lookup).
     fn hash(&self, host: &str, port: u16) -> u64 {
-        let mut hasher = self.hasher.build_hasher();
-        let mut buf = [0u8; 64];
-        match buf.get_mut(..host.len() + 2) {
-            Some(key) => {
-                let (name, tail) = key.split_at_mut(host.len());
-                name.copy_from_slice(host.as_bytes());
-                tail.copy_from_slice(&port.to_le_bytes());
-                hasher.write(key);
-            }
-            None => {
-                hasher.write(host.as_bytes());
-                hasher.write_u16(port);
-            }
-        }
+        let mut hasher = foldhash::fast::FoldHasher::with_seed(self.seed, &self.shared_seed);
+        hasher.write(host.as_bytes());
+        hasher.write_u16(port);
         hasher.finish()
     }
 
