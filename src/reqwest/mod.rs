@@ -278,7 +278,7 @@ impl Client {
     pub async fn execute(&self, request: reqwest::Request) -> Result<reqwest::Response, Error> {
         // Every attempt of a request goes to one authority: look it up once.
         let entry = self.inner.keys.entry(request.url());
-        self.send_to(&entry, request).await
+        Client::send_to(self, Ok((entry, request))).await
     }
 
     /// The answer to a request while `entry`'s breaker rejects, or `None` if it admits one:
@@ -307,13 +307,16 @@ impl Client {
         Some(self.error(Box::new(open), entry.authority().clone(), false))
     }
 
-    /// Sends `request` through the retry on its authority's service.
-    async fn send_to(
-        &self,
-        entry: &Entry,
-        request: reqwest::Request,
+    /// Sends the request through the retry on its authority's service, or answers what
+    /// stopped it before. One future from [`RequestBuilder::send`] to the retry, so that the
+    /// request is moved into it once.
+    async fn send_to<C: std::borrow::Borrow<Client>>(
+        client: C,
+        prepared: Result<(Arc<Entry>, reqwest::Request), Error>,
     ) -> Result<reqwest::Response, Error> {
-        if let Some(e) = self.rejected(entry) {
+        let (entry, request) = prepared?;
+        let client = client.borrow();
+        if let Some(e) = client.rejected(&entry) {
             return Err(e);
         }
         let authority = entry.authority().clone();
@@ -324,7 +327,7 @@ impl Client {
             if let Err(e) = std::future::poll_fn(|cx| service.poll_ready(cx)).await {
                 return (Err(e), false);
             }
-            let mut future = std::pin::pin!(self.inner.policy.call_owned(service, request));
+            let mut future = std::pin::pin!(client.inner.policy.call_owned(service, request));
             let result = std::future::poll_fn(|cx| future.as_mut().poll(cx)).await;
             (result, future.total_elapsed())
         };
@@ -336,7 +339,7 @@ impl Client {
                 .await
                 .unwrap_or_else(|_| (Err(Elapsed::new().into()), false)),
         };
-        result.map_err(|e| self.error(e, authority, total_elapsed))
+        result.map_err(|e| client.error(e, authority, total_elapsed))
     }
 
     #[cold]
@@ -682,23 +685,23 @@ impl RequestBuilder {
     pub fn send(self) -> impl Future<Output = Result<reqwest::Response, Error>> + Send + 'static {
         // The request is made here, as reqwest's `send` makes it: the future holds the request,
         // not its builder.
-        let prepared = self.prepare();
-        async move {
-            let (client, entry, request) = prepared?;
-            client.send_to(&entry, request).await
-        }
+        let prepared = self.client.prepare(self.inner);
+        Client::send_to(self.client, prepared)
     }
+}
 
-    /// The request and its authority's entry, or the answer without them.
-    fn prepare(self) -> Result<(Client, Arc<Entry>, reqwest::Request), Error> {
-        let client = self.client;
-        let (request, entry) = match self.inner {
+impl Client {
+    /// The request of a [`RequestBuilder`] and its authority's entry, or the answer without
+    /// them.
+    fn prepare(&self, pending: Pending) -> Result<(Arc<Entry>, reqwest::Request), Error> {
+        let client = self;
+        let (request, entry) = match pending {
             Pending::Request { request, entry } => {
                 let entry = match entry {
                     Some(entry) => entry,
                     None => client.inner.keys.entry(request.url()),
                 };
-                return Ok((client, entry, request));
+                return Ok((entry, request));
             }
             Pending::Unbuilt { method, url, entry } => {
                 if let Some(e) = client.rejected(&entry) {
@@ -721,6 +724,6 @@ impl RequestBuilder {
             Some(entry) if entry.serves(request.url()) => entry,
             _ => client.inner.keys.entry(request.url()),
         };
-        Ok((client, entry, request))
+        Ok((entry, request))
     }
 }
