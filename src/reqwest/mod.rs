@@ -95,6 +95,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tower_service::Service;
@@ -320,24 +321,33 @@ impl Client {
             return Err(e);
         }
         let authority = entry.authority().clone();
-        let mut service = entry.service();
+        let deadline = Deadline::current();
+        if deadline.as_ref().is_some_and(Deadline::is_expired) {
+            return Err(client.error(Elapsed::new().into(), authority, false));
+        }
         // The retry ends the call at the total timeout (its policy enforces it); the breaker is
         // ready at once (open or not), and so are the bulkhead and reqwest.
-        let call = async {
-            if let Err(e) = std::future::poll_fn(|cx| service.poll_ready(cx)).await {
-                return (Err(e), false);
+        let mut service = entry.service();
+        if let Err(e) = std::future::poll_fn(|cx| service.poll_ready(cx)).await {
+            return Err(client.error(e, authority, false));
+        }
+        let mut future = std::pin::pin!(client.inner.policy.call_owned(service, request));
+        // The deadline in scope, if any, ends the call too (see `crate::deadline`), as
+        // `tokio::time::timeout_at` would, polled in this future rather than around another.
+        let mut sleep = std::pin::pin!(deadline.map(|d| tokio::time::sleep_until(d.instant())));
+        let outcome = std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = future.as_mut().poll(cx) {
+                return Poll::Ready(Some(result));
             }
-            let mut future = std::pin::pin!(client.inner.policy.call_owned(service, request));
-            let result = std::future::poll_fn(|cx| future.as_mut().poll(cx)).await;
-            (result, future.total_elapsed())
-        };
-        // The deadline in scope, if any, ends the call too (see `crate::deadline`).
-        let (result, total_elapsed) = match Deadline::current() {
-            None => call.await,
-            Some(deadline) if deadline.is_expired() => (Err(Elapsed::new().into()), false),
-            Some(deadline) => tokio::time::timeout_at(deadline.instant(), call)
-                .await
-                .unwrap_or_else(|_| (Err(Elapsed::new().into()), false)),
+            match sleep.as_mut().as_pin_mut().map(|sleep| sleep.poll(cx)) {
+                Some(Poll::Ready(())) => Poll::Ready(None),
+                _ => Poll::Pending,
+            }
+        })
+        .await;
+        let (result, total_elapsed) = match outcome {
+            Some(result) => (result, future.total_elapsed()),
+            None => (Err(Elapsed::new().into()), false),
         };
         result.map_err(|e| client.error(e, authority, total_elapsed))
     }

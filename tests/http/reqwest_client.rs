@@ -254,7 +254,7 @@ async fn retry_after_beyond_the_total_timeout_fails_at_once_with_the_servers_del
     assert_eq!(e.retry_after(), Some(Duration::from_secs(120)));
     assert_eq!(up.count(), 1);
     // It did not sleep into the deadline.
-    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(started.elapsed() < Duration::from_secs(12));
     assert!(e.to_string().contains("120s"), "{e}");
 }
 
@@ -673,4 +673,43 @@ async fn requests_are_made_as_reqwests_builder_makes_them() {
     let e = client.get(bad).header("x-a", "1").send().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Request, "{e}");
     assert_eq!(client.authorities(), 1);
+}
+
+// The client polls the deadline in scope itself: it must still end a slow call, and an
+// expired one must answer without sending.
+#[tokio::test]
+async fn the_deadline_in_scope_ends_the_call_or_stops_it_before_it_is_sent() {
+    let up = upstream(|_, _, _| status(StatusCode::OK)).await;
+    let slow = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let app = Router::new().fallback(|| async {
+            tokio::time::sleep(Duration::from_secs(120)).await;
+            "late"
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    };
+    // Timeouts far beyond the deadline: only the deadline can end the slow call in time.
+    let client = client(
+        preset(1)
+            .attempt_timeout(Duration::from_secs(14))
+            .total_timeout(Duration::from_secs(20)),
+    );
+    let scoped = harden::deadline::Deadline::after(Duration::from_millis(200)).unwrap();
+    let started = Instant::now();
+    let e = scoped.scope(client.get(&slow).send()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AttemptTimeout, "{e}");
+    assert!(started.elapsed() < Duration::from_secs(12));
+
+    let expired = harden::deadline::Deadline::at(tokio::time::Instant::now());
+    let e = expired
+        .scope(client.get(up.url("/")).send())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AttemptTimeout, "{e}");
+    assert_eq!(up.count(), 0);
+    // Out of the scope, the same request is sent.
+    assert_eq!(client.get(up.url("/")).send().await.unwrap().status(), 200);
+    assert_eq!(up.count(), 1);
 }
