@@ -10,11 +10,14 @@
 //! entries idle for `idle_timeout` are swept on insert (at most once per `idle_timeout`, and
 //! always when the map is full); a full map with nothing idle drops its least recently used
 //! entry (its breaker state is lost; a sick host re-trips after `volume_threshold` calls).
+//! The key is foldhash's, seeded from the operating system's randomness per client: a SipHash
+//! of the host costs as much as the rest of the lookup, and authorities that collide anyway
+//! (foldhash resists only simple attacks) share a bucket within the map's bound.
 //! Metric labels are bounded too: the first `max_labels` authorities get their own breaker and
 //! bulkhead name, the rest share `{name}/other`.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, Hasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -91,22 +94,23 @@ impl Entry {
 /// IPv4 address in its canonical form, if it ends in a number), an optional decimal port.
 /// `None` for anything else (user info, IPv6, upper case, percent-encoding, IDNA, other
 /// numeric hosts), which only the full parse reads right.
-pub(crate) fn plain_authority(url: &str) -> Option<(&'static str, &str, u16)> {
-    let (scheme, rest, default) = if let Some(rest) = url.strip_prefix("http://") {
-        ("http", rest, 80)
-    } else if let Some(rest) = url.strip_prefix("https://") {
-        ("https", rest, 443)
+pub(crate) fn plain_authority(text: &str) -> Option<(&'static str, &str, u16)> {
+    let url = text.as_bytes();
+    let (scheme, start, default) = if url.starts_with(b"http://") {
+        ("http", 7, 80)
+    } else if url.starts_with(b"https://") {
+        ("https", 8, 443)
     } else {
         return None;
     };
     // One pass over the host: non-empty labels of `[a-z0-9-]`, up to the port or the path.
-    let bytes = rest.as_bytes();
-    let (mut i, mut label) = (0, 0);
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'a'..=b'z' | b'0'..=b'9' | b'-' => {}
-            b'.' if i > label => label = i + 1,
-            b':' | b'/' | b'?' | b'#' => break,
+    let mut i = start;
+    let mut label = start;
+    loop {
+        match url.get(i).map_or(END, |&b| BYTE_CLASS[usize::from(b)]) {
+            HOST => {}
+            DOT if i > label => label = i + 1,
+            END => break,
             _ => return None,
         }
         i += 1;
@@ -114,56 +118,108 @@ pub(crate) fn plain_authority(url: &str) -> Option<(&'static str, &str, u16)> {
     if i == label {
         return None;
     }
-    let host = &rest[..i];
+    let host = &text[start..i];
     // A host whose last label starts with a digit may be an IPv4 address to `Url`, which
     // rewrites its other forms (`127.1`, `0x7f.0.0.1`, `010.0.0.1`) to the dotted quad.
-    if bytes[label].is_ascii_digit() && !is_dotted_quad(host) {
+    if url[label].is_ascii_digit() && !is_dotted_quad(host.as_bytes()) {
         return None;
     }
     let mut port = default;
-    if bytes.get(i) == Some(&b':') {
+    if url.get(i) == Some(&b':') {
         i += 1;
-        let start = i;
+        let digits = i;
         let mut n: u32 = 0;
-        while let Some(&b) = bytes.get(i).filter(|b| b.is_ascii_digit()) {
+        while let Some(&b) = url.get(i).filter(|b| b.is_ascii_digit()) {
             n = n * 10 + u32::from(b - b'0');
             if n > u32::from(u16::MAX) {
                 return None;
             }
             i += 1;
         }
-        if i > start {
+        if i > digits {
             port = n as u16;
         }
     }
-    match bytes.get(i) {
+    match url.get(i) {
         None | Some(b'/' | b'?' | b'#') => Some((scheme, host, port)),
         Some(_) => None,
     }
 }
 
+/// What a byte is to [`plain_authority`]'s host: part of a label, a dot, the host's end (the
+/// port or the path after it), or anything else.
+const BYTE_CLASS: [u8; 256] = {
+    let mut class = [OTHER; 256];
+    let mut b = 0;
+    while b < 256 {
+        class[b] = match b as u8 {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' => HOST,
+            b'.' => DOT,
+            b':' | b'/' | b'?' | b'#' => END,
+            _ => OTHER,
+        };
+        b += 1;
+    }
+    class
+};
+const HOST: u8 = 0;
+const DOT: u8 = 1;
+const END: u8 = 2;
+const OTHER: u8 = 3;
+
 /// Whether `host` is four decimal numbers of 0–255 without leading zeros, joined by dots.
-fn is_dotted_quad(host: &str) -> bool {
-    let (mut parts, mut value, mut digits) = (0, 0u32, 0);
-    for &b in host.as_bytes().iter().chain(Some(&b'.')) {
-        if b == b'.' {
-            if digits == 0 || value > 255 {
+fn is_dotted_quad(host: &[u8]) -> bool {
+    let mut i = 0;
+    for part in 0..4 {
+        if part > 0 {
+            if host.get(i) != Some(&b'.') {
                 return false;
             }
-            parts += 1;
-            (value, digits) = (0, 0);
-        } else if b.is_ascii_digit() && !(digits == 1 && value == 0) && digits < 3 {
+            i += 1;
+        }
+        let digits = i;
+        let mut value = 0u32;
+        while let Some(&b) = host.get(i).filter(|b| b.is_ascii_digit() && i - digits < 3) {
             value = value * 10 + u32::from(b - b'0');
-            digits += 1;
-        } else {
+            i += 1;
+        }
+        if i == digits || value > 255 || (i - digits > 1 && host[digits] == b'0') {
             return false;
         }
     }
-    parts == 4
+    i == host.len()
+}
+
+/// A random number from the operating system's randomness (through std's SipHash keys).
+fn random_u64() -> u64 {
+    RandomState::new().build_hasher().finish()
+}
+
+/// Hashes a map key that already is a seeded hash: as it is.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is called for a `u64` key; anything else folds in all the same.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 struct Map {
-    entries: HashMap<u64, Vec<Arc<Entry>>>,
+    /// By [`Keys::hash`] (seeded, so not hashed again); authorities that share a hash are
+    /// told apart in their `Vec`.
+    entries: HashMap<u64, Vec<Arc<Entry>>, BuildHasherDefault<KeyHasher>>,
     len: usize,
     labels: HashSet<Box<str>>,
     last_sweep: u64,
@@ -171,7 +227,9 @@ struct Map {
 
 pub(crate) struct Keys {
     map: RwLock<Map>,
-    hasher: RandomState,
+    /// Seeds of the authority hash, random per client.
+    seed: u64,
+    shared_seed: foldhash::SharedSeed,
     clock: Clock,
     preset: HttpLayerBuilder,
     attempt: Attempt,
@@ -200,12 +258,13 @@ impl Keys {
         }
         Ok(Keys {
             map: RwLock::new(Map {
-                entries: HashMap::new(),
+                entries: HashMap::default(),
                 len: 0,
                 labels: HashSet::new(),
                 last_sweep: 0,
             }),
-            hasher: RandomState::new(),
+            seed: random_u64(),
+            shared_seed: foldhash::SharedSeed::from_u64(random_u64()),
             clock: Clock::new(),
             preset,
             attempt,
@@ -226,24 +285,11 @@ impl Keys {
         self.clock.now() / 1_000_000_000
     }
 
-    /// The map key of an authority: host and port (an entry's scheme is compared on lookup),
-    /// in one write to the hasher where the host fits a stack buffer, since a SipHash write
-    /// costs about as much as the bytes it hashes.
+    /// The map key of an authority: host and port (an entry's scheme is compared on lookup).
     fn hash(&self, host: &str, port: u16) -> u64 {
-        let mut hasher = self.hasher.build_hasher();
-        let mut buf = [0u8; 64];
-        match buf.get_mut(..host.len() + 2) {
-            Some(key) => {
-                let (name, tail) = key.split_at_mut(host.len());
-                name.copy_from_slice(host.as_bytes());
-                tail.copy_from_slice(&port.to_le_bytes());
-                hasher.write(key);
-            }
-            None => {
-                hasher.write(host.as_bytes());
-                hasher.write_u16(port);
-            }
-        }
+        let mut hasher = foldhash::fast::FoldHasher::with_seed(self.seed, &self.shared_seed);
+        hasher.write(host.as_bytes());
+        hasher.write_u16(port);
         hasher.finish()
     }
 
@@ -282,10 +328,9 @@ impl Keys {
         entry
     }
 
-    /// The entry of the authority of `url`, unparsed, if the map holds it and the URL is in a
-    /// [plain form](plain_authority).
-    pub(crate) fn find_unparsed(&self, url: &str) -> Option<Arc<Entry>> {
-        let (scheme, host, port) = plain_authority(url)?;
+    /// The entry of an authority read from a URL in the [plain form](plain_authority), if the
+    /// map holds it.
+    pub(crate) fn find_unparsed(&self, scheme: &str, host: &str, port: u16) -> Option<Arc<Entry>> {
         let entry = self.find_parts(scheme, host, port)?;
         Keys::touch(&entry, self.now_secs());
         Some(entry)

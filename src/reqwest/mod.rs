@@ -95,6 +95,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tower_service::Service;
@@ -200,7 +201,17 @@ impl Client {
     /// and [`send`](RequestBuilder::send) answers [`ErrorKind::CircuitOpen`] unless the breaker
     /// admits the request by then.
     pub fn request(&self, method: reqwest::Method, url: impl reqwest::IntoUrl) -> RequestBuilder {
-        let entry = self.inner.keys.find_unparsed(url.as_str());
+        let Some((scheme, host, port)) = keyed::plain_authority(url.as_str()) else {
+            // Only the full parse reads this URL: reqwest's builder does it.
+            return RequestBuilder {
+                client: self.clone(),
+                inner: Pending::Built {
+                    builder: self.inner.http.request(method, url),
+                    entry: None,
+                },
+            };
+        };
+        let entry = self.inner.keys.find_unparsed(scheme, host, port);
         if let Some(entry) = entry.as_ref().filter(|e| {
             !e.breaker()
                 .core()
@@ -215,12 +226,18 @@ impl Client {
                 },
             };
         }
-        RequestBuilder {
-            client: self.clone(),
-            inner: Pending::Built {
-                builder: self.inner.http.request(method, url),
+        // A URL in the plain form has no user info, the one thing reqwest's builder would move
+        // out of it (into an `Authorization` header): the request is made as reqwest makes it.
+        let inner = match url.into_url() {
+            Ok(url) => Pending::Request {
+                request: reqwest::Request::new(method, url),
                 entry,
             },
+            Err(e) => Pending::Failed(e),
+        };
+        RequestBuilder {
+            client: self.clone(),
+            inner,
         }
     }
 
@@ -262,7 +279,7 @@ impl Client {
     pub async fn execute(&self, request: reqwest::Request) -> Result<reqwest::Response, Error> {
         // Every attempt of a request goes to one authority: look it up once.
         let entry = self.inner.keys.entry(request.url());
-        self.send_to(&entry, request).await
+        Client::send_to(self, Ok((entry, request))).await
     }
 
     /// The answer to a request while `entry`'s breaker rejects, or `None` if it admits one:
@@ -291,36 +308,48 @@ impl Client {
         Some(self.error(Box::new(open), entry.authority().clone(), false))
     }
 
-    /// Sends `request` through the retry on its authority's service.
-    async fn send_to(
-        &self,
-        entry: &Entry,
-        request: reqwest::Request,
+    /// Sends the request through the retry on its authority's service, or answers what
+    /// stopped it before. One future from [`RequestBuilder::send`] to the retry, so that the
+    /// request is moved into it once.
+    async fn send_to<C: std::borrow::Borrow<Client>>(
+        client: C,
+        prepared: Result<(Arc<Entry>, reqwest::Request), Error>,
     ) -> Result<reqwest::Response, Error> {
-        if let Some(e) = self.rejected(entry) {
+        let (entry, request) = prepared?;
+        let client = client.borrow();
+        if let Some(e) = client.rejected(&entry) {
             return Err(e);
         }
         let authority = entry.authority().clone();
-        let mut service = entry.service();
+        let deadline = Deadline::current();
+        if deadline.as_ref().is_some_and(Deadline::is_expired) {
+            return Err(client.error(Elapsed::new().into(), authority, false));
+        }
         // The retry ends the call at the total timeout (its policy enforces it); the breaker is
         // ready at once (open or not), and so are the bulkhead and reqwest.
-        let call = async {
-            if let Err(e) = std::future::poll_fn(|cx| service.poll_ready(cx)).await {
-                return (Err(e), false);
+        let mut service = entry.service();
+        if let Err(e) = std::future::poll_fn(|cx| service.poll_ready(cx)).await {
+            return Err(client.error(e, authority, false));
+        }
+        let mut future = std::pin::pin!(client.inner.policy.call_owned(service, request));
+        // The deadline in scope, if any, ends the call too (see `crate::deadline`), as
+        // `tokio::time::timeout_at` would, polled in this future rather than around another.
+        let mut sleep = std::pin::pin!(deadline.map(|d| tokio::time::sleep_until(d.instant())));
+        let outcome = std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = future.as_mut().poll(cx) {
+                return Poll::Ready(Some(result));
             }
-            let mut future = std::pin::pin!(self.inner.policy.call_owned(service, request));
-            let result = std::future::poll_fn(|cx| future.as_mut().poll(cx)).await;
-            (result, future.total_elapsed())
+            match sleep.as_mut().as_pin_mut().map(|sleep| sleep.poll(cx)) {
+                Some(Poll::Ready(())) => Poll::Ready(None),
+                _ => Poll::Pending,
+            }
+        })
+        .await;
+        let (result, total_elapsed) = match outcome {
+            Some(result) => (result, future.total_elapsed()),
+            None => (Err(Elapsed::new().into()), false),
         };
-        // The deadline in scope, if any, ends the call too (see `crate::deadline`).
-        let (result, total_elapsed) = match Deadline::current() {
-            None => call.await,
-            Some(deadline) if deadline.is_expired() => (Err(Elapsed::new().into()), false),
-            Some(deadline) => tokio::time::timeout_at(deadline.instant(), call)
-                .await
-                .unwrap_or_else(|_| (Err(Elapsed::new().into()), false)),
-        };
-        result.map_err(|e| self.error(e, authority, total_elapsed))
+        result.map_err(|e| client.error(e, authority, total_elapsed))
     }
 
     #[cold]
@@ -513,7 +542,7 @@ pub struct RequestBuilder {
 }
 
 /// What a [`RequestBuilder`] holds.
-// The built request is the common case: boxing it would allocate for every request.
+// The request is the common case: boxing it would allocate for every request.
 #[allow(clippy::large_enum_variant)]
 enum Pending {
     /// Started while the authority's breaker rejected: the method and the URL as given.
@@ -522,11 +551,20 @@ enum Pending {
         url: Box<str>,
         entry: Arc<Entry>,
     },
-    /// reqwest's builder, and the authority's entry when it was known at the start.
+    /// The request, made without reqwest's builder from a URL in the plain form, and its
+    /// authority's entry when the map held it at the start.
+    Request {
+        request: reqwest::Request,
+        entry: Option<Arc<Entry>>,
+    },
+    /// reqwest's builder, and the authority's entry when it was known at the start (a builder
+    /// method may have changed the URL since).
     Built {
         builder: reqwest::RequestBuilder,
         entry: Option<Arc<Entry>>,
     },
+    /// The URL did not parse: what reqwest's builder would return.
+    Failed(reqwest::Error),
 }
 
 impl std::fmt::Debug for RequestBuilder {
@@ -534,7 +572,11 @@ impl std::fmt::Debug for RequestBuilder {
         let mut d = f.debug_struct("RequestBuilder");
         match &self.inner {
             Pending::Unbuilt { method, url, .. } => d.field("method", method).field("url", url),
+            Pending::Request { request, .. } => d
+                .field("method", request.method())
+                .field("url", &request.url().as_str()),
             Pending::Built { builder, .. } => d.field("inner", builder),
+            Pending::Failed(e) => d.field("error", e),
         };
         d.finish_non_exhaustive()
     }
@@ -601,24 +643,30 @@ impl RequestBuilder {
     /// Any other `reqwest::RequestBuilder` method (`query`, `form`, `multipart` when reqwest's
     /// features for them are on).
     pub fn with(self, f: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder) -> Self {
-        let (builder, entry) = self.into_builder();
+        let client = self.client;
+        let (builder, entry) = match self.inner {
+            Pending::Unbuilt { method, url, entry } => {
+                (client.inner.http.request(method, &*url), Some(entry))
+            }
+            Pending::Request { request, entry } => (
+                reqwest::RequestBuilder::from_parts(client.inner.http.clone(), request),
+                entry,
+            ),
+            Pending::Built { builder, entry } => (builder, entry),
+            // reqwest's builder methods leave a failed builder as it is.
+            Pending::Failed(e) => {
+                return RequestBuilder {
+                    client,
+                    inner: Pending::Failed(e),
+                }
+            }
+        };
         RequestBuilder {
             inner: Pending::Built {
-                builder: f(builder.1),
+                builder: f(builder),
                 entry,
             },
-            client: builder.0,
-        }
-    }
-
-    /// The client and reqwest's builder, made now if the request was not built.
-    fn into_builder(self) -> ((Client, reqwest::RequestBuilder), Option<Arc<Entry>>) {
-        match self.inner {
-            Pending::Unbuilt { method, url, entry } => {
-                let builder = self.client.inner.http.request(method, &*url);
-                ((self.client, builder), Some(entry))
-            }
-            Pending::Built { builder, entry } => ((self.client, builder), entry),
+            client,
         }
     }
 
@@ -628,7 +676,14 @@ impl RequestBuilder {
     ///
     /// reqwest's builder error (bad URL, bad header).
     pub fn build(self) -> Result<reqwest::Request, reqwest::Error> {
-        (self.into_builder().0).1.build()
+        match self.inner {
+            Pending::Unbuilt { method, url, .. } => {
+                self.client.inner.http.request(method, &*url).build()
+            }
+            Pending::Request { request, .. } => Ok(request),
+            Pending::Built { builder, .. } => builder.build(),
+            Pending::Failed(e) => Err(e),
+        }
     }
 
     /// Send the request through the client's stack. While the authority's breaker rejects, the
@@ -640,26 +695,37 @@ impl RequestBuilder {
     pub fn send(self) -> impl Future<Output = Result<reqwest::Response, Error>> + Send + 'static {
         // The request is made here, as reqwest's `send` makes it: the future holds the request,
         // not its builder.
-        let prepared = self.prepare();
-        async move {
-            let (client, entry, request) = prepared?;
-            client.send_to(&entry, request).await
-        }
+        let prepared = self.client.prepare(self.inner);
+        Client::send_to(self.client, prepared)
     }
+}
 
-    /// The request and its authority's entry, or the answer without them.
-    fn prepare(self) -> Result<(Client, Arc<Entry>, reqwest::Request), Error> {
-        let client = self.client;
-        let (builder, entry) = match self.inner {
+impl Client {
+    /// The request of a [`RequestBuilder`] and its authority's entry, or the answer without
+    /// them.
+    fn prepare(&self, pending: Pending) -> Result<(Arc<Entry>, reqwest::Request), Error> {
+        let client = self;
+        let (request, entry) = match pending {
+            Pending::Request { request, entry } => {
+                let entry = match entry {
+                    Some(entry) => entry,
+                    None => client.inner.keys.entry(request.url()),
+                };
+                return Ok((entry, request));
+            }
             Pending::Unbuilt { method, url, entry } => {
                 if let Some(e) = client.rejected(&entry) {
                     return Err(e);
                 }
-                (client.inner.http.request(method, &*url), Some(entry))
+                (
+                    client.inner.http.request(method, &*url).build(),
+                    Some(entry),
+                )
             }
-            Pending::Built { builder, entry } => (builder, entry),
+            Pending::Built { builder, entry } => (builder.build(), entry),
+            Pending::Failed(e) => (Err(e), None),
         };
-        let request = match builder.build_split().1 {
+        let request = match request {
             Ok(request) => request,
             Err(e) => return Err(Error::new(Box::new(e), Arc::from(""), false, (None, None))),
         };
@@ -668,6 +734,6 @@ impl RequestBuilder {
             Some(entry) if entry.serves(request.url()) => entry,
             _ => client.inner.keys.entry(request.url()),
         };
-        Ok((client, entry, request))
+        Ok((entry, request))
     }
 }

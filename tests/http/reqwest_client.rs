@@ -254,7 +254,7 @@ async fn retry_after_beyond_the_total_timeout_fails_at_once_with_the_servers_del
     assert_eq!(e.retry_after(), Some(Duration::from_secs(120)));
     assert_eq!(up.count(), 1);
     // It did not sleep into the deadline.
-    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(started.elapsed() < Duration::from_secs(12));
     assert!(e.to_string().contains("120s"), "{e}");
 }
 
@@ -630,4 +630,86 @@ async fn a_retune_of_the_clients_policy_changes_its_next_requests() {
     let r = client.get(up.url("/")).send().await.unwrap();
     assert_eq!(r.status(), 503);
     assert_eq!(up.count(), 5);
+}
+
+// A request started from a plain URL skips reqwest's builder: it must still be the request the
+// builder makes (user info as basic auth, builder methods applied, a bad URL reqwest's error).
+#[tokio::test]
+async fn requests_are_made_as_reqwests_builder_makes_them() {
+    let up = upstream(|_, _, headers| {
+        let seen = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        // "user:pw" in base64.
+        let auth_ok = seen("authorization") == Some("Basic dXNlcjpwdw==");
+        let header_ok = seen("x-a") == Some("1");
+        status(if auth_ok || header_ok {
+            StatusCode::OK
+        } else {
+            StatusCode::BAD_REQUEST
+        })
+    })
+    .await;
+    let client = client(preset(1));
+    let with_user = up.base.replacen("http://", "http://user:pw@", 1);
+    for url in [format!("{with_user}/a"), up.url("/a")] {
+        let r = client.get(&url).header("x-a", "1").send().await.unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+    }
+    let r = client.get(format!("{with_user}/a")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let built = client
+        .get(up.url("/a?q=1"))
+        .with(|b| b.header("x-b", "2"))
+        .build()
+        .unwrap();
+    assert_eq!(built.url().as_str(), up.url("/a?q=1"));
+    assert_eq!(built.headers()["x-b"], "2");
+    assert_eq!(up.count(), 3);
+
+    // A host of plain letters that is not a valid IDNA label: reqwest's error, nothing sent.
+    let bad = "http://xn--a.test/";
+    assert!(reqwest::Client::new().get(bad).build().is_err());
+    assert!(client.get(bad).build().is_err());
+    assert!(client.get(bad).header("x-a", "1").build().is_err());
+    let e = client.get(bad).header("x-a", "1").send().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Request, "{e}");
+    assert_eq!(client.authorities(), 1);
+}
+
+// The client polls the deadline in scope itself: it must still end a slow call, and an
+// expired one must answer without sending.
+#[tokio::test]
+async fn the_deadline_in_scope_ends_the_call_or_stops_it_before_it_is_sent() {
+    let up = upstream(|_, _, _| status(StatusCode::OK)).await;
+    let slow = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let app = Router::new().fallback(|| async {
+            tokio::time::sleep(Duration::from_secs(120)).await;
+            "late"
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    };
+    // Timeouts far beyond the deadline: only the deadline can end the slow call in time.
+    let client = client(
+        preset(1)
+            .attempt_timeout(Duration::from_secs(14))
+            .total_timeout(Duration::from_secs(20)),
+    );
+    let scoped = harden::deadline::Deadline::after(Duration::from_millis(200)).unwrap();
+    let started = Instant::now();
+    let e = scoped.scope(client.get(&slow).send()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AttemptTimeout, "{e}");
+    assert!(started.elapsed() < Duration::from_secs(12));
+
+    let expired = harden::deadline::Deadline::at(tokio::time::Instant::now());
+    let e = expired
+        .scope(client.get(up.url("/")).send())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AttemptTimeout, "{e}");
+    assert_eq!(up.count(), 0);
+    // Out of the scope, the same request is sent.
+    assert_eq!(client.get(up.url("/")).send().await.unwrap().status(), 200);
+    assert_eq!(up.count(), 1);
 }
