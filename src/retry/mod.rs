@@ -107,7 +107,8 @@
 //! and its later attempts are sent, so what the layers below log then (the breaker, the HTTP
 //! client) is its child; the first attempt is sent by `call`, before that. A classifier may
 //! also see the response it returns ([`RetryClassifier::returned`]): the HTTP one puts
-//! [`Attempts`] in its extensions.
+//! [`Attempts`] in the extensions of a response that took more than one attempt (a response
+//! without it was answered by its first attempt: read it with `Attempts::of`).
 //!
 //! With nobody listening a call builds no span and asks no level: whether a subscriber wants
 //! the span is not asked per call but learned from `tracing` whenever its interest changes (a

@@ -52,7 +52,7 @@ pub trait RetryClassifier<Res> {
 
     /// Sees the response the retry returns and the attempts it took, the first included. Does
     /// nothing by default; the HTTP classifier puts [`Attempts`](super::Attempts) in the
-    /// response's extensions.
+    /// extensions of a response that took more than one attempt.
     #[inline(always)]
     fn returned(&self, response: &mut Res, attempts: u32) {
         let _ = (response, attempts);
