@@ -34,6 +34,8 @@ pin_project! {
         // The call's span, when a subscriber listens. First, and beside `replay` rather than in
         // it: elsewhere its drop made the future's drop a call on every response.
         trace: Trace,
+        // The deadline in scope the call ends at, for a policy that caps at it.
+        scope: Scope,
         #[pin]
         state: State<S::Future>,
         replay: Replay<S, Req, C, H>,
@@ -49,7 +51,103 @@ pin_project! {
         Waiting,
         // Waiting for the inner service to be ready for the next attempt.
         Checking,
+        // The deadline in scope had passed when the call was made: no attempt.
+        Expired,
     }
+}
+
+/// The deadline in scope when a call was made, for a policy that ends calls there
+/// ([`RetryPolicy::capping_at_scope`](super::RetryPolicy)): the deadline and its timer, boxed so
+/// that a call without one carries a null pointer. Its drop is a null check inline, as
+/// [`Timer`]'s is.
+#[cfg(feature = "http")]
+pub(crate) struct Scope(ManuallyDrop<Option<Pin<Box<Bound>>>>);
+
+/// Without the feature `http` there is no deadline in scope.
+#[cfg(not(feature = "http"))]
+pub(crate) struct Scope;
+
+#[cfg(feature = "http")]
+pin_project! {
+    struct Bound {
+        deadline: crate::deadline::Deadline,
+        #[pin]
+        sleep: Sleep,
+    }
+}
+
+impl Scope {
+    /// No deadline.
+    #[inline]
+    pub(crate) const fn none() -> Scope {
+        #[cfg(feature = "http")]
+        {
+            Scope(ManuallyDrop::new(None))
+        }
+        #[cfg(not(feature = "http"))]
+        {
+            Scope
+        }
+    }
+
+    /// The deadline in scope now if `caps` (else none); `None` when it has passed.
+    #[inline]
+    pub(crate) fn current(caps: bool) -> Option<Scope> {
+        #[cfg(feature = "http")]
+        if caps {
+            if let Some(deadline) = crate::deadline::Deadline::current() {
+                return Scope::bound(deadline);
+            }
+        }
+        let _ = caps;
+        Some(Scope::none())
+    }
+
+    #[cfg(feature = "http")]
+    #[cold]
+    #[inline(never)]
+    fn bound(deadline: crate::deadline::Deadline) -> Option<Scope> {
+        if deadline.is_expired() {
+            return None;
+        }
+        Some(Scope(ManuallyDrop::new(Some(Box::pin(Bound {
+            deadline,
+            sleep: tokio::time::sleep_until(deadline.instant()),
+        })))))
+    }
+
+    /// Whether there is a deadline.
+    #[inline(always)]
+    fn is_some(&self) -> bool {
+        #[cfg(feature = "http")]
+        {
+            self.0.is_some()
+        }
+        #[cfg(not(feature = "http"))]
+        {
+            false
+        }
+    }
+}
+
+#[cfg(feature = "http")]
+impl Drop for Scope {
+    #[inline]
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            drop_scope(ManuallyDrop::into_inner(std::mem::replace(
+                &mut self.0,
+                ManuallyDrop::new(None),
+            )));
+        }
+    }
+}
+
+#[cfg(feature = "http")]
+#[cold]
+#[inline(never)]
+fn drop_scope(bound: Option<Pin<Box<Bound>>>) {
+    drop(bound);
 }
 
 /// What a retry needs. Written in full by every call (a branch here made the compiler build it
@@ -208,11 +306,27 @@ impl<S, Req, C, H> ResponseFuture<S, Req, C, H>
 where
     S: Service<Req>,
 {
-    pub(crate) fn new(future: S::Future, replay: Replay<S, Req, C, H>, trace: Trace) -> Self {
+    pub(crate) fn new(
+        future: S::Future,
+        replay: Replay<S, Req, C, H>,
+        trace: Trace,
+        scope: Scope,
+    ) -> Self {
         ResponseFuture {
             state: State::Calling { future },
             replay,
             trace,
+            scope,
+        }
+    }
+
+    /// A call made after the deadline in scope: it fails with [`Elapsed`] without an attempt.
+    pub(crate) fn expired(replay: Replay<S, Req, C, H>) -> Self {
+        ResponseFuture {
+            state: State::Expired,
+            replay,
+            trace: Trace::off(),
+            scope: Scope::none(),
         }
     }
 
@@ -504,78 +618,112 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        // The common case inline, and nothing else: a response the classifier does not retry.
-        // Everything else (errors, retries, later attempts) is out of line, so this path stays
-        // small enough for the compiler to keep the response in registers.
-        let mut out = None;
-        let ready = match this.state.as_mut().project() {
-            // A traced call's attempts are polled out of line, in its span.
-            StateProj::Calling { future } if !this.trace.on() => match future.poll(cx) {
-                Poll::Pending => {
-                    this.replay.deadline.start(this.replay.clock);
-                    if this.replay.watches_total() && this.replay.poll_total(cx, &mut out) {
-                        if let Some(result) = out {
-                            return Poll::Ready(result);
-                        }
+        let this = self.project();
+        if this.scope.is_some() {
+            return in_scope(this.scope, this.state, this.replay, this.trace, cx.waker());
+        }
+        poll_attempts(this.state, this.replay, this.trace, cx)
+    }
+}
+
+/// The poll of [`ResponseFuture`] without a deadline in scope to end at.
+#[inline(always)]
+fn poll_attempts<S, Req, C, H>(
+    mut state: Pin<&mut State<S::Future>>,
+    replay: &mut Replay<S, Req, C, H>,
+    trace: &Trace,
+    cx: &mut Context<'_>,
+) -> Poll<Result<S::Response, BoxError>>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: RetryClassifier<S::Response>,
+    H: CopyRequest<Req>,
+{
+    // The common case inline, and nothing else: a response the classifier does not retry.
+    // Everything else (errors, retries, later attempts) is out of line, so this path stays
+    // small enough for the compiler to keep the response in registers.
+    let mut out = None;
+    let ready = match state.as_mut().project() {
+        // A traced call's attempts are polled out of line, in its span.
+        StateProj::Calling { future } if !trace.on() => match future.poll(cx) {
+            Poll::Pending => {
+                replay.deadline.start(replay.clock);
+                if replay.watches_total() && replay.poll_total(cx, &mut out) {
+                    if let Some(result) = out {
+                        return Poll::Ready(result);
                     }
-                    return Poll::Pending;
                 }
-                Poll::Ready(Ok(mut response)) => {
-                    let decision = this.replay.classifier.classify(Ok(&response));
-                    if decision == RetryDecision::DoNotRetry {
-                        let replay = &*this.replay;
-                        replay.metrics.done.increment(1);
-                        replay.classifier.returned(&mut response, replay.attempts);
-                        return Poll::Ready(Ok(response));
-                    }
-                    settle(
-                        this.state,
-                        this.replay,
-                        this.trace,
-                        Ok(response),
-                        decision,
-                        cx,
-                        &mut out,
-                    )
-                }
-                Poll::Ready(Err(e)) => {
-                    let result = Err(e.into());
-                    let decision = this.replay.classify(&result);
-                    settle(
-                        this.state,
-                        this.replay,
-                        this.trace,
-                        result,
-                        decision,
-                        cx,
-                        &mut out,
-                    )
-                }
-            },
-            _ if this.trace.on() => {
-                in_span(this.state, this.replay, this.trace, cx.waker(), &mut out)
+                return Poll::Pending;
             }
-            _ => drive(this.state, this.replay, this.trace, cx, &mut out),
-        };
-        // The outcome of the out-of-line paths comes back through `out`, not as a returned
-        // `Poll` (which the compiler would build in the same stack slot as the inline path's,
-        // with narrow stores read back wide by the caller: a failed store forward per call).
-        match (ready, out) {
-            (true, Some(mut result)) => {
-                if let Ok(response) = &mut result {
-                    this.replay
-                        .classifier
-                        .returned(response, this.replay.attempts);
+            Poll::Ready(Ok(mut response)) => {
+                let decision = replay.classifier.classify(Ok(&response));
+                if decision == RetryDecision::DoNotRetry {
+                    replay.metrics.done.increment(1);
+                    replay.classifier.returned(&mut response, replay.attempts);
+                    return Poll::Ready(Ok(response));
                 }
-                Poll::Ready(result)
+                settle(state, replay, trace, Ok(response), decision, cx, &mut out)
             }
-            _ => {
-                this.replay.deadline.start(this.replay.clock);
-                Poll::Pending
+            Poll::Ready(Err(e)) => {
+                let result = Err(e.into());
+                let decision = replay.classify(&result);
+                settle(state, replay, trace, result, decision, cx, &mut out)
             }
+        },
+        _ if trace.on() => in_span(state, replay, trace, cx.waker(), &mut out),
+        _ => drive(state, replay, trace, cx, &mut out),
+    };
+    // The outcome of the out-of-line paths comes back through `out`, not as a returned
+    // `Poll` (which the compiler would build in the same stack slot as the inline path's,
+    // with narrow stores read back wide by the caller: a failed store forward per call).
+    match (ready, out) {
+        (true, Some(mut result)) => {
+            if let Ok(response) = &mut result {
+                replay.classifier.returned(response, replay.attempts);
+            }
+            Poll::Ready(result)
+        }
+        _ => {
+            replay.deadline.start(replay.clock);
+            Poll::Pending
         }
     }
+}
+
+/// The poll of a call that ends at the deadline in scope when it was made: its attempts inside
+/// that scope (so they see it wherever the call is driven), then the deadline's timer, as a
+/// `DeadlineCap` around the retry would.
+#[cold]
+#[inline(never)]
+fn in_scope<S, Req, C, H>(
+    scope: &mut Scope,
+    state: Pin<&mut State<S::Future>>,
+    replay: &mut Replay<S, Req, C, H>,
+    trace: &Trace,
+    waker: &std::task::Waker,
+) -> Poll<Result<S::Response, BoxError>>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: RetryClassifier<S::Response>,
+    H: CopyRequest<Req>,
+{
+    #[cfg(feature = "http")]
+    if let Some(bound) = scope.0.as_mut() {
+        let cx = &mut Context::from_waker(waker);
+        let deadline = bound.deadline;
+        if let Poll::Ready(result) = deadline.sync_scope(|| poll_attempts(state, replay, trace, cx))
+        {
+            return Poll::Ready(result);
+        }
+        return match bound.as_mut().project().sleep.poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Elapsed::new().into())),
+            Poll::Pending => Poll::Pending,
+        };
+    }
+    let _ = scope;
+    poll_attempts(state, replay, trace, &mut Context::from_waker(waker))
 }
 
 /// After an attempt the classifier judged: return its outcome, or start the next attempt.
@@ -705,6 +853,7 @@ where
                 ready!(replay.timer.poll(cx));
                 state.set(State::Checking);
             }
+            StateProj::Expired => return Poll::Ready(Err(Elapsed::new().into())),
             StateProj::Checking => {
                 let Some((service, _)) = replay.next.as_mut() else {
                     unreachable!("`decide` checked that the future can replay")
@@ -739,6 +888,7 @@ where
             State::Calling { .. } => "calling",
             State::Waiting => "waiting",
             State::Checking => "checking",
+            State::Expired => "expired",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)

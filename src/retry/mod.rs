@@ -220,6 +220,9 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
+        let Some(scope) = future::Scope::current(self.policy.caps_scope) else {
+            return self.expired();
+        };
         // No clock read: the total timeout starts when the future first waits (`Deadline`).
         let deadline = future::Deadline::new(self.policy.total_timeout, self.policy.total_skew);
         // The policy's version check (the total timeout above is fixed when it is built), and
@@ -250,7 +253,37 @@ where
             timer: future::Timer::new(),
             metrics: policy.metrics.clone(),
         };
-        ResponseFuture::new(future, replay, trace)
+        ResponseFuture::new(future, replay, trace, scope)
+    }
+}
+
+impl<S, C, H> Retry<S, C, H> {
+    /// A call made after the deadline in scope, by a policy that ends calls there: no attempt,
+    /// no deposit in the budget.
+    #[cold]
+    #[inline(never)]
+    fn expired<Req>(&self) -> ResponseFuture<S, Req, C, H>
+    where
+        S: Service<Req>,
+        C: Clone,
+        H: Clone,
+    {
+        let policy = &self.policy;
+        ResponseFuture::expired(Replay {
+            next: None,
+            classifier: policy.classifier.clone(),
+            copy: policy.copy.clone(),
+            backoff: policy.backoff,
+            budget: None,
+            max_attempts: policy.max_attempts,
+            attempts: 0,
+            deadline: future::Deadline::new(None, 0),
+            enforce_total: policy.enforce_total,
+            total_elapsed: false,
+            clock: policy.clock,
+            timer: future::Timer::new(),
+            metrics: policy.metrics.clone(),
+        })
     }
 }
 
@@ -296,7 +329,7 @@ impl<C: Clone, H: Clone> RetryPolicy<C, H> {
             timer: future::Timer::new(),
             metrics: self.metrics.clone(),
         };
-        ResponseFuture::new(future, replay, trace)
+        ResponseFuture::new(future, replay, trace, future::Scope::none())
     }
 }
 
