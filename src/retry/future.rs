@@ -34,8 +34,6 @@ pin_project! {
         // The call's span, when a subscriber listens. First, and beside `replay` rather than in
         // it: elsewhere its drop made the future's drop a call on every response.
         trace: Trace,
-        // The deadline in scope the call ends at, for a policy that caps at it.
-        scope: Scope,
         #[pin]
         state: State<S::Future>,
         replay: Replay<S, Req, C, H>,
@@ -177,6 +175,8 @@ pub(crate) struct Replay<S, Req, C, H> {
     /// should not carry or move.
     pub(crate) timer: Timer,
     pub(crate) metrics: metrics::Handles<RetryMetrics>,
+    /// The deadline in scope the call ends at, for a policy that caps at it.
+    pub(crate) scope: Scope,
 }
 
 pin_project! {
@@ -306,17 +306,11 @@ impl<S, Req, C, H> ResponseFuture<S, Req, C, H>
 where
     S: Service<Req>,
 {
-    pub(crate) fn new(
-        future: S::Future,
-        replay: Replay<S, Req, C, H>,
-        trace: Trace,
-        scope: Scope,
-    ) -> Self {
+    pub(crate) fn new(future: S::Future, replay: Replay<S, Req, C, H>, trace: Trace) -> Self {
         ResponseFuture {
             state: State::Calling { future },
             replay,
             trace,
-            scope,
         }
     }
 
@@ -326,7 +320,6 @@ where
             state: State::Expired,
             replay,
             trace: Trace::off(),
-            scope: Scope::none(),
         }
     }
 
@@ -618,112 +611,77 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if this.scope.is_some() {
-            return in_scope(this.scope, this.state, this.replay, this.trace, cx.waker());
-        }
-        poll_attempts(this.state, this.replay, this.trace, cx)
-    }
-}
-
-/// The poll of [`ResponseFuture`] without a deadline in scope to end at.
-#[inline(always)]
-fn poll_attempts<S, Req, C, H>(
-    mut state: Pin<&mut State<S::Future>>,
-    replay: &mut Replay<S, Req, C, H>,
-    trace: &Trace,
-    cx: &mut Context<'_>,
-) -> Poll<Result<S::Response, BoxError>>
-where
-    S: Service<Req>,
-    S::Error: Into<BoxError>,
-    C: RetryClassifier<S::Response>,
-    H: CopyRequest<Req>,
-{
-    // The common case inline, and nothing else: a response the classifier does not retry.
-    // Everything else (errors, retries, later attempts) is out of line, so this path stays
-    // small enough for the compiler to keep the response in registers.
-    let mut out = None;
-    let ready = match state.as_mut().project() {
-        // A traced call's attempts are polled out of line, in its span.
-        StateProj::Calling { future } if !trace.on() => match future.poll(cx) {
-            Poll::Pending => {
-                replay.deadline.start(replay.clock);
-                if replay.watches_total() && replay.poll_total(cx, &mut out) {
-                    if let Some(result) = out {
-                        return Poll::Ready(result);
+        let mut this = self.project();
+        // The common case inline, and nothing else: a response the classifier does not retry.
+        // Everything else (errors, retries, later attempts, a traced call, a deadline in scope)
+        // is out of line, so this path stays small enough for the compiler to keep the response
+        // in registers.
+        let mut out = None;
+        let cold = this.trace.on() || this.replay.scope.is_some();
+        let ready = match this.state.as_mut().project() {
+            StateProj::Calling { future } if !cold => match future.poll(cx) {
+                Poll::Pending => {
+                    this.replay.deadline.start(this.replay.clock);
+                    if this.replay.watches_total() && this.replay.poll_total(cx, &mut out) {
+                        if let Some(result) = out {
+                            return Poll::Ready(result);
+                        }
                     }
+                    return Poll::Pending;
                 }
-                return Poll::Pending;
-            }
-            Poll::Ready(Ok(mut response)) => {
-                let decision = replay.classifier.classify(Ok(&response));
-                if decision == RetryDecision::DoNotRetry {
-                    replay.metrics.done.increment(1);
-                    replay.classifier.returned(&mut response, replay.attempts);
-                    return Poll::Ready(Ok(response));
+                Poll::Ready(Ok(mut response)) => {
+                    let decision = this.replay.classifier.classify(Ok(&response));
+                    if decision == RetryDecision::DoNotRetry {
+                        let replay = &*this.replay;
+                        replay.metrics.done.increment(1);
+                        replay.classifier.returned(&mut response, replay.attempts);
+                        return Poll::Ready(Ok(response));
+                    }
+                    settle(
+                        this.state,
+                        this.replay,
+                        this.trace,
+                        Ok(response),
+                        decision,
+                        cx,
+                        &mut out,
+                    )
                 }
-                settle(state, replay, trace, Ok(response), decision, cx, &mut out)
-            }
-            Poll::Ready(Err(e)) => {
-                let result = Err(e.into());
-                let decision = replay.classify(&result);
-                settle(state, replay, trace, result, decision, cx, &mut out)
-            }
-        },
-        _ if trace.on() => in_span(state, replay, trace, cx.waker(), &mut out),
-        _ => drive(state, replay, trace, cx, &mut out),
-    };
-    // The outcome of the out-of-line paths comes back through `out`, not as a returned
-    // `Poll` (which the compiler would build in the same stack slot as the inline path's,
-    // with narrow stores read back wide by the caller: a failed store forward per call).
-    match (ready, out) {
-        (true, Some(mut result)) => {
-            if let Ok(response) = &mut result {
-                replay.classifier.returned(response, replay.attempts);
-            }
-            Poll::Ready(result)
-        }
-        _ => {
-            replay.deadline.start(replay.clock);
-            Poll::Pending
-        }
-    }
-}
-
-/// The poll of a call that ends at the deadline in scope when it was made: its attempts inside
-/// that scope (so they see it wherever the call is driven), then the deadline's timer, as a
-/// `DeadlineCap` around the retry would.
-#[cold]
-#[inline(never)]
-fn in_scope<S, Req, C, H>(
-    scope: &mut Scope,
-    state: Pin<&mut State<S::Future>>,
-    replay: &mut Replay<S, Req, C, H>,
-    trace: &Trace,
-    waker: &std::task::Waker,
-) -> Poll<Result<S::Response, BoxError>>
-where
-    S: Service<Req>,
-    S::Error: Into<BoxError>,
-    C: RetryClassifier<S::Response>,
-    H: CopyRequest<Req>,
-{
-    #[cfg(feature = "http")]
-    if let Some(bound) = scope.0.as_mut() {
-        let cx = &mut Context::from_waker(waker);
-        let deadline = bound.deadline;
-        if let Poll::Ready(result) = deadline.sync_scope(|| poll_attempts(state, replay, trace, cx))
-        {
-            return Poll::Ready(result);
-        }
-        return match bound.as_mut().project().sleep.poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(Elapsed::new().into())),
-            Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(e)) => {
+                    let result = Err(e.into());
+                    let decision = this.replay.classify(&result);
+                    settle(
+                        this.state,
+                        this.replay,
+                        this.trace,
+                        result,
+                        decision,
+                        cx,
+                        &mut out,
+                    )
+                }
+            },
+            _ if cold => in_span(this.state, this.replay, this.trace, cx.waker(), &mut out),
+            _ => drive(this.state, this.replay, this.trace, cx, &mut out),
         };
+        // The outcome of the out-of-line paths comes back through `out`, not as a returned
+        // `Poll` (which the compiler would build in the same stack slot as the inline path's,
+        // with narrow stores read back wide by the caller: a failed store forward per call).
+        match (ready, out) {
+            (true, Some(mut result)) => {
+                if let Ok(response) = &mut result {
+                    this.replay
+                        .classifier
+                        .returned(response, this.replay.attempts);
+                }
+                Poll::Ready(result)
+            }
+            _ => {
+                this.replay.deadline.start(this.replay.clock);
+                Poll::Pending
+            }
+        }
     }
-    let _ = scope;
-    poll_attempts(state, replay, trace, &mut Context::from_waker(waker))
 }
 
 /// After an attempt the classifier judged: return its outcome, or start the next attempt.
@@ -767,9 +725,11 @@ where
     drive(state, replay, trace, cx, out)
 }
 
-/// [`drive`] for a traced call, in its span. Given the waker (on stable Rust all a context
-/// carries) rather than the context, so that the untraced path of `poll`, which may reach this,
-/// needs no `Context` in memory of its own.
+/// [`drive`] for a traced call, in its span, and for a call that ends at the deadline in scope
+/// when it was made: inside that scope (so its attempts see the deadline wherever the call is
+/// driven), then the deadline's timer, as a `DeadlineCap` around the retry would. Given the
+/// waker (on stable Rust all a context carries) rather than the context, so that the untraced
+/// path of `poll`, which may reach this, needs no `Context` in memory of its own.
 #[cold]
 #[inline(never)]
 fn in_span<S, Req, C, H>(
@@ -786,7 +746,21 @@ where
     H: CopyRequest<Req>,
 {
     let _in_span = trace.enter();
-    drive(state, replay, trace, &mut Context::from_waker(waker), out)
+    let cx = &mut Context::from_waker(waker);
+    #[cfg(feature = "http")]
+    if let Some(deadline) = replay.scope.0.as_ref().map(|bound| bound.deadline) {
+        if deadline.sync_scope(|| drive(state, replay, trace, cx, out)) {
+            return true;
+        }
+        if let Some(bound) = replay.scope.0.as_mut() {
+            if bound.as_mut().project().sleep.poll(cx).is_ready() {
+                *out = Some(Err(Elapsed::new().into()));
+                return true;
+            }
+        }
+        return false;
+    }
+    drive(state, replay, trace, cx, out)
 }
 
 /// Backoff, readiness and the attempts after the first, until one is not retried: `true` with

@@ -252,8 +252,9 @@ where
             clock: policy.clock,
             timer: future::Timer::new(),
             metrics: policy.metrics.clone(),
+            scope,
         };
-        ResponseFuture::new(future, replay, trace, scope)
+        ResponseFuture::new(future, replay, trace)
     }
 }
 
@@ -283,6 +284,7 @@ impl<S, C, H> Retry<S, C, H> {
             clock: policy.clock,
             timer: future::Timer::new(),
             metrics: policy.metrics.clone(),
+            scope: future::Scope::none(),
         })
     }
 }
@@ -328,8 +330,9 @@ impl<C: Clone, H: Clone> RetryPolicy<C, H> {
             clock: self.clock,
             timer: future::Timer::new(),
             metrics: self.metrics.clone(),
+            scope: future::Scope::none(),
         };
-        ResponseFuture::new(future, replay, trace, future::Scope::none())
+        ResponseFuture::new(future, replay, trace)
     }
 }
 
