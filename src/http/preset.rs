@@ -12,10 +12,10 @@ use crate::bulkhead::BulkheadLayer;
 use crate::circuit_breaker::{self, CircuitBreaker, CircuitBreakerLayer};
 use crate::deadline::{DeadlineHeader, PropagateDeadline, PropagateDeadlineLayer};
 use crate::retry::{Backoff, Jitter, RetryBudget, RetryLayer, RetryPolicy};
-use crate::stack::{IgnoreBulkheadFull, TOTAL_TIMEOUT_NAME};
-use crate::timeout::TimeoutLayer;
+use crate::stack::{
+    IgnoreBulkheadFull, OptionalBulkheadLayer, OptionalTimeoutLayer, TOTAL_TIMEOUT_NAME,
+};
 use crate::{ConfigError, ResilienceLayer};
-use tower::util::Either;
 
 /// Default name of the preset's breaker and retry (metrics labels): `"http"`.
 pub const DEFAULT_NAME: &str = "http";
@@ -58,7 +58,7 @@ pub struct HttpLayer {
 }
 
 /// The [`ResilienceLayer`] inside an [`HttpLayer`]: the attempt timeout and the bulkhead can be
-/// turned off at run time (`None`), so they are tower's `option_layer`s. The total timeout is
+/// turned off at run time (`None`), so they are the stack's optional parts. The total timeout is
 /// the retry's: a call answered by its first attempt, which the attempt timeout bounds, makes no
 /// timer for the total.
 type HttpResilienceLayer = ResilienceLayer<
@@ -66,8 +66,8 @@ type HttpResilienceLayer = ResilienceLayer<
     Identity,
     RetryLayer<HttpRetryClassifier, HttpReplay>,
     CircuitBreakerLayer<IgnoreBulkheadFull<HttpBreakerClassifier>>,
-    Either<BulkheadLayer, Identity>,
-    Either<TimeoutLayer, Identity>,
+    OptionalBulkheadLayer,
+    OptionalTimeoutLayer,
 >;
 
 impl std::fmt::Debug for HttpLayer {
