@@ -152,10 +152,12 @@ fn drop_scope(bound: Option<Pin<Box<Bound>>>) {
 /// on the stack and copy it), so it holds nothing a retry can make later: the previous delay
 /// lives with the timer, allocated by the first retry that waits.
 pub(crate) struct Replay<S, Req, C, H> {
-    /// A clone of the inner service and the copy of the request for the next attempt; `None`
-    /// when the request cannot be replayed (one attempt only, or the copy hook said no) and
-    /// once no further attempt may be made.
-    pub(crate) next: Option<(S, Req)>,
+    /// The copy of the request for the next attempt; `None` when the request cannot be
+    /// replayed (one attempt only, or the copy hook said no) and once no further attempt may be
+    /// made. Apart from `service`, so that the copy is moved into place once, not as a pair.
+    pub(crate) next: Option<Req>,
+    /// The inner service the next attempt calls: `Some` exactly when `next` is.
+    pub(crate) service: Option<S>,
     pub(crate) classifier: C,
     pub(crate) copy: H,
     pub(crate) backoff: Backoff,
@@ -561,6 +563,7 @@ pub(crate) struct Deadline(u64, i64);
 const UNSTARTED: u64 = 1 << 63;
 
 impl Deadline {
+    #[inline]
     pub(crate) fn new(total: Option<Duration>, skew: i64) -> Deadline {
         match total {
             // Totals beyond 2^63 ns (292 years) are as good as none: kept at the bound.
@@ -829,14 +832,16 @@ where
             }
             StateProj::Expired => return Poll::Ready(Err(Elapsed::new().into())),
             StateProj::Checking => {
-                let Some((service, _)) = replay.next.as_mut() else {
+                let Some(service) = replay.service.as_mut() else {
                     unreachable!("`decide` checked that the future can replay")
                 };
                 if let Err(e) = ready!(service.poll_ready(cx)) {
                     return Poll::Ready(Err(e.into()));
                 }
-                let Some((mut service, request)) = replay.next.take() else {
-                    unreachable!("checked above")
+                let (Some(mut service), Some(request)) =
+                    (replay.service.take(), replay.next.take())
+                else {
+                    unreachable!("checked above, and `next` is `Some` with `service`")
                 };
                 replay.attempts += 1;
                 let copy = if replay.attempts < replay.max_attempts {
@@ -846,7 +851,10 @@ where
                 };
                 let future = service.call(request);
                 // The service is kept only while another attempt may follow.
-                replay.next = copy.map(|copy| (service, copy));
+                if copy.is_some() {
+                    replay.service = Some(service);
+                }
+                replay.next = copy;
                 state.set(State::Calling { future });
             }
         }

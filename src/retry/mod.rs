@@ -237,9 +237,10 @@ where
         };
         // Call the service that was driven to readiness; retries use a clone, readied afresh.
         let future = self.inner.call(request);
-        let next = copy.map(|copy| (self.inner.clone(), copy));
+        let service = copy.as_ref().map(|_| self.inner.clone());
         let replay = Replay {
-            next,
+            next: copy,
+            service,
             classifier: policy.classifier.clone(),
             copy: policy.copy.clone(),
             backoff: policy.backoff,
@@ -272,6 +273,7 @@ impl<S, C, H> Retry<S, C, H> {
         let policy = &self.policy;
         ResponseFuture::expired(Replay {
             next: None,
+            service: None,
             classifier: policy.classifier.clone(),
             copy: policy.copy.clone(),
             backoff: policy.backoff,
@@ -315,9 +317,10 @@ impl<C: Clone, H: Clone> RetryPolicy<C, H> {
         };
         let trace = trace::Trace::start(self.name()).unwrap_or_else(trace::Trace::off);
         let future = service.call(request);
-        let next = copy.map(|copy| (service, copy));
+        let service = copy.as_ref().map(|_| service);
         let replay = Replay {
-            next,
+            next: copy,
+            service,
             classifier: self.classifier.clone(),
             copy: self.copy.clone(),
             backoff,
