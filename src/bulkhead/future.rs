@@ -42,6 +42,16 @@ impl<F> ResponseFuture<F> {
         }
     }
 
+    /// The inner call without a slot (a stack's bulkhead turned off at run time).
+    pub(crate) fn unlimited(inner: F) -> Self {
+        ResponseFuture {
+            kind: Kind::Called {
+                inner,
+                permit: None,
+            },
+        }
+    }
+
     pub(crate) fn rejected() -> Self {
         ResponseFuture {
             kind: Kind::Rejected,

@@ -102,6 +102,14 @@ impl fmt::Debug for BulkheadLayer {
     }
 }
 
+impl BulkheadLayer {
+    /// The shared state, its metrics registered: what a service made from this layer holds.
+    pub(crate) fn service_state(&self) -> Arc<State> {
+        self.state.register_metrics();
+        Arc::clone(&self.state)
+    }
+}
+
 impl<S> Layer<S> for BulkheadLayer {
     type Service = Bulkhead<S>;
 

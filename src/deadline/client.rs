@@ -1,9 +1,10 @@
 //! The client side of deadlines: end a call at the deadline in scope, and send what is left of
 //! it to the next service.
 //!
-//! [`HttpLayer`](crate::http::HttpLayer) puts both in its stack: [`DeadlineCapLayer`] outermost,
-//! [`PropagateDeadlineLayer`] around each attempt. A stack assembled by hand adds them the same
-//! way; each costs one thread-local read per call when no deadline is in scope.
+//! A stack assembled by hand puts [`DeadlineCapLayer`] outermost and [`PropagateDeadlineLayer`]
+//! around each attempt; each costs one thread-local read per call when no deadline is in scope.
+//! [`HttpLayer`](crate::http::HttpLayer) has the second, and its retry does what the first
+//! would, without a layer of its own.
 
 use std::future::Future;
 use std::pin::Pin;

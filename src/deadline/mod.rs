@@ -5,9 +5,10 @@
 //! gRPC request, `DEADLINE_EXCEEDED`) when it passes, and runs the handler inside a scope where
 //! [`Deadline::current`] is that deadline (also in the request's extensions, for axum's
 //! `Extension<Deadline>`). harden's clients called from there read it: the HTTP preset
-//! ([`HttpLayer`](crate::http::HttpLayer)) ends the whole call at the deadline
-//! ([`DeadlineCapLayer`]) and sends what is left of it to the next service, per attempt
-//! ([`PropagateDeadlineLayer`]); the retry never backs off or honours a `Retry-After` past it.
+//! ([`HttpLayer`](crate::http::HttpLayer)) ends the whole call at the deadline (its retry does
+//! what a [`DeadlineCapLayer`] around it would) and sends what is left of it to the next
+//! service, per attempt ([`PropagateDeadlineLayer`]); the retry never backs off or honours a
+//! `Retry-After` past it.
 //! A deadline only ever shortens: a nested scope, an incoming header or a local timeout can
 //! make it earlier, never later.
 //!

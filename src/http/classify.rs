@@ -274,9 +274,13 @@ impl<R: HttpResponse> RetryClassifier<R> for HttpRetryClassifier {
         }
     }
 
-    /// Puts [`Attempts`](crate::retry::Attempts) in the response's extensions.
+    /// Puts [`Attempts`](crate::retry::Attempts) in the extensions of a response that took
+    /// more than one attempt (absent: one attempt).
     #[inline]
     fn returned(&self, response: &mut R, attempts: u32) {
+        if attempts == 1 {
+            return;
+        }
         if let Some(extensions) = response.extensions_mut() {
             extensions.insert(crate::retry::Attempts(attempts));
         }

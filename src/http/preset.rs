@@ -10,12 +10,12 @@ use super::replay::HttpReplay;
 use super::retry_after::DEFAULT_RETRY_AFTER_CAP;
 use crate::bulkhead::BulkheadLayer;
 use crate::circuit_breaker::{self, CircuitBreaker, CircuitBreakerLayer};
-use crate::deadline::{DeadlineCap, DeadlineHeader, PropagateDeadline, PropagateDeadlineLayer};
+use crate::deadline::{DeadlineHeader, PropagateDeadline, PropagateDeadlineLayer};
 use crate::retry::{Backoff, Jitter, RetryBudget, RetryLayer, RetryPolicy};
-use crate::stack::{IgnoreBulkheadFull, TOTAL_TIMEOUT_NAME};
-use crate::timeout::TimeoutLayer;
+use crate::stack::{
+    IgnoreBulkheadFull, OptionalBulkheadLayer, OptionalTimeoutLayer, TOTAL_TIMEOUT_NAME,
+};
 use crate::{ConfigError, ResilienceLayer};
-use tower::util::Either;
 
 /// Default name of the preset's breaker and retry (metrics labels): `"http"`.
 pub const DEFAULT_NAME: &str = "http";
@@ -58,7 +58,7 @@ pub struct HttpLayer {
 }
 
 /// The [`ResilienceLayer`] inside an [`HttpLayer`]: the attempt timeout and the bulkhead can be
-/// turned off at run time (`None`), so they are tower's `option_layer`s. The total timeout is
+/// turned off at run time (`None`), so they are the stack's optional parts. The total timeout is
 /// the retry's: a call answered by its first attempt, which the attempt timeout bounds, makes no
 /// timer for the total.
 type HttpResilienceLayer = ResilienceLayer<
@@ -66,8 +66,8 @@ type HttpResilienceLayer = ResilienceLayer<
     Identity,
     RetryLayer<HttpRetryClassifier, HttpReplay>,
     CircuitBreakerLayer<IgnoreBulkheadFull<HttpBreakerClassifier>>,
-    Either<BulkheadLayer, Identity>,
-    Either<TimeoutLayer, Identity>,
+    OptionalBulkheadLayer,
+    OptionalTimeoutLayer,
 >;
 
 impl std::fmt::Debug for HttpLayer {
@@ -93,16 +93,17 @@ impl HttpLayer {
     }
 }
 
-/// The stack ends at the deadline in scope ([`DeadlineCap`], outermost) and sends what is left
-/// of it with each attempt ([`PropagateDeadline`], innermost); see [`crate::deadline`].
+/// The stack ends at the deadline in scope (its retry does, as a
+/// [`DeadlineCap`](crate::deadline::DeadlineCap) around it would) and sends what is left of it
+/// with each attempt ([`PropagateDeadline`], innermost); see [`crate::deadline`].
 impl<S> Layer<S> for HttpLayer
 where
     HttpResilienceLayer: Layer<PropagateDeadline<S>>,
 {
-    type Service = DeadlineCap<<HttpResilienceLayer as Layer<PropagateDeadline<S>>>::Service>;
+    type Service = <HttpResilienceLayer as Layer<PropagateDeadline<S>>>::Service;
 
     fn layer(&self, inner: S) -> Self::Service {
-        DeadlineCap::new(self.inner.layer(self.propagate.layer(inner)))
+        self.inner.layer(self.propagate.layer(inner))
     }
 }
 
@@ -326,7 +327,8 @@ impl HttpLayerBuilder {
         let breaker = self.breaker.clone().name(&*self.name).build()?;
         let retry = self
             .retry_policy()?
-            .enforcing_total_timeout(self.attempt_timeout, TOTAL_TIMEOUT_NAME);
+            .enforcing_total_timeout(self.attempt_timeout, TOTAL_TIMEOUT_NAME)
+            .capping_at_scope();
         let inner = ResilienceLayer::builder()
             .retry(retry)
             .circuit_breaker(breaker.layer().with_classifier(self.breaker_classifier))

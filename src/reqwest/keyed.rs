@@ -22,15 +22,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use crate::bulkhead::Bulkhead;
 use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerService};
 use crate::clock::Clock;
 use crate::deadline::PropagateDeadline;
 use crate::http::{HttpBreakerClassifier, HttpLayerBuilder};
-use crate::stack::{option_service, BoxErrors, IgnoreBulkheadFull};
-use crate::timeout::Timeout;
+use crate::stack::{
+    BoxErrors, IgnoreBulkheadFull, OptionalBulkhead, OptionalBulkheadLayer, OptionalTimeout,
+};
 use crate::ConfigError;
-use tower::util::Either;
 
 /// Default bound on the authorities a client keeps a breaker for: 1024.
 pub const DEFAULT_MAX_AUTHORITIES: usize = 1024;
@@ -40,11 +39,8 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default number of authorities named in metric labels; the rest are `{name}/other`: 64.
 pub const DEFAULT_MAX_LABELED_AUTHORITIES: usize = 64;
 
-pub(crate) type Attempt = Either<
-    Timeout<BoxErrors<PropagateDeadline<reqwest::Client>>>,
-    BoxErrors<PropagateDeadline<reqwest::Client>>,
->;
-type BulkheadPart = Either<Bulkhead<Attempt>, Attempt>;
+pub(crate) type Attempt = OptionalTimeout<BoxErrors<PropagateDeadline<reqwest::Client>>>;
+type BulkheadPart = OptionalBulkhead<Attempt>;
 pub(crate) type PerKey =
     CircuitBreakerService<BulkheadPart, IgnoreBulkheadFull<HttpBreakerClassifier>>;
 
@@ -410,7 +406,8 @@ impl Keys {
             .preset
             .bulkhead_layer(label)
             .unwrap_or_else(|_| unreachable!("validated by ClientBuilder::build"));
-        let service = option_service(bulkhead.as_ref(), self.attempt.clone());
+        let service =
+            tower_layer::Layer::layer(&OptionalBulkheadLayer(bulkhead), self.attempt.clone());
         let service = breaker
             .layer()
             .with_classifier(IgnoreBulkheadFull(self.preset.breaker_classifier))
@@ -468,8 +465,8 @@ mod tests {
         let propagate = crate::deadline::PropagateDeadlineLayer::new(
             crate::deadline::DeadlineHeader::GrpcTimeout,
         );
-        let attempt = option_service(
-            None::<&TimeoutLayer>,
+        let attempt = tower_layer::Layer::layer(
+            &crate::stack::OptionalTimeoutLayer(None::<TimeoutLayer>),
             BoxErrors::new(tower_layer::Layer::layer(
                 &propagate,
                 reqwest::Client::new(),

@@ -104,7 +104,7 @@ use crate::circuit_breaker::CircuitBreaker;
 use crate::deadline::{Deadline, PropagateDeadlineLayer};
 use crate::http::{HttpLayer, HttpLayerBuilder, HttpReplay, HttpRetryClassifier, IDEMPOTENCY_KEY};
 use crate::retry::{RetryBudget, RetryPolicy};
-use crate::stack::{option_service, BoxErrors, ATTEMPT_TIMEOUT_NAME, TOTAL_TIMEOUT_NAME};
+use crate::stack::{BoxErrors, OptionalTimeoutLayer, ATTEMPT_TIMEOUT_NAME, TOTAL_TIMEOUT_NAME};
 use crate::timeout::error::Elapsed;
 use crate::timeout::TimeoutLayer;
 use crate::{BoxError, ConfigError};
@@ -497,12 +497,14 @@ impl ClientBuilder {
                 .build()
                 .map_err(reqwest_error)?,
         };
-        let attempt_layer = preset
-            .attempt_timeout
-            .map(|d| TimeoutLayer::new(d).name(ATTEMPT_TIMEOUT_NAME));
+        let attempt_layer = OptionalTimeoutLayer(
+            preset
+                .attempt_timeout
+                .map(|d| TimeoutLayer::new(d).name(ATTEMPT_TIMEOUT_NAME)),
+        );
         let propagate = PropagateDeadlineLayer::new(preset.deadline_header.clone());
-        let attempt = option_service(
-            attempt_layer.as_ref(),
+        let attempt = tower_layer::Layer::layer(
+            &attempt_layer,
             BoxErrors::new(tower_layer::Layer::layer(&propagate, http.clone())),
         );
         let policy = preset

@@ -49,17 +49,115 @@ pin_project! {
         Waiting,
         // Waiting for the inner service to be ready for the next attempt.
         Checking,
+        // The deadline in scope had passed when the call was made: no attempt.
+        Expired,
     }
+}
+
+/// The deadline in scope when a call was made, for a policy that ends calls there
+/// ([`RetryPolicy::capping_at_scope`](super::RetryPolicy)): the deadline and its timer, boxed so
+/// that a call without one carries a null pointer. Its drop is a null check inline, as
+/// [`Timer`]'s is.
+#[cfg(feature = "http")]
+pub(crate) struct Scope(ManuallyDrop<Option<Pin<Box<Bound>>>>);
+
+/// Without the feature `http` there is no deadline in scope.
+#[cfg(not(feature = "http"))]
+pub(crate) struct Scope;
+
+#[cfg(feature = "http")]
+pin_project! {
+    struct Bound {
+        deadline: crate::deadline::Deadline,
+        #[pin]
+        sleep: Sleep,
+    }
+}
+
+impl Scope {
+    /// No deadline.
+    #[inline]
+    pub(crate) const fn none() -> Scope {
+        #[cfg(feature = "http")]
+        {
+            Scope(ManuallyDrop::new(None))
+        }
+        #[cfg(not(feature = "http"))]
+        {
+            Scope
+        }
+    }
+
+    /// The deadline in scope now if `caps` (else none); `None` when it has passed.
+    #[inline]
+    pub(crate) fn current(caps: bool) -> Option<Scope> {
+        #[cfg(feature = "http")]
+        if caps {
+            if let Some(deadline) = crate::deadline::Deadline::current() {
+                return Scope::bound(deadline);
+            }
+        }
+        let _ = caps;
+        Some(Scope::none())
+    }
+
+    #[cfg(feature = "http")]
+    #[cold]
+    #[inline(never)]
+    fn bound(deadline: crate::deadline::Deadline) -> Option<Scope> {
+        if deadline.is_expired() {
+            return None;
+        }
+        Some(Scope(ManuallyDrop::new(Some(Box::pin(Bound {
+            deadline,
+            sleep: tokio::time::sleep_until(deadline.instant()),
+        })))))
+    }
+
+    /// Whether there is a deadline.
+    #[inline(always)]
+    fn is_some(&self) -> bool {
+        #[cfg(feature = "http")]
+        {
+            self.0.is_some()
+        }
+        #[cfg(not(feature = "http"))]
+        {
+            false
+        }
+    }
+}
+
+#[cfg(feature = "http")]
+impl Drop for Scope {
+    #[inline]
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            drop_scope(ManuallyDrop::into_inner(std::mem::replace(
+                &mut self.0,
+                ManuallyDrop::new(None),
+            )));
+        }
+    }
+}
+
+#[cfg(feature = "http")]
+#[cold]
+#[inline(never)]
+fn drop_scope(bound: Option<Pin<Box<Bound>>>) {
+    drop(bound);
 }
 
 /// What a retry needs. Written in full by every call (a branch here made the compiler build it
 /// on the stack and copy it), so it holds nothing a retry can make later: the previous delay
 /// lives with the timer, allocated by the first retry that waits.
 pub(crate) struct Replay<S, Req, C, H> {
-    /// A clone of the inner service and the copy of the request for the next attempt; `None`
-    /// when the request cannot be replayed (one attempt only, or the copy hook said no) and
-    /// once no further attempt may be made.
-    pub(crate) next: Option<(S, Req)>,
+    /// The copy of the request for the next attempt; `None` when the request cannot be
+    /// replayed (one attempt only, or the copy hook said no) and once no further attempt may be
+    /// made. Apart from `service`, so that the copy is moved into place once, not as a pair.
+    pub(crate) next: Option<Req>,
+    /// The inner service the next attempt calls: `Some` exactly when `next` is.
+    pub(crate) service: Option<S>,
     pub(crate) classifier: C,
     pub(crate) copy: H,
     pub(crate) backoff: Backoff,
@@ -79,6 +177,8 @@ pub(crate) struct Replay<S, Req, C, H> {
     /// should not carry or move.
     pub(crate) timer: Timer,
     pub(crate) metrics: metrics::Handles<RetryMetrics>,
+    /// The deadline in scope the call ends at, for a policy that caps at it.
+    pub(crate) scope: Scope,
 }
 
 pin_project! {
@@ -213,6 +313,15 @@ where
             state: State::Calling { future },
             replay,
             trace,
+        }
+    }
+
+    /// A call made after the deadline in scope: it fails with [`Elapsed`] without an attempt.
+    pub(crate) fn expired(replay: Replay<S, Req, C, H>) -> Self {
+        ResponseFuture {
+            state: State::Expired,
+            replay,
+            trace: Trace::off(),
         }
     }
 
@@ -454,6 +563,7 @@ pub(crate) struct Deadline(u64, i64);
 const UNSTARTED: u64 = 1 << 63;
 
 impl Deadline {
+    #[inline]
     pub(crate) fn new(total: Option<Duration>, skew: i64) -> Deadline {
         match total {
             // Totals beyond 2^63 ns (292 years) are as good as none: kept at the bound.
@@ -506,12 +616,13 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         // The common case inline, and nothing else: a response the classifier does not retry.
-        // Everything else (errors, retries, later attempts) is out of line, so this path stays
-        // small enough for the compiler to keep the response in registers.
+        // Everything else (errors, retries, later attempts, a traced call, a deadline in scope)
+        // is out of line, so this path stays small enough for the compiler to keep the response
+        // in registers.
         let mut out = None;
+        let cold = this.trace.on() || this.replay.scope.is_some();
         let ready = match this.state.as_mut().project() {
-            // A traced call's attempts are polled out of line, in its span.
-            StateProj::Calling { future } if !this.trace.on() => match future.poll(cx) {
+            StateProj::Calling { future } if !cold => match future.poll(cx) {
                 Poll::Pending => {
                     this.replay.deadline.start(this.replay.clock);
                     if this.replay.watches_total() && this.replay.poll_total(cx, &mut out) {
@@ -553,9 +664,7 @@ where
                     )
                 }
             },
-            _ if this.trace.on() => {
-                in_span(this.state, this.replay, this.trace, cx.waker(), &mut out)
-            }
+            _ if cold => in_span(this.state, this.replay, this.trace, cx.waker(), &mut out),
             _ => drive(this.state, this.replay, this.trace, cx, &mut out),
         };
         // The outcome of the out-of-line paths comes back through `out`, not as a returned
@@ -619,9 +728,11 @@ where
     drive(state, replay, trace, cx, out)
 }
 
-/// [`drive`] for a traced call, in its span. Given the waker (on stable Rust all a context
-/// carries) rather than the context, so that the untraced path of `poll`, which may reach this,
-/// needs no `Context` in memory of its own.
+/// [`drive`] for a traced call, in its span, and for a call that ends at the deadline in scope
+/// when it was made: inside that scope (so its attempts see the deadline wherever the call is
+/// driven), then the deadline's timer, as a `DeadlineCap` around the retry would. Given the
+/// waker (on stable Rust all a context carries) rather than the context, so that the untraced
+/// path of `poll`, which may reach this, needs no `Context` in memory of its own.
 #[cold]
 #[inline(never)]
 fn in_span<S, Req, C, H>(
@@ -638,7 +749,21 @@ where
     H: CopyRequest<Req>,
 {
     let _in_span = trace.enter();
-    drive(state, replay, trace, &mut Context::from_waker(waker), out)
+    let cx = &mut Context::from_waker(waker);
+    #[cfg(feature = "http")]
+    if let Some(deadline) = replay.scope.0.as_ref().map(|bound| bound.deadline) {
+        if deadline.sync_scope(|| drive(state, replay, trace, cx, out)) {
+            return true;
+        }
+        if let Some(bound) = replay.scope.0.as_mut() {
+            if bound.as_mut().project().sleep.poll(cx).is_ready() {
+                *out = Some(Err(Elapsed::new().into()));
+                return true;
+            }
+        }
+        return false;
+    }
+    drive(state, replay, trace, cx, out)
 }
 
 /// Backoff, readiness and the attempts after the first, until one is not retried: `true` with
@@ -705,15 +830,18 @@ where
                 ready!(replay.timer.poll(cx));
                 state.set(State::Checking);
             }
+            StateProj::Expired => return Poll::Ready(Err(Elapsed::new().into())),
             StateProj::Checking => {
-                let Some((service, _)) = replay.next.as_mut() else {
+                let Some(service) = replay.service.as_mut() else {
                     unreachable!("`decide` checked that the future can replay")
                 };
                 if let Err(e) = ready!(service.poll_ready(cx)) {
                     return Poll::Ready(Err(e.into()));
                 }
-                let Some((mut service, request)) = replay.next.take() else {
-                    unreachable!("checked above")
+                let (Some(mut service), Some(request)) =
+                    (replay.service.take(), replay.next.take())
+                else {
+                    unreachable!("checked above, and `next` is `Some` with `service`")
                 };
                 replay.attempts += 1;
                 let copy = if replay.attempts < replay.max_attempts {
@@ -723,7 +851,10 @@ where
                 };
                 let future = service.call(request);
                 // The service is kept only while another attempt may follow.
-                replay.next = copy.map(|copy| (service, copy));
+                if copy.is_some() {
+                    replay.service = Some(service);
+                }
+                replay.next = copy;
                 state.set(State::Calling { future });
             }
         }
@@ -739,6 +870,7 @@ where
             State::Calling { .. } => "calling",
             State::Waiting => "waiting",
             State::Checking => "checking",
+            State::Expired => "expired",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)

@@ -107,7 +107,8 @@
 //! and its later attempts are sent, so what the layers below log then (the breaker, the HTTP
 //! client) is its child; the first attempt is sent by `call`, before that. A classifier may
 //! also see the response it returns ([`RetryClassifier::returned`]): the HTTP one puts
-//! [`Attempts`] in its extensions.
+//! [`Attempts`] in the extensions of a response that took more than one attempt (a response
+//! without it was answered by its first attempt: read it with `Attempts::of`).
 //!
 //! With nobody listening a call builds no span and asks no level: whether a subscriber wants
 //! the span is not asked per call but learned from `tracing` whenever its interest changes (a
@@ -219,6 +220,9 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
+        let Some(scope) = future::Scope::current(self.policy.caps_scope) else {
+            return self.expired();
+        };
         // No clock read: the total timeout starts when the future first waits (`Deadline`).
         let deadline = future::Deadline::new(self.policy.total_timeout, self.policy.total_skew);
         // The policy's version check (the total timeout above is fixed when it is built), and
@@ -233,9 +237,10 @@ where
         };
         // Call the service that was driven to readiness; retries use a clone, readied afresh.
         let future = self.inner.call(request);
-        let next = copy.map(|copy| (self.inner.clone(), copy));
+        let service = copy.as_ref().map(|_| self.inner.clone());
         let replay = Replay {
-            next,
+            next: copy,
+            service,
             classifier: policy.classifier.clone(),
             copy: policy.copy.clone(),
             backoff: policy.backoff,
@@ -248,8 +253,41 @@ where
             clock: policy.clock,
             timer: future::Timer::new(),
             metrics: policy.metrics.clone(),
+            scope,
         };
         ResponseFuture::new(future, replay, trace)
+    }
+}
+
+impl<S, C, H> Retry<S, C, H> {
+    /// A call made after the deadline in scope, by a policy that ends calls there: no attempt,
+    /// no deposit in the budget.
+    #[cold]
+    #[inline(never)]
+    fn expired<Req>(&self) -> ResponseFuture<S, Req, C, H>
+    where
+        S: Service<Req>,
+        C: Clone,
+        H: Clone,
+    {
+        let policy = &self.policy;
+        ResponseFuture::expired(Replay {
+            next: None,
+            service: None,
+            classifier: policy.classifier.clone(),
+            copy: policy.copy.clone(),
+            backoff: policy.backoff,
+            budget: None,
+            max_attempts: policy.max_attempts,
+            attempts: 0,
+            deadline: future::Deadline::new(None, 0),
+            enforce_total: policy.enforce_total,
+            total_elapsed: false,
+            clock: policy.clock,
+            timer: future::Timer::new(),
+            metrics: policy.metrics.clone(),
+            scope: future::Scope::none(),
+        })
     }
 }
 
@@ -279,9 +317,10 @@ impl<C: Clone, H: Clone> RetryPolicy<C, H> {
         };
         let trace = trace::Trace::start(self.name()).unwrap_or_else(trace::Trace::off);
         let future = service.call(request);
-        let next = copy.map(|copy| (service, copy));
+        let service = copy.as_ref().map(|_| service);
         let replay = Replay {
-            next,
+            next: copy,
+            service,
             classifier: self.classifier.clone(),
             copy: self.copy.clone(),
             backoff,
@@ -294,6 +333,7 @@ impl<C: Clone, H: Clone> RetryPolicy<C, H> {
             clock: self.clock,
             timer: future::Timer::new(),
             metrics: self.metrics.clone(),
+            scope: future::Scope::none(),
         };
         ResponseFuture::new(future, replay, trace)
     }

@@ -52,7 +52,7 @@ pub trait RetryClassifier<Res> {
 
     /// Sees the response the retry returns and the attempts it took, the first included. Does
     /// nothing by default; the HTTP classifier puts [`Attempts`](super::Attempts) in the
-    /// response's extensions.
+    /// extensions of a response that took more than one attempt.
     #[inline(always)]
     fn returned(&self, response: &mut Res, attempts: u32) {
         let _ = (response, attempts);
@@ -171,6 +171,9 @@ pub struct RetryPolicy<C = DefaultRetryClassifier, H = CloneRequest> {
     /// The total timeout the retry ends the call at minus `total_timeout`, in nanoseconds: zero
     /// unless the policy's own `total_timeout` differs from a stack's it enforces.
     pub(crate) total_skew: i64,
+    /// Whether the retry also ends each call at the deadline in scope when it is made (see
+    /// `crate::deadline`), as a `DeadlineCap` around it would: what the HTTP preset does.
+    pub(crate) caps_scope: bool,
     pub(crate) clock: crate::clock::Clock,
     pub(crate) backoff: Backoff,
     pub(crate) budget: Option<RetryBudget>,
@@ -253,6 +256,7 @@ impl<C: Clone, H: Clone> Clone for RetryPolicy<C, H> {
             total_timeout: self.total_timeout,
             enforce_total: self.enforce_total,
             total_skew: self.total_skew,
+            caps_scope: self.caps_scope,
             clock: self.clock,
             backoff: self.backoff,
             budget: self.budget.clone(),
@@ -493,6 +497,17 @@ impl<C, H> RetryPolicy<C, H> {
         self.enforcing(total, attempt_timeout, label)
     }
 
+    /// This policy ending each call also at the deadline in scope when the call is made, with
+    /// [`Elapsed`](crate::timeout::error::Elapsed), and polling its attempts inside that scope
+    /// (so later attempts see it wherever the call is driven); a call made after its deadline
+    /// fails at once without an attempt. What a `DeadlineCap` around the retry does, without
+    /// its layer.
+    #[cfg(feature = "http")]
+    pub(crate) fn capping_at_scope(mut self) -> Self {
+        self.caps_scope = true;
+        self
+    }
+
     /// Ends each call at `total` (see [`EnforceTotal`]), counting it under `label`.
     fn enforcing(
         mut self,
@@ -690,6 +705,7 @@ impl<C, H> RetryPolicyBuilder<C, H> {
             total_timeout: self.total_timeout,
             enforce_total: EnforceTotal::No,
             total_skew: 0,
+            caps_scope: false,
             clock: crate::clock::Clock::new(),
             backoff: self.backoff,
             budget,

@@ -33,20 +33,35 @@ use crate::BoxError;
 
 /// The number of attempts a response took, the first included: the HTTP retry path
 /// ([`HttpRetryClassifier`](crate::http::HttpRetryClassifier), so the HTTP preset and
-/// `harden::reqwest::Client`) and the gRPC layer put it in the extensions of the response they
-/// return.
+/// `harden::reqwest::Client`) and the gRPC layer put it in the extensions of a response that
+/// took more than one attempt.
+///
+/// A response without it was answered by its first attempt (so a response that needed no
+/// retry carries no extension, which would cost it an allocation); `Attempts::of` (feature
+/// `http`) reads it that way.
 ///
 /// ```
 /// # fn f(response: http::Response<()>) {
 /// use harden::retry::Attempts;
 ///
-/// if let Some(Attempts(n)) = response.extensions().get::<Attempts>() {
+/// let n = Attempts::of(response.extensions());
+/// if n > 1 {
 ///     println!("answered after {n} attempts");
 /// }
 /// # }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Attempts(pub u32);
+
+impl Attempts {
+    /// The attempts a response with these extensions took: its [`Attempts`], or 1 when it has
+    /// none (a response without it was answered by its first attempt).
+    #[cfg(feature = "http")]
+    #[must_use]
+    pub fn of(extensions: &http::Extensions) -> u32 {
+        extensions.get::<Attempts>().map_or(1, |a| a.0)
+    }
+}
 
 /// The span of one call, when a subscriber listens.
 ///

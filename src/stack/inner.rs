@@ -1,5 +1,6 @@
 //! What every stack has inside that users never name: the innermost wrapper boxing the service's
-//! error, the breaker's classifier wrapper, and a runtime-optional part as tower's `Either`.
+//! error, the breaker's classifier wrapper, and the timeouts and bulkhead that configuration
+//! turns on or off.
 //! The types are public (they appear in the services' types) but not reachable by path.
 
 use std::fmt;
@@ -10,23 +11,15 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::bulkhead::error::BulkheadFull;
-use crate::circuit_breaker::{BreakerClassifier, Outcome};
-use crate::BoxError;
+use std::time::Duration;
 
-/// `layer` around `service` when there is one, else `service` itself: tower's `option_layer`
-/// applied to a borrowed layer.
-#[cfg(any(feature = "reqwest", all(test, not(harden_loom))))]
-pub(crate) fn option_service<L: tower_layer::Layer<S>, S>(
-    layer: Option<&L>,
-    service: S,
-) -> tower::util::Either<L::Service, S> {
-    use tower::util::Either;
-    match layer {
-        Some(layer) => Either::Left(layer.layer(service)),
-        None => Either::Right(service),
-    }
-}
+use crate::bulkhead::error::BulkheadFull;
+use crate::bulkhead::BulkheadLayer;
+use crate::circuit_breaker::{BreakerClassifier, Outcome};
+use crate::metrics::Counter;
+use crate::sync::Arc;
+use crate::timeout::TimeoutLayer;
+use crate::BoxError;
 
 /// The classifier of the stack's circuit breaker: a [`BulkheadFull`] rejection from the bulkhead
 /// below it is [`Outcome::Ignored`] (the upstream was never called, so the call says nothing
@@ -112,5 +105,144 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.project().future.poll(cx).map_err(Into::into)
+    }
+}
+
+/// The slot of a timeout that configuration turns on or off (an `Option<Duration>`): one
+/// [`OptionalTimeout`] service either way, so an absent timeout costs a branch, not a level of
+/// `Either` around the call and its future.
+#[derive(Clone, Debug)]
+pub struct OptionalTimeoutLayer(pub(crate) Option<TimeoutLayer>);
+
+impl<S> tower_layer::Layer<S> for OptionalTimeoutLayer {
+    type Service = OptionalTimeout<S>;
+
+    fn layer(&self, inner: S) -> OptionalTimeout<S> {
+        OptionalTimeout {
+            inner,
+            timeout: self.0.as_ref().map(TimeoutLayer::timeout),
+            timeouts: self
+                .0
+                .as_ref()
+                .map_or_else(crate::metrics::noop_counter, TimeoutLayer::counter),
+        }
+    }
+}
+
+/// A [`Timeout`](crate::timeout::Timeout) that may be off: made by a stack whose timeout was
+/// given as an `Option<Duration>`. Its future is the timeout's, which makes no timer when off.
+#[derive(Clone, Debug)]
+pub struct OptionalTimeout<S> {
+    inner: S,
+    timeout: Option<Duration>,
+    timeouts: Counter,
+}
+
+impl<S> OptionalTimeout<S> {
+    /// The duration each call is allowed; `None` when off.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    define_inner_service_accessors!();
+}
+
+impl<S, Request> Service<Request> for OptionalTimeout<S>
+where
+    S: Service<Request>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = crate::timeout::future::ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, request: Request) -> Self::Future {
+        crate::timeout::future::ResponseFuture::new(
+            self.inner.call(request),
+            self.timeout,
+            self.timeouts.clone(),
+        )
+    }
+}
+
+/// The slot of a bulkhead that configuration turns on or off (an `Option<BulkheadLayer>`): one
+/// [`OptionalBulkhead`] service either way, so an absent bulkhead costs a branch, not a level
+/// of `Either` around the call and its future.
+#[derive(Clone, Debug)]
+pub struct OptionalBulkheadLayer(pub(crate) Option<BulkheadLayer>);
+
+impl<S> tower_layer::Layer<S> for OptionalBulkheadLayer {
+    type Service = OptionalBulkhead<S>;
+
+    fn layer(&self, inner: S) -> OptionalBulkhead<S> {
+        OptionalBulkhead {
+            inner,
+            state: self.0.as_ref().map(BulkheadLayer::service_state),
+        }
+    }
+}
+
+/// A [`Bulkhead`](crate::bulkhead::Bulkhead) that may be off: made by a stack whose bulkhead
+/// was given as an `Option<BulkheadLayer>`. Its future is the bulkhead's, holding no slot when
+/// off.
+#[derive(Clone)]
+pub struct OptionalBulkhead<S> {
+    inner: S,
+    state: Option<Arc<crate::bulkhead::State>>,
+}
+
+impl<S> OptionalBulkhead<S> {
+    /// Calls in flight now, across every service sharing this bulkhead; `None` when off.
+    pub fn in_flight(&self) -> Option<usize> {
+        self.state.as_ref().map(|s| s.in_flight())
+    }
+
+    define_inner_service_accessors!();
+}
+
+impl<S: fmt::Debug> fmt::Debug for OptionalBulkhead<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OptionalBulkhead")
+            .field("inner", &self.inner)
+            .field("max_concurrent", &self.state.as_ref().map(|s| s.max()))
+            .finish()
+    }
+}
+
+impl<S, Request> Service<Request> for OptionalBulkhead<S>
+where
+    S: Service<Request>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = crate::bulkhead::future::ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Never pending or failing because of the bulkhead: a full bulkhead rejects in `call`.
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, request: Request) -> Self::Future {
+        use crate::bulkhead::future::ResponseFuture;
+        let Some(state) = &self.state else {
+            return ResponseFuture::unlimited(self.inner.call(request));
+        };
+        match crate::bulkhead::Permit::acquire(state) {
+            // The permit exists before the inner `call`, so even a panic there returns the slot.
+            Some(permit) => ResponseFuture::called(self.inner.call(request), permit),
+            None => {
+                state.note_rejected();
+                ResponseFuture::rejected()
+            }
+        }
     }
 }

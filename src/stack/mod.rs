@@ -77,10 +77,11 @@
 //! is a `BoxError` its conversion is the identity.
 //!
 //! A part that configuration turns on or off takes an `Option` instead: `total_timeout`,
-//! `attempt_timeout` (`Option<Duration>`) and `bulkhead` (`Option<BulkheadLayer>`) then put
-//! tower's [`option_layer`](tower::util::option_layer) in the stack, whose
-//! [`Either`](tower::util::Either) service keeps the part's size and a branch whether it is on
-//! or off. The HTTP preset
+//! `attempt_timeout` (`Option<Duration>`) and `bulkhead` (`Option<BulkheadLayer>`) then put the
+//! part in the stack in a form that can be off, which keeps the part's size and a branch
+//! whether it is on or off, and no more: its service and future are the part's own (an off
+//! timeout makes no timer, an off bulkhead takes no slot), not a tower
+//! [`Either`](tower::util::Either) around them. The HTTP preset
 //! ([`HttpLayerBuilder`](crate::http::HttpLayerBuilder)) builds its attempt timeout and bulkhead
 //! that way, since each can be `None` there.
 //!
@@ -149,9 +150,10 @@ mod part;
 mod tests;
 
 pub use builder::ResilienceLayerBuilder;
-#[cfg(any(feature = "reqwest", all(test, not(harden_loom))))]
-pub(crate) use inner::option_service;
-pub(crate) use inner::{BoxErrors, IgnoreBulkheadFull};
+pub(crate) use inner::{
+    BoxErrors, IgnoreBulkheadFull, OptionalBulkhead, OptionalBulkheadLayer, OptionalTimeout,
+    OptionalTimeoutLayer,
+};
 
 /// The metrics name of the stack's total timeout.
 pub const TOTAL_TIMEOUT_NAME: &str = "total";

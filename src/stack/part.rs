@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use tower_layer::Identity;
 
+use super::inner::{OptionalBulkheadLayer, OptionalTimeout, OptionalTimeoutLayer};
 use crate::bulkhead::BulkheadLayer;
 use crate::retry::RetryLayer;
 use crate::timeout::{Timeout, TimeoutLayer};
-use tower::util::{option_layer, Either};
 use tower_layer::Layer;
 
 /// A timeout slot: absent ([`Identity`]), present ([`TimeoutLayer`]) or decided at run time
-/// (tower's `Either<TimeoutLayer, Identity>`, from `option_layer`).
+/// ([`OptionalTimeoutLayer`], from an `Option<Duration>`).
 pub trait TimeoutSlot {
     /// The timeout, when there is one.
     fn duration(&self) -> Option<Duration>;
@@ -46,18 +46,12 @@ impl TimeoutSlot for TimeoutLayer {
     }
 }
 
-impl TimeoutSlot for Either<TimeoutLayer, Identity> {
+impl TimeoutSlot for OptionalTimeoutLayer {
     fn duration(&self) -> Option<Duration> {
-        match self {
-            Either::Left(layer) => Some(layer.timeout()),
-            Either::Right(_) => None,
-        }
+        self.0.as_ref().map(TimeoutLayer::timeout)
     }
     fn named(self, stack: Option<&str>, part: &str) -> Self {
-        match self {
-            Either::Left(layer) => Either::Left(layer.named(stack, part)),
-            off @ Either::Right(_) => off,
-        }
+        OptionalTimeoutLayer(self.0.map(|layer| layer.named(stack, part)))
     }
 }
 
@@ -85,8 +79,8 @@ impl<S> TotalSlot<Identity, S> for TimeoutLayer {
     }
 }
 
-impl<S> TotalSlot<Identity, S> for Either<TimeoutLayer, Identity> {
-    type Service = Either<Timeout<S>, S>;
+impl<S> TotalSlot<Identity, S> for OptionalTimeoutLayer {
+    type Service = OptionalTimeout<S>;
     fn wrap(&self, service: S) -> Self::Service {
         self.layer(service)
     }
@@ -99,7 +93,7 @@ impl<C, H, S> TotalSlot<RetryLayer<C, H>, S> for TimeoutLayer {
     }
 }
 
-impl<C, H, S> TotalSlot<RetryLayer<C, H>, S> for Either<TimeoutLayer, Identity> {
+impl<C, H, S> TotalSlot<RetryLayer<C, H>, S> for OptionalTimeoutLayer {
     type Service = S;
     fn wrap(&self, service: S) -> S {
         service
@@ -123,13 +117,14 @@ impl IntoTimeout for Duration {
 }
 
 impl IntoTimeout for Option<Duration> {
-    type Slot = Either<TimeoutLayer, Identity>;
-    fn into_slot(self) -> Either<TimeoutLayer, Identity> {
-        option_layer(self.map(TimeoutLayer::new))
+    type Slot = OptionalTimeoutLayer;
+    fn into_slot(self) -> OptionalTimeoutLayer {
+        OptionalTimeoutLayer(self.map(TimeoutLayer::new))
     }
 }
 
-/// A bulkhead slot, for `Debug`: absent, present or decided at run time.
+/// A bulkhead slot, for `Debug`: absent, present or decided at run time
+/// ([`OptionalBulkheadLayer`]).
 pub trait BulkheadSlot {
     /// The bulkhead, when there is one.
     fn get(&self) -> Option<&BulkheadLayer>;
@@ -147,12 +142,9 @@ impl BulkheadSlot for BulkheadLayer {
     }
 }
 
-impl BulkheadSlot for Either<BulkheadLayer, Identity> {
+impl BulkheadSlot for OptionalBulkheadLayer {
     fn get(&self) -> Option<&BulkheadLayer> {
-        match self {
-            Either::Left(layer) => Some(layer),
-            Either::Right(_) => None,
-        }
+        self.0.as_ref()
     }
 }
 
@@ -173,9 +165,9 @@ impl IntoBulkhead for BulkheadLayer {
 }
 
 impl IntoBulkhead for Option<BulkheadLayer> {
-    type Slot = Either<BulkheadLayer, Identity>;
-    fn into_slot(self) -> Either<BulkheadLayer, Identity> {
-        option_layer(self)
+    type Slot = OptionalBulkheadLayer;
+    fn into_slot(self) -> OptionalBulkheadLayer {
+        OptionalBulkheadLayer(self)
     }
 }
 

@@ -1,12 +1,9 @@
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tower::util::Either;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{option_service, BoxErrors, IgnoreBulkheadFull};
+use super::{BoxErrors, IgnoreBulkheadFull, OptionalBulkheadLayer, OptionalTimeoutLayer};
 use crate::bulkhead::error::BulkheadFull;
 use crate::circuit_breaker::{BreakerClassifier, Outcome};
 use crate::BoxError;
@@ -46,65 +43,51 @@ impl Service<u32> for Slow {
     }
 }
 
-/// A layer adding 100 to every answer, so that "on" is visible.
-struct Plus100;
-
-#[derive(Clone)]
-struct Plus100Service<S>(S);
-
-impl<S> Layer<S> for Plus100 {
-    type Service = Plus100Service<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        Plus100Service(inner)
-    }
+/// Answers `x` after `x` milliseconds.
+fn slow() -> impl Service<u64, Response = u64, Error = BoxError, Future = impl Send> + Clone {
+    tower::service_fn(|x: u64| async move {
+        tokio::time::sleep(std::time::Duration::from_millis(x)).await;
+        Ok::<_, BoxError>(x)
+    })
 }
 
-impl<S: Service<u32, Response = u32>> Service<u32> for Plus100Service<S> {
-    type Response = u32;
-    type Error = S::Error;
-    type Future = Plus100Future<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, x: u32) -> Self::Future {
-        Plus100Future(Box::pin(self.0.call(x)))
-    }
+#[tokio::test(start_paused = true)]
+async fn optional_timeout_on_ends_calls_and_off_makes_no_timer() {
+    use crate::timeout::{error::Elapsed, TimeoutLayer};
+    let ms = std::time::Duration::from_millis;
+    let on = OptionalTimeoutLayer(Some(TimeoutLayer::new(ms(50)))).layer(slow());
+    let off = OptionalTimeoutLayer(None).layer(slow());
+    assert_eq!((on.timeout(), off.timeout()), (Some(ms(50)), None));
+    assert_eq!(on.clone().oneshot(10).await.unwrap(), 10);
+    assert!(on.oneshot(3_600_000).await.unwrap_err().is::<Elapsed>());
+    assert_eq!(off.oneshot(3_600_000).await.unwrap(), 3_600_000);
+    // poll_ready is forwarded and errors come out boxed with the original inside.
+    let mut off = OptionalTimeoutLayer(None).layer(Slow::default());
+    assert!(matches!(
+        futures::poll!(std::future::poll_fn(|cx| off.poll_ready(cx))),
+        Poll::Pending
+    ));
+    let err = off.ready().await.unwrap().call(0).await.unwrap_err();
+    assert_eq!(err.to_string(), "zero");
 }
 
-struct Plus100Future<F>(Pin<Box<F>>);
-
-impl<F: Future<Output = Result<u32, E>>, E> Future for Plus100Future<F> {
-    type Output = Result<u32, E>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.0.as_mut().poll(cx).map_ok(|x| x + 100)
-    }
-}
-
-#[tokio::test]
-async fn option_service_on_wraps_and_off_passes_through() {
-    let on = option_service(Some(&Plus100), Slow::default());
-    let off = option_service(None::<&Plus100>, Slow::default());
-    assert!(matches!(on, Either::Left(_)));
-    assert!(matches!(off, Either::Right(_)));
-
-    for (mut service, expected) in [(on, 107), (off, 7)] {
-        // poll_ready is forwarded: pending once, then ready.
-        assert!(matches!(
-            futures::poll!(std::future::poll_fn(|cx| service.poll_ready(cx))),
-            Poll::Pending
-        ));
-        service.ready().await.unwrap();
-        assert_eq!(service.call(7).await.unwrap(), expected);
-        // Errors come out boxed with the original inside.
-        let err = service.ready().await.unwrap().call(0).await.unwrap_err();
-        assert_eq!(err.to_string(), "zero");
-        let inner = match &service {
-            Either::Left(Plus100Service(s)) | Either::Right(s) => s,
-        };
-        assert_eq!(inner.calls, 2);
-    }
+#[tokio::test(start_paused = true)]
+async fn optional_bulkhead_on_limits_calls_and_off_admits_all() {
+    use crate::bulkhead::BulkheadLayer;
+    let on = OptionalBulkheadLayer(Some(BulkheadLayer::new(1))).layer(slow());
+    let off = OptionalBulkheadLayer(None).layer(slow());
+    let first = tokio::spawn(on.clone().oneshot(100));
+    tokio::task::yield_now().await;
+    assert_eq!(on.in_flight(), Some(1));
+    let err = on.clone().oneshot(1).await.unwrap_err();
+    assert!(err.is::<BulkheadFull>(), "{err}");
+    assert_eq!(first.await.unwrap().unwrap(), 100);
+    // The slot went back with the answer.
+    assert_eq!(on.in_flight(), Some(0));
+    assert_eq!(on.oneshot(1).await.unwrap(), 1);
+    let (a, b) = tokio::join!(off.clone().oneshot(100), off.clone().oneshot(100));
+    assert_eq!((a.unwrap(), b.unwrap()), (100, 100));
+    assert_eq!(off.in_flight(), None);
 }
 
 #[test]

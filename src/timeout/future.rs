@@ -20,13 +20,14 @@ pin_project! {
         // `None` until the inner future first pends; pinned in place, so no allocation.
         #[pin]
         sleep: Option<Sleep>,
-        timeout: Duration,
+        // `None`: no timeout (a stack's timeout turned off at run time); no timer is made.
+        timeout: Option<Duration>,
         timeouts: Counter,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, timeout: Duration, timeouts: Counter) -> Self {
+    pub(crate) fn new(inner: F, timeout: Option<Duration>, timeouts: Counter) -> Self {
         ResponseFuture {
             inner,
             sleep: None,
@@ -43,7 +44,9 @@ where
 {
     type Output = Result<T, BoxError>;
 
-    #[inline]
+    // Always: one instance serves both a stack's fixed and its optional timeout around the same
+    // service, and left to the compiler a second caller put it out of line.
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
 
@@ -53,13 +56,16 @@ where
         }
 
         if this.sleep.is_none() {
-            if this.timeout.is_zero() {
+            let Some(timeout) = *this.timeout else {
+                return Poll::Pending;
+            };
+            if timeout.is_zero() {
                 // A zero timeout fails on the poll where the inner future first pends (its docs):
                 // a `Sleep` of zero is only seen elapsed on a later poll, after the timer fires.
                 this.timeouts.increment(1);
                 return Poll::Ready(Err(Elapsed::new().into()));
             }
-            this.sleep.set(Some(tokio::time::sleep(*this.timeout)));
+            this.sleep.set(Some(tokio::time::sleep(timeout)));
         }
         if let Some(sleep) = this.sleep.as_pin_mut() {
             ready!(sleep.poll(cx));

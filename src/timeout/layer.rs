@@ -39,15 +39,18 @@ impl TimeoutLayer {
     }
 }
 
+impl TimeoutLayer {
+    /// The counter of this timeout's expiries, under its name.
+    pub(crate) fn counter(&self) -> metrics::Counter {
+        let name = self.name.clone().unwrap_or_else(metrics::default_name);
+        metrics::counter(metrics::names::TIMEOUTS, "timeout", &name)
+    }
+}
+
 impl<S> Layer<S> for TimeoutLayer {
     type Service = Timeout<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let name = self.name.clone().unwrap_or_else(metrics::default_name);
-        Timeout::with_counter(
-            inner,
-            self.timeout,
-            metrics::counter(metrics::names::TIMEOUTS, "timeout", &name),
-        )
+        Timeout::with_counter(inner, self.timeout, self.counter())
     }
 }

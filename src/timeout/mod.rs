@@ -158,7 +158,7 @@ where
         // No timer and no clock read here: see "When the timeout starts" in the module docs.
         ResponseFuture::new(
             self.inner.call(request),
-            self.timeout,
+            Some(self.timeout),
             self.timeouts.clone(),
         )
     }

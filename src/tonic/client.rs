@@ -492,11 +492,14 @@ fn failed<B>(response: &Response<B>) -> bool {
     headers_status(response).is_some_and(|code| code != 0)
 }
 
-/// `response` with the number of attempts it took in its extensions.
+/// `response` with the number of attempts it took in its extensions when it took more than
+/// one (absent: one attempt).
 fn counted<B>(mut response: Response<B>, attempts: u32) -> Response<B> {
-    response
-        .extensions_mut()
-        .insert(crate::retry::Attempts(attempts));
+    if attempts > 1 {
+        response
+            .extensions_mut()
+            .insert(crate::retry::Attempts(attempts));
+    }
     response
 }
 

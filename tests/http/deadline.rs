@@ -180,6 +180,29 @@ async fn a_call_made_after_the_deadline_never_leaves() {
     assert!(log.lock().unwrap().is_empty());
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_call_made_in_scope_keeps_its_deadline_when_driven_on_another_task() {
+    let (svc, log) = upstream(|n| status(if n == 0 { 503 } else { 200 }), ms(400));
+    let mut client = preset(ms(100)).build().unwrap().layer(svc);
+    let deadline = Deadline::after(ms(700)).unwrap();
+    // The call is made in the scope and its future handed out, to be driven elsewhere.
+    #[allow(clippy::async_yields_async)]
+    let call = deadline
+        .scope(async move {
+            client.ready().await.unwrap();
+            client.call(get_req())
+        })
+        .await;
+    let start = Instant::now();
+    // Driven outside the scope: the retry still sends what is left and ends at the deadline.
+    let err = tokio::spawn(call).await.unwrap().unwrap_err();
+    assert!(err.is::<Elapsed>(), "{err}");
+    assert_eq!(start.elapsed(), ms(700));
+    let sent: Vec<_> = log.lock().unwrap().iter().map(|(_, h)| h.clone()).collect();
+    // The second attempt starts after 400 ms of the first and 100 ms of backoff.
+    assert_eq!(sent, [Some("700".to_owned()), Some("200".to_owned())]);
+}
+
 // Two hops over real HTTP: edge → service → upstream, each behind `DeadlineLayer`, each calling
 // the next through reqwest behind the preset.
 
