@@ -694,6 +694,8 @@ impl RequestBuilder {
     /// # Errors
     ///
     /// [`Error`], naming the layer that stopped the request.
+    // Inline: the caller builds the future in its own place instead of moving it there.
+    #[inline]
     pub fn send(self) -> impl Future<Output = Result<reqwest::Response, Error>> + Send + 'static {
         // The request is made here, as reqwest's `send` makes it: the future holds the request,
         // not its builder.
