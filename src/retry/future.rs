@@ -56,10 +56,9 @@ pin_project! {
 
 /// The deadline in scope when a call was made, for a policy that ends calls there
 /// ([`RetryPolicy::capping_at_scope`](super::RetryPolicy)): the deadline and its timer, boxed so
-/// that a call without one carries a null pointer. Its drop is a null check inline, as
-/// [`Timer`]'s is.
+/// that a call without one carries a null pointer ([`ColdBox`]).
 #[cfg(feature = "http")]
-pub(crate) struct Scope(ManuallyDrop<Option<Pin<Box<Bound>>>>);
+pub(crate) struct Scope(ColdBox<Bound>);
 
 /// Without the feature `http` there is no deadline in scope.
 #[cfg(not(feature = "http"))]
@@ -80,7 +79,7 @@ impl Scope {
     pub(crate) const fn none() -> Scope {
         #[cfg(feature = "http")]
         {
-            Scope(ManuallyDrop::new(None))
+            Scope(ColdBox::none())
         }
         #[cfg(not(feature = "http"))]
         {
@@ -108,10 +107,10 @@ impl Scope {
         if deadline.is_expired() {
             return None;
         }
-        Some(Scope(ManuallyDrop::new(Some(Box::pin(Bound {
+        Some(Scope(ColdBox(ManuallyDrop::new(Some(Box::pin(Bound {
             deadline,
             sleep: tokio::time::sleep_until(deadline.instant()),
-        })))))
+        }))))))
     }
 
     /// Whether there is a deadline.
@@ -126,26 +125,6 @@ impl Scope {
             false
         }
     }
-}
-
-#[cfg(feature = "http")]
-impl Drop for Scope {
-    #[inline]
-    fn drop(&mut self) {
-        if self.0.is_some() {
-            drop_scope(ManuallyDrop::into_inner(std::mem::replace(
-                &mut self.0,
-                ManuallyDrop::new(None),
-            )));
-        }
-    }
-}
-
-#[cfg(feature = "http")]
-#[cold]
-#[inline(never)]
-fn drop_scope(bound: Option<Pin<Box<Bound>>>) {
-    drop(bound);
 }
 
 /// What a retry needs. Written in full by every call (a branch here made the compiler build it
@@ -196,13 +175,12 @@ pin_project! {
 /// The backoff timer of [`Replay`]: `None` until a retry first waits, so the previous delay
 /// is zero while it is `None` (retries so far waited zero).
 ///
-/// Its drop is a null check inline and the timer's own drop out of line: left to the compiler,
-/// the drop of an `Option<Pin<Box<Sleep>>>` became a call on every response future, timer or not.
-pub(crate) struct Timer(ManuallyDrop<Option<Pin<Box<Wait>>>>);
+/// Boxed in a [`ColdBox`], so a response future without a timer drops a null pointer.
+pub(crate) struct Timer(ColdBox<Wait>);
 
 impl Timer {
     pub(crate) const fn new() -> Timer {
-        Timer(ManuallyDrop::new(None))
+        Timer(ColdBox::none())
     }
 
     /// The delay the last retry waited; zero before the first.
@@ -286,11 +264,38 @@ impl Timer {
     }
 }
 
-impl Drop for Timer {
+/// An optional pinned box whose drop is a null check inline and the box's own drop out of line:
+/// left to the compiler, the drop of an `Option<Pin<Box<_>>>` became a call on every response
+/// future, box or not.
+pub(crate) struct ColdBox<T>(ManuallyDrop<Option<Pin<Box<T>>>>);
+
+impl<T> ColdBox<T> {
+    const fn none() -> ColdBox<T> {
+        ColdBox(ManuallyDrop::new(None))
+    }
+}
+
+impl<T> std::ops::Deref for ColdBox<T> {
+    type Target = Option<Pin<Box<T>>>;
+
+    #[inline(always)]
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<T> std::ops::DerefMut for ColdBox<T> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl<T> Drop for ColdBox<T> {
     #[inline]
     fn drop(&mut self) {
         if self.0.is_some() {
-            drop_timer(ManuallyDrop::into_inner(std::mem::replace(
+            drop_cold(ManuallyDrop::into_inner(std::mem::replace(
                 &mut self.0,
                 ManuallyDrop::new(None),
             )));
@@ -300,8 +305,8 @@ impl Drop for Timer {
 
 #[cold]
 #[inline(never)]
-fn drop_timer(timer: Option<Pin<Box<Wait>>>) {
-    drop(timer);
+fn drop_cold<T>(boxed: Option<Pin<Box<T>>>) {
+    drop(boxed);
 }
 
 impl<S, Req, C, H> ResponseFuture<S, Req, C, H>
